@@ -1,0 +1,64 @@
+// posttrain: post-training for Qwen models. Each subcommand parses its flags and calls the libraries.
+#include <c10/util/Exception.h>
+
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "apps/cli.h"
+#include "core/error.h"
+
+namespace {
+
+struct Subcommand {
+  const char* name;
+  const char* summary;
+  std::function<int(const std::vector<std::string>&)> run;
+};
+
+const std::vector<Subcommand>& subcommands() {
+  using namespace posttrain::cli;
+  static const std::vector<Subcommand> table = {
+      {"init-base", "write a randomly initialised Qwen base model (a preset shape) with the Qwen3 tokenizer", init_base},
+      {"logprobs", "print per-token log-probabilities of a token sequence under a model", logprobs},
+      {"generate", "generate a continuation (greedy or sampled) from a prompt", generate},
+      {"tokenize", "encode JSONL {\"text\"} lines to {\"ids\"} (or --decode the reverse)", tokenize},
+  };
+  return table;
+}
+
+void print_usage(std::ostream& out) {
+  out << "usage: posttrain <command> [options]   (posttrain <command> --help for details)\n\ncommands:\n";
+  for (const auto& c : subcommands()) out << "  " << c.name << std::string(12 - std::strlen(c.name), ' ') << c.summary << "\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+    print_usage(argc < 2 ? std::cerr : std::cout);
+    return argc < 2 ? posttrain::kExitUserError : 0;
+  }
+  const std::string name = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  for (const auto& command : subcommands()) {
+    if (name != command.name) continue;
+    try {
+      return command.run(args);
+    } catch (const posttrain::UserError& e) {
+      std::cerr << "posttrain: error: " << e.what() << "\n";
+      return posttrain::kExitUserError;
+    } catch (const c10::Error& e) {
+      std::cerr << "posttrain: internal error (libtorch): " << e.what_without_backtrace() << "\n";
+      return 1;
+    } catch (const std::exception& e) {
+      std::cerr << "posttrain: internal error: " << e.what() << "\n";
+      return 1;
+    }
+  }
+  std::cerr << "posttrain: error: unknown command \"" << name << "\"\n";
+  print_usage(std::cerr);
+  return posttrain::kExitUserError;
+}

@@ -1,0 +1,7 @@
+#include "core/error.h"
+
+namespace posttrain {
+
+void fail(const std::string& where, const std::string& what) { throw UserError(where + ": " + what); }
+
+}  // namespace posttrain

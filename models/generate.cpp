@@ -1,0 +1,148 @@
+#include "models/generate.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+
+namespace posttrain {
+
+namespace {
+
+// splitmix64: a tiny, fully specified generator, so samples are identical on every platform and
+// device (std:: distributions are implementation-defined).
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+double uniform01(uint64_t& state) { return static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53; }
+
+}  // namespace
+
+int32_t sample_next_token(const float* logits, int64_t vocab, const GenerationOptions& options, uint64_t& state) {
+  if (options.temperature <= 0.0) {
+    return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);  // first maximum
+  }
+  std::vector<int32_t> candidates(static_cast<size_t>(vocab));
+  std::iota(candidates.begin(), candidates.end(), 0);
+  // Higher logit first; ties by lower id, so the order (and the sample) is fully determined.
+  auto before = [&](int32_t a, int32_t b) { return logits[a] != logits[b] ? logits[a] > logits[b] : a < b; };
+  if (options.top_k > 0 && options.top_k < vocab) {
+    std::partial_sort(candidates.begin(), candidates.begin() + options.top_k, candidates.end(), before);
+    candidates.resize(static_cast<size_t>(options.top_k));
+  } else if (options.top_p < 1.0) {
+    std::sort(candidates.begin(), candidates.end(), before);
+  }
+  const double max_logit = logits[*std::max_element(candidates.begin(), candidates.end(),
+                                                    [&](int32_t a, int32_t b) { return logits[a] < logits[b]; })];
+  std::vector<double> weights(candidates.size());
+  double total = 0.0;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    weights[i] = std::exp((logits[candidates[i]] - max_logit) / options.temperature);
+    total += weights[i];
+  }
+  if (options.top_p < 1.0) {
+    // Smallest prefix (in sorted order) whose probability mass reaches top_p; at least one token.
+    double mass = 0.0;
+    size_t keep = 0;
+    while (keep < weights.size()) {
+      mass += weights[keep] / total;
+      ++keep;
+      if (mass >= options.top_p) break;
+    }
+    candidates.resize(keep);
+    weights.resize(keep);
+    total = std::accumulate(weights.begin(), weights.end(), 0.0);
+  }
+  double u = uniform01(state) * total;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    u -= weights[i];
+    if (u < 0.0) return candidates[i];
+  }
+  return candidates.back();
+}
+
+GenerationOutput generate(QwenForCausalLMImpl& model, const std::vector<std::vector<int32_t>>& prompts,
+                          const GenerationOptions& options) {
+  torch::NoGradGuard no_grad;
+  if (prompts.empty()) return {};
+  if (options.max_new_tokens < 0) throw UserError("max_new_tokens must be >= 0");
+  if (options.top_p <= 0.0 || options.top_p > 1.0) throw UserError("top_p must be in (0, 1]");
+  if (options.top_k < 0) throw UserError("top_k must be >= 0");
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  int64_t L = 0;
+  for (const auto& p : prompts) {
+    if (p.empty()) throw UserError("generate: empty prompt");
+    for (int32_t id : p)
+      if (id < 0 || id >= model.config.vocab_size)
+        throw UserError("generate: token id " + std::to_string(id) + " is outside the model's vocabulary (" + std::to_string(model.config.vocab_size) + ")");
+    L = std::max<int64_t>(L, static_cast<int64_t>(p.size()));
+  }
+  const int64_t capacity = L + options.max_new_tokens;
+  const auto device = model.lm_head_weight().device();
+  const auto on_device = torch::TensorOptions().device(device);
+
+  // Left padding: every prompt ends at column L-1, so one new column serves the whole batch.
+  auto tokens = torch::zeros({B, capacity}, torch::kInt64);       // [B, capacity]
+  auto key_padding = torch::ones({B, capacity}, torch::kBool);    // [B, capacity] false = padding
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t pad = L - static_cast<int64_t>(prompts[b].size());
+    key_padding[b].narrow(0, 0, pad).fill_(false);
+    for (size_t i = 0; i < prompts[b].size(); ++i) tokens[b][pad + static_cast<int64_t>(i)] = prompts[b][i];
+  }
+  tokens = tokens.to(device);
+  key_padding = key_padding.to(device);
+  // Positions count real tokens only, so a padded prompt sees the same positions as an unpadded one.
+  auto positions = (key_padding.to(torch::kInt64).cumsum(1) - 1).clamp_min(0);  // [B, capacity]
+
+  GenerationOutput out;
+  out.new_ids.resize(static_cast<size_t>(B));
+  out.stopped.assign(static_cast<size_t>(B), false);
+  std::vector<uint64_t> rng(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    uint64_t s = options.seed ^ (0xD1B54A32D192ED03ull * static_cast<uint64_t>(b + 1));
+    rng[static_cast<size_t>(b)] = splitmix64(s);
+  }
+
+  KVCache cache;
+  if (options.use_cache) cache = model.make_cache(B, capacity);
+  const auto head = model.lm_head_weight();
+  int64_t length = L;  // columns filled
+  int64_t active = B;
+  for (int64_t step = 0; step < options.max_new_tokens && active > 0; ++step) {
+    torch::Tensor hidden;
+    if (options.use_cache) {
+      const int64_t past = cache.length;
+      auto mask = causal_mask(key_padding.narrow(1, 0, length), B, length - past, past, device);
+      hidden = model.hidden_states(tokens.narrow(1, past, length - past), positions.narrow(1, past, length - past), mask, &cache);
+    } else {
+      auto mask = causal_mask(key_padding.narrow(1, 0, length), B, length, 0, device);
+      hidden = model.hidden_states(tokens.narrow(1, 0, length), positions.narrow(1, 0, length), mask, nullptr);
+    }
+    auto last = hidden.select(1, hidden.size(1) - 1);  // [B, hidden]
+    auto logits = torch::matmul(last.to(torch::kFloat32), head.to(torch::kFloat32).t()).to(torch::kCPU).contiguous();  // [B, V]
+    const int64_t V = logits.size(1);
+    auto next = torch::zeros({B}, torch::kInt64);
+    for (int64_t b = 0; b < B; ++b) {
+      if (out.stopped[static_cast<size_t>(b)] ) continue;
+      const int32_t id = sample_next_token(logits.data_ptr<float>() + b * V, V, options, rng[static_cast<size_t>(b)]);
+      next[b] = id;
+      out.new_ids[static_cast<size_t>(b)].push_back(id);
+      if (std::find(options.stop_ids.begin(), options.stop_ids.end(), id) != options.stop_ids.end()) {
+        out.stopped[static_cast<size_t>(b)] = true;
+        --active;
+      }
+    }
+    tokens.select(1, length).copy_(next.to(device));
+    ++length;
+  }
+  return out;
+}
+
+}  // namespace posttrain

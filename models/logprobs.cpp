@@ -1,0 +1,84 @@
+#include "models/logprobs.h"
+
+#include <torch/torch.h>
+
+namespace posttrain {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The fused "linear + log-softmax + gather" as one autograd node. Saving the logits for backward
+// would cost N x V floats (N = 8k tokens x 151,936 vocab = 5 GB), so backward recomputes each chunk:
+// d logp[i] / d logits[i] = onehot(target[i]) - softmax(logits[i]).
+struct ChunkedLogProbFunction : public torch::autograd::Function<ChunkedLogProbFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden, const torch::Tensor& weight,
+                               const torch::Tensor& targets, int64_t chunk_rows) {
+    ctx->save_for_backward({hidden, weight, targets});
+    ctx->saved_data["chunk_rows"] = chunk_rows;
+    const int64_t n = hidden.size(0);
+    auto out = torch::zeros({n}, hidden.options().dtype(torch::kFloat32));
+    auto weight32 = weight.to(torch::kFloat32);
+    for (int64_t start = 0; start < n; start += chunk_rows) {
+      const int64_t rows = std::min(chunk_rows, n - start);
+      auto h = hidden.narrow(0, start, rows).to(torch::kFloat32);
+      auto t = targets.narrow(0, start, rows);
+      auto valid = t.ne(kIgnoreIndex);
+      auto logits = torch::matmul(h, weight32.t());  // [rows, V]
+      auto safe_t = torch::where(valid, t, torch::zeros_like(t));
+      auto picked = logits.gather(1, safe_t.unsqueeze(1)).squeeze(1) - torch::logsumexp(logits, 1);
+      out.narrow(0, start, rows).copy_(torch::where(valid, picked, torch::zeros_like(picked)));
+    }
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    auto hidden = saved[0], weight = saved[1], targets = saved[2];
+    const int64_t chunk_rows = ctx->saved_data["chunk_rows"].toInt();
+    auto grad_out = grad_outputs[0].to(torch::kFloat32);  // [N]
+    const int64_t n = hidden.size(0);
+    auto weight32 = weight.to(torch::kFloat32);
+    auto grad_hidden = torch::zeros({n, hidden.size(1)}, hidden.options().dtype(torch::kFloat32));
+    auto grad_weight = torch::zeros_like(weight32);
+    for (int64_t start = 0; start < n; start += chunk_rows) {
+      const int64_t rows = std::min(chunk_rows, n - start);
+      auto h = hidden.narrow(0, start, rows).to(torch::kFloat32);
+      auto t = targets.narrow(0, start, rows);
+      auto valid = t.ne(kIgnoreIndex);
+      auto g = grad_out.narrow(0, start, rows) * valid.to(torch::kFloat32);  // [rows]
+      auto logits = torch::matmul(h, weight32.t());
+      auto grad_logits = -torch::softmax(logits, 1) * g.unsqueeze(1);  // [rows, V]
+      auto safe_t = torch::where(valid, t, torch::zeros_like(t));
+      grad_logits.scatter_add_(1, safe_t.unsqueeze(1), g.unsqueeze(1));
+      grad_hidden.narrow(0, start, rows).copy_(torch::matmul(grad_logits, weight32));
+      grad_weight.add_(torch::matmul(grad_logits.t(), h));
+    }
+    return {grad_hidden.to(hidden.scalar_type()), grad_weight.to(weight.scalar_type()), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor chunked_token_logprobs(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                     const torch::Tensor& targets, int64_t chunk_rows) {
+  TORCH_CHECK(hidden.dim() == 2 && weight.dim() == 2 && targets.dim() == 1, "chunked_token_logprobs: bad ranks");
+  TORCH_CHECK(chunk_rows > 0, "chunk_rows must be positive");
+  return ChunkedLogProbFunction::apply(hidden, weight, targets.to(torch::kInt64), chunk_rows);
+}
+
+std::vector<double> sequence_logprobs(QwenForCausalLMImpl& model, const std::vector<int64_t>& ids) {
+  torch::NoGradGuard no_grad;
+  if (ids.size() < 2) return {};
+  const auto device = model.lm_head_weight().device();
+  const int64_t n = static_cast<int64_t>(ids.size());
+  auto input = torch::tensor(ids, torch::kInt64).to(device).unsqueeze(0);  // [1, n]
+  auto positions = torch::arange(n, torch::TensorOptions().dtype(torch::kInt64).device(device)).unsqueeze(0);
+  auto hidden = model.hidden_states(input, positions);  // [1, n, H]
+  auto logp = chunked_token_logprobs(hidden[0].narrow(0, 0, n - 1), model.lm_head_weight(), input[0].narrow(0, 1, n - 1));
+  logp = logp.to(torch::kCPU, torch::kFloat64).contiguous();
+  return std::vector<double>(logp.data_ptr<double>(), logp.data_ptr<double>() + logp.numel());
+}
+
+}  // namespace posttrain

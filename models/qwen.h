@@ -1,0 +1,112 @@
+// The Qwen2 / Qwen2.5 / Qwen3 decoder as libtorch modules whose registered names mirror HF
+// transformers exactly, so named_parameters() keys equal the safetensors keys.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+
+#include <vector>
+
+#include "models/config.h"
+
+namespace posttrain {
+
+// Keys and values of every layer for incremental decoding, preallocated to `capacity` positions.
+struct KVCache {
+  std::vector<torch::Tensor> keys;    // per layer [B, kv_heads, capacity, head_dim]
+  std::vector<torch::Tensor> values;  // per layer [B, kv_heads, capacity, head_dim]
+  int64_t length = 0;                 // positions filled so far
+  int64_t capacity = 0;
+};
+
+class QwenRMSNormImpl : public torch::nn::Module {
+ public:
+  QwenRMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);  // [..., dim] -> [..., dim]
+
+  torch::Tensor weight;  // [dim]
+  double eps;
+};
+TORCH_MODULE(QwenRMSNorm);
+
+class QwenAttentionImpl : public torch::nn::Module {
+ public:
+  QwenAttentionImpl(const QwenConfig& config, int64_t layer_index);
+  // x [B, T, hidden]; cos/sin [B, 1, T, head_dim]; mask [B, 1, T, S] bool (true = may attend),
+  // S = cached + T. Writes this step's keys/values into the cache when one is given.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask, KVCache* cache);
+
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  QwenRMSNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3 only: RMSNorm over head_dim, per head
+  int64_t num_heads, num_kv_heads, head_dim, layer_index;
+};
+TORCH_MODULE(QwenAttention);
+
+class QwenMLPImpl : public torch::nn::Module {
+ public:
+  explicit QwenMLPImpl(const QwenConfig& config);
+  torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x))
+
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(QwenMLP);
+
+class QwenDecoderLayerImpl : public torch::nn::Module {
+ public:
+  QwenDecoderLayerImpl(const QwenConfig& config, int64_t layer_index);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask, KVCache* cache);
+
+  QwenAttention self_attn{nullptr};
+  QwenMLP mlp{nullptr};
+  QwenRMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(QwenDecoderLayer);
+
+// "model." in HF names: embeddings, the layer stack and the final norm.
+class QwenModelImpl : public torch::nn::Module {
+ public:
+  explicit QwenModelImpl(const QwenConfig& config);
+  // input_ids, position_ids [B, T] int64; mask [B, 1, T, S] bool -> hidden states [B, T, hidden]
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
+                        const torch::Tensor& mask, KVCache* cache);
+
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  QwenRMSNorm norm{nullptr};
+  torch::Tensor inv_freq;  // [head_dim / 2] rotary frequencies; a buffer HF does not save
+  QwenConfig config;
+};
+TORCH_MODULE(QwenModel);
+
+class QwenForCausalLMImpl : public torch::nn::Module {
+ public:
+  explicit QwenForCausalLMImpl(const QwenConfig& config);
+
+  // Final hidden states [B, T, hidden]. mask may be undefined: plain causal attention.
+  torch::Tensor hidden_states(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
+                              const torch::Tensor& mask = {}, KVCache* cache = nullptr);
+  // The LM head's weight [vocab, hidden]: embed_tokens.weight when tied.
+  torch::Tensor lm_head_weight() const;
+
+  KVCache make_cache(int64_t batch, int64_t capacity) const;
+
+  QwenModel model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // registered only when embeddings are untied
+  QwenConfig config;
+};
+TORCH_MODULE(QwenForCausalLM);
+
+// Mask [B, 1, T, S] (true = attend) for T new queries after `past` cached positions: causal, and
+// keys where key_padding [B, S] is false are hidden. key_padding may be undefined (no padding).
+torch::Tensor causal_mask(const torch::Tensor& key_padding, int64_t batch, int64_t new_tokens, int64_t past,
+                          const torch::Device& device);
+
+// HF's initialisation: normal(0, initializer_range) for linear and embedding weights, zero biases,
+// unit norm weights; deterministic for a given seed (drawn on the CPU in registration order).
+void init_weights(QwenForCausalLMImpl& model, uint64_t seed);
+
+}  // namespace posttrain
