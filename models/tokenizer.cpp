@@ -39,11 +39,14 @@ std::array<uint32_t, 256> byte_to_codepoint_table() {
   return table;
 }
 
-// The peer (transformers.js, and so the reference ids) runs the pattern as a JavaScript regex;
-// PCRE2 differs from it in two places we rewrite:
+// The peer (transformers.js, and so the reference ids) runs the pattern as a JavaScript regex.
+// PCRE2 differs from it in two places, which we rewrite to JavaScript's meaning:
 //  - `(?i:'s|...)`: JS has no inline flags, so the peer spells the contractions with ASCII classes;
 //    PCRE2's Unicode case folding would also match e.g. U+017F (long s).
-//  - `\s`: JS's \s also matches U+FEFF; PCRE2's Unicode \s does not.
+//  - `\s` / `\S`: JS's \s is a fixed list (ECMA-262 WhiteSpace + LineTerminator), which includes
+//    U+FEFF and excludes U+0085 (NEL); PCRE2's Unicode \s is the other way round on both.
+constexpr const char* kJsSpace = "\\t\\n\\x{0B}\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}";
+
 std::string javascript_compatible_pattern(std::string pattern) {
   const std::string contractions = "(?i:'s|'t|'re|'ve|'m|'ll|'d)";
   const std::string ascii = "(?:'(?:[sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD]))";
@@ -54,11 +57,15 @@ std::string javascript_compatible_pattern(std::string pattern) {
   for (size_t i = 0; i < pattern.size(); ++i) {
     const char c = pattern[i];
     if (c == '\\' && i + 1 < pattern.size()) {
-      const char e = pattern[i + 1];
-      ++i;
-      if (e == 's') out += in_class ? "\\s\\x{FEFF}" : "[\\s\\x{FEFF}]";
-      else if (e == 'S' && !in_class) out += "[^\\s\\x{FEFF}]";
-      else out += std::string{'\\', e};
+      const char escaped = pattern[++i];
+      if (escaped == 's') {
+        out += in_class ? std::string(kJsSpace) : "[" + std::string(kJsSpace) + "]";
+      } else if (escaped == 'S') {
+        if (in_class) throw std::runtime_error("tokenizer: \\S inside a character class is not supported");
+        out += "[^" + std::string(kJsSpace) + "]";
+      } else {
+        out += std::string{'\\', escaped};
+      }
       continue;
     }
     if (c == '[' && !in_class) in_class = true;

@@ -1,0 +1,118 @@
+// Helpers shared by the tests: temp folders, running the CLI, and a tiny independent safetensors
+// writer (so reader tests do not trust the writer they test).
+#pragma once
+
+#include <sys/wait.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace test {
+
+namespace fs = std::filesystem;
+
+// A fresh, empty folder under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag) {
+    static std::mt19937_64 rng(std::random_device{}());
+    path_ = fs::temp_directory_path() / ("posttrain-test-" + tag + "-" + std::to_string(rng()));
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string str() const { return path_.string(); }
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+struct CommandResult {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+inline CommandResult run(const std::string& command) {
+  CommandResult result{-1, ""};
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
+  int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+inline std::string posttrain_bin() { return POSTTRAIN_BIN; }
+inline std::string source_dir() { return POSTTRAIN_SOURCE_DIR; }
+inline std::string tokenizer_dir() { return POSTTRAIN_TOKENIZER_DIR; }
+// ../shared beside the checkout; absent in a user's fresh clone.
+inline std::string shared_dir() { return source_dir() + "/../shared"; }
+
+inline void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// float -> bfloat16 bits with round-to-nearest-even (what torch does).
+inline uint16_t to_bf16_bits(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  const uint32_t rounding = 0x7FFF + ((bits >> 16) & 1);
+  return static_cast<uint16_t>((bits + rounding) >> 16);
+}
+
+inline float from_bf16_bits(uint16_t b) {
+  uint32_t bits = static_cast<uint32_t>(b) << 16;
+  float value;
+  std::memcpy(&value, &bits, 4);
+  return value;
+}
+
+struct RawTensor {
+  std::string name;
+  std::string dtype;  // "F32" or "BF16"
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
+
+// Writes a safetensors file by hand: u64 little-endian header length, JSON header, raw bytes.
+inline void write_safetensors_by_hand(const std::string& path, const std::vector<RawTensor>& tensors) {
+  nlohmann::json header = nlohmann::json::object();
+  std::string data;
+  for (const auto& t : tensors) {
+    const size_t begin = data.size();
+    for (float v : t.values) {
+      if (t.dtype == "BF16") {
+        uint16_t b = to_bf16_bits(v);
+        data.append(reinterpret_cast<const char*>(&b), 2);
+      } else {
+        data.append(reinterpret_cast<const char*>(&v), 4);
+      }
+    }
+    header[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {begin, data.size()}}};
+  }
+  const std::string json = header.dump();
+  std::string out(8, '\0');
+  const uint64_t len = json.size();
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((len >> (8 * i)) & 0xff);
+  write_text(path, out + json + data);
+}
+
+}  // namespace test
