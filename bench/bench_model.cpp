@@ -1,0 +1,114 @@
+// Model throughput on this machine: forward + chunked log-probs (the scoring path of every trainer
+// and eval), forward + backward (training), and KV-cache generation, in tokens/s; MFU against a bare
+// float32 matmul measured in the same run; peak resident memory.
+//   build/bin/bench_model [--preset small] [--batch 4] [--seq 256] [--new-tokens 32] [--threads 0]
+#include <sys/resource.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "models/config.h"
+#include "models/generate.h"
+#include "models/logprobs.h"
+#include "models/qwen.h"
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Best-of-3 GFLOP/s of an n x n x n float32 matmul: the machine's practical peak for this build.
+double matmul_gflops(int64_t n) {
+  auto a = torch::randn({n, n}), b = torch::randn({n, n});
+  torch::matmul(a, b);
+  double best = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    auto c = torch::matmul(a, b);
+    best = std::max(best, 2.0 * n * n * n / seconds_since(start) / 1e9);
+  }
+  return best;
+}
+
+// Forward FLOPs per token, the usual 2 x (matmul parameters) plus attention scores and values
+// (2 x 2 x layers x seq x heads x head_dim, averaged over causal positions: seq / 2) and the LM head.
+double forward_flops_per_token(const posttrain::QwenConfig& c, int64_t seq) {
+  const double h = c.hidden_size, d = c.head_dim, H = c.num_attention_heads, kv = c.num_key_value_heads;
+  const double per_layer = h * H * d + 2 * h * kv * d + H * d * h + 3 * h * c.intermediate_size;
+  const double attention = 2.0 * 2.0 * H * d * (seq / 2.0);
+  return c.num_hidden_layers * (2.0 * per_layer + attention) + 2.0 * h * c.vocab_size;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string preset = "small";
+  int64_t batch = 4, seq = 256, new_tokens = 32, threads = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--preset")) preset = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--batch")) batch = std::atoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--seq")) seq = std::atoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--new-tokens")) new_tokens = std::atoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoll(argv[i + 1]);
+  }
+  if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
+  const auto config = posttrain::preset_config(preset);
+  posttrain::QwenForCausalLM model(config);
+  posttrain::init_weights(*model, 0);
+  const double peak = matmul_gflops(1024);
+
+  auto ids = torch::randint(0, 150000, {batch, seq}, torch::kInt64);
+  auto positions = torch::arange(seq, torch::kInt64).unsqueeze(0).expand({batch, seq});
+  auto targets = ids.narrow(1, 1, seq - 1).reshape({-1});
+  const double tokens = static_cast<double>(batch * seq);
+  const double flops_per_token = forward_flops_per_token(config, seq);
+
+  auto score = [&] {
+    auto hidden = model->hidden_states(ids, positions);
+    auto h = hidden.narrow(1, 0, seq - 1).reshape({-1, config.hidden_size});
+    return posttrain::chunked_token_logprobs(h, model->lm_head_weight(), targets);
+  };
+  double forward_s;
+  {
+    torch::NoGradGuard no_grad;
+    score();  // warm up
+    auto start = std::chrono::steady_clock::now();
+    score();
+    forward_s = seconds_since(start);
+  }
+  score().sum().backward();  // warm up
+  model->zero_grad();
+  auto start = std::chrono::steady_clock::now();
+  score().sum().backward();
+  const double train_s = seconds_since(start);
+
+  posttrain::GenerationOptions gen;
+  gen.max_new_tokens = new_tokens;
+  std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(batch), std::vector<int32_t>(64, 9707));
+  start = std::chrono::steady_clock::now();
+  posttrain::generate(*model, prompts, gen);
+  const double gen_s = seconds_since(start);
+
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  const double fwd_tps = tokens / forward_s, train_tps = tokens / train_s;
+  const double fwd_mfu = fwd_tps * flops_per_token / 1e9 / peak, train_mfu = train_tps * 3 * flops_per_token / 1e9 / peak;
+  std::printf("preset %s, batch %lld x seq %lld, %d threads; bare matmul %.1f GFLOP/s\n", preset.c_str(),
+              static_cast<long long>(batch), static_cast<long long>(seq), torch::get_num_threads(), peak);
+  std::printf("  forward + log-probs   %9.0f tokens/s   MFU %5.1f%%\n", fwd_tps, 100 * fwd_mfu);
+  std::printf("  forward + backward    %9.0f tokens/s   MFU %5.1f%%   (3x forward FLOPs)\n", train_tps, 100 * train_mfu);
+  std::printf("  generate (KV cache)   %9.1f new tokens/s (batch %lld, prompt 64, %lld new)\n",
+              batch * new_tokens / gen_s, static_cast<long long>(batch), static_cast<long long>(new_tokens));
+  std::printf("  peak RSS              %9.0f MiB\n", usage.ru_maxrss / 1024.0);
+  nlohmann::json result = {{"bench", "model"}, {"preset", preset}, {"batch", batch}, {"seq", seq},
+                           {"matmul_gflops", peak}, {"forward_tokens_per_s", fwd_tps}, {"forward_mfu", fwd_mfu},
+                           {"train_tokens_per_s", train_tps}, {"train_mfu", train_mfu},
+                           {"generate_tokens_per_s", batch * new_tokens / gen_s}, {"peak_rss_mib", usage.ru_maxrss / 1024.0}};
+  std::cout << result.dump() << "\n";
+  return 0;
+}
