@@ -132,22 +132,19 @@ std::vector<double> oracle_logprobs(const OracleConfig& c, Weights& w, const std
         for (int i = 0; i < c.kv_heads * D; ++i) k[t][i] += w[p + "self_attn.k_proj.bias"][i];
         for (int i = 0; i < c.kv_heads * D; ++i) v[t][i] += w[p + "self_attn.v_proj.bias"][i];
       }
-      for (int head = 0; head < c.heads; ++head) {
-        if (c.qk_norm) {
-          Vec part(q[t].begin() + head * D, q[t].begin() + (head + 1) * D);
-          part = rms_norm(part, w[p + "self_attn.q_norm.weight"], c.eps);
-          std::copy(part.begin(), part.end(), q[t].begin() + head * D);
+      // Qwen3 normalises each head (q_norm / k_norm) before the rotary embedding.
+      auto norm_and_rotate = [&](Vec& vec, int heads, const std::string& norm) {
+        for (int head = 0; head < heads; ++head) {
+          if (c.qk_norm) {
+            Vec part(vec.begin() + head * D, vec.begin() + (head + 1) * D);
+            part = rms_norm(part, w[p + norm], c.eps);
+            std::copy(part.begin(), part.end(), vec.begin() + head * D);
+          }
+          rope(&vec[head * D], D, t, c.theta);
         }
-        rope(&q[t][head * D], D, t, c.theta);
-      }
-      for (int head = 0; head < c.kv_heads; ++head) {
-        if (c.qk_norm) {
-          Vec part(k[t].begin() + head * D, k[t].begin() + (head + 1) * D);
-          part = rms_norm(part, w[p + "self_attn.k_norm.weight"], c.eps);
-          std::copy(part.begin(), part.end(), k[t].begin() + head * D);
-        }
-        rope(&k[t][head * D], D, t, c.theta);
-      }
+      };
+      norm_and_rotate(q[t], c.heads, "self_attn.q_norm.weight");
+      norm_and_rotate(k[t], c.kv_heads, "self_attn.k_norm.weight");
     }
     const int group = c.heads / c.kv_heads;
     for (int t = 0; t < n; ++t) {
