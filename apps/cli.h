@@ -28,5 +28,6 @@ int init_base(const std::vector<std::string>& args);
 int logprobs(const std::vector<std::string>& args);
 int generate(const std::vector<std::string>& args);
 int tokenize(const std::vector<std::string>& args);
+int run(const std::vector<std::string>& args);
 
 }  // namespace posttrain::cli

@@ -24,6 +24,7 @@ const std::vector<Subcommand>& subcommands() {
       {"init-base", "write a randomly initialised Qwen base model (a preset shape) with the Qwen3 tokenizer", init_base},
       {"logprobs", "print per-token log-probabilities of a token sequence under a model", logprobs},
       {"generate", "generate a continuation (greedy or sampled) from a prompt", generate},
+      {"run", "train one recipe (YAML) in this process: posttrain run RECIPE.yaml [key.sub=value ...]", run},
       {"tokenize", "encode JSONL {\"text\"} lines to {\"ids\"} (or --decode the reverse)", tokenize},
   };
   return table;

@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libtorch-dev libopenblas0-pthread
   libyaml-cpp-dev libboost-program-options-dev libhdf5-dev nlohmann-json3-dev
-  libpcre2-dev libutf8proc-dev libssl-dev catch2
+  libpcre2-dev libutf8proc-dev libssl-dev catch2 libgloo-dev
 )
 
 missing=()

@@ -57,6 +57,8 @@ inline CommandResult run(const std::string& command) {
 inline std::string posttrain_bin() { return POSTTRAIN_BIN; }
 inline std::string source_dir() { return POSTTRAIN_SOURCE_DIR; }
 inline std::string tokenizer_dir() { return POSTTRAIN_TOKENIZER_DIR; }
+// Cache for preset bases and tokenized shards shared by the tests of one build.
+inline std::string test_cache_dir() { return POSTTRAIN_TEST_CACHE; }
 // ../shared beside the checkout; absent in a user's fresh clone.
 inline std::string shared_dir() { return source_dir() + "/../shared"; }
 

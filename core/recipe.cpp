@@ -1,0 +1,155 @@
+#include "core/recipe.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/yaml_reader.h"
+
+namespace fs = std::filesystem;
+
+namespace posttrain {
+
+namespace {
+
+std::string resolve_path(const std::string& recipe_file, const std::string& path) {
+  if (path.empty() || fs::path(path).is_absolute()) return path;
+  return fs::absolute(fs::path(recipe_file).parent_path() / path).lexically_normal().string();
+}
+
+// The shortest decimal that reads back as exactly `value`, so resolved recipes say 0.003, not
+// 0.0030000000000000001, and still reproduce the run bit for bit.
+std::string shortest(double value) {
+  char buf[32];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof(buf), "%.*g", precision, value);
+    if (std::strtod(buf, nullptr) == value) break;
+  }
+  return buf;
+}
+
+}  // namespace
+
+Recipe parse_recipe(const std::string& path, const std::vector<std::string>& overrides, int world_size) {
+  const RecipeTree tree = load_recipe_tree(path, overrides);
+  YamlSection root(tree.root, "", path, tree.override_paths);
+  Recipe r;
+  r.file = path;
+  r.method = root.require<std::string>("method");
+  r.seed = root.get<uint64_t>("seed", 0);
+  r.output_dir = root.get<std::string>("output_dir", "runs/" + fs::path(path).stem().string());
+
+  // base: a folder path, or {preset: NAME, seed: S}
+  YAML::Node base = root.raw("base");
+  if (!base || base.IsNull()) root.fail_at("base", "is required (a HF model folder or {preset: tiny, seed: 0})");
+  if (base.IsScalar()) {
+    r.base.path = resolve_path(path, base.as<std::string>());
+  } else {
+    YamlSection b(base, "base", path, tree.override_paths);
+    r.base.preset = b.require<std::string>("preset");
+    r.base.seed = b.get<uint64_t>("seed", 0);
+    b.finish();
+  }
+
+  YamlSection data = root.section("data");
+  r.data.train = resolve_path(path, data.require<std::string>("train"));
+  r.data.format = data.get<std::string>("format", r.data.format);
+  r.data.max_length = data.get<int64_t>("max_length", r.data.max_length);
+  r.data.skip_bad_records = data.get<bool>("skip_bad_records", r.data.skip_bad_records);
+  if (r.data.format != "auto" && r.data.format != "messages" && r.data.format != "prompt_completion")
+    data.fail_at("format", "must be auto, messages or prompt_completion");
+  if (r.data.max_length < 2) data.fail_at("max_length", "must be at least 2");
+  data.finish();
+
+  YamlSection train = root.section("train");
+  TrainSpec& t = r.train;
+  t.steps = train.get<int64_t>("steps", t.steps);
+  t.batch_size = train.get<int64_t>("batch_size", t.batch_size);
+  t.micro_batch_size = train.get<int64_t>("micro_batch_size", t.micro_batch_size);
+  t.lr = train.get<double>("lr", t.lr);
+  t.weight_decay = train.get<double>("weight_decay", t.weight_decay);
+  t.beta1 = train.get<double>("beta1", t.beta1);
+  t.beta2 = train.get<double>("beta2", t.beta2);
+  t.eps = train.get<double>("eps", t.eps);
+  t.warmup_steps = train.get<int64_t>("warmup_steps", t.warmup_steps);
+  t.schedule = train.get<std::string>("schedule", t.schedule);
+  t.min_lr_ratio = train.get<double>("min_lr_ratio", t.min_lr_ratio);
+  t.grad_clip = train.get<double>("grad_clip", t.grad_clip);
+  t.on_nonfinite = train.get<std::string>("on_nonfinite", t.on_nonfinite);
+  t.device = train.get<std::string>("device", t.device);
+  t.log_every = train.get<int64_t>("log_every", t.log_every);
+  if (t.steps <= 0) train.fail_at("steps", "must be positive");
+  if (t.lr <= 0) train.fail_at("lr", "must be positive, got " + std::to_string(t.lr));
+  if (t.weight_decay < 0) train.fail_at("weight_decay", "must be >= 0");
+  if (t.beta1 < 0 || t.beta1 >= 1) train.fail_at("beta1", "must be in [0, 1)");
+  if (t.beta2 < 0 || t.beta2 >= 1) train.fail_at("beta2", "must be in [0, 1)");
+  if (t.eps <= 0) train.fail_at("eps", "must be positive");
+  if (t.warmup_steps < 0) train.fail_at("warmup_steps", "must be >= 0");
+  if (t.schedule != "cosine" && t.schedule != "linear" && t.schedule != "constant")
+    train.fail_at("schedule", "must be cosine, linear or constant");
+  if (t.min_lr_ratio < 0 || t.min_lr_ratio > 1) train.fail_at("min_lr_ratio", "must be in [0, 1]");
+  if (t.grad_clip < 0) train.fail_at("grad_clip", "must be >= 0 (0 disables clipping)");
+  if (t.on_nonfinite != "stop" && t.on_nonfinite != "skip") train.fail_at("on_nonfinite", "must be stop or skip");
+  if (t.log_every <= 0) train.fail_at("log_every", "must be positive");
+  if (t.micro_batch_size <= 0) train.fail_at("micro_batch_size", "must be positive");
+  if (t.batch_size <= 0 || t.batch_size % (static_cast<int64_t>(world_size) * t.micro_batch_size) != 0)
+    train.fail_at("batch_size", "(" + std::to_string(t.batch_size) + ") must be a positive multiple of world_size (" +
+                                    std::to_string(world_size) + ") x micro_batch_size (" + std::to_string(t.micro_batch_size) + ")");
+  train.finish();
+
+  YamlSection checkpoint = root.section("checkpoint");
+  r.checkpoint.every = checkpoint.get<int64_t>("every", r.checkpoint.every);
+  r.checkpoint.keep_last = checkpoint.get<int64_t>("keep_last", r.checkpoint.keep_last);
+  r.checkpoint.resume = checkpoint.get<std::string>("resume", r.checkpoint.resume);
+  if (r.checkpoint.every < 0) checkpoint.fail_at("every", "must be >= 0");
+  if (r.checkpoint.keep_last < 1) checkpoint.fail_at("keep_last", "must be >= 1");
+  if (r.checkpoint.resume != "auto" && r.checkpoint.resume != "none") checkpoint.fail_at("resume", "must be auto or none");
+  checkpoint.finish();
+
+  r.method_options = root.raw(r.method);
+  r.overrides = tree.override_paths;
+  root.finish();
+  return r;
+}
+
+std::string resolved_recipe_yaml(const Recipe& r) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "method" << YAML::Value << r.method;
+  out << YAML::Key << "seed" << YAML::Value << r.seed;
+  out << YAML::Key << "output_dir" << YAML::Value << fs::absolute(r.output_dir).lexically_normal().string();
+  out << YAML::Key << "base" << YAML::Value;
+  if (r.base.preset.empty()) {
+    out << r.base.path;
+  } else {
+    out << YAML::BeginMap << YAML::Key << "preset" << YAML::Value << r.base.preset << YAML::Key << "seed" << YAML::Value
+        << r.base.seed << YAML::EndMap;
+  }
+  out << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "train" << YAML::Value << r.data.train;
+  out << YAML::Key << "format" << YAML::Value << r.data.format;
+  out << YAML::Key << "max_length" << YAML::Value << r.data.max_length;
+  out << YAML::Key << "skip_bad_records" << YAML::Value << r.data.skip_bad_records;
+  out << YAML::EndMap;
+  const TrainSpec& t = r.train;
+  out << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "steps" << YAML::Value << t.steps << YAML::Key << "batch_size" << YAML::Value << t.batch_size;
+  out << YAML::Key << "micro_batch_size" << YAML::Value << t.micro_batch_size;
+  out << YAML::Key << "lr" << YAML::Value << shortest(t.lr) << YAML::Key << "weight_decay" << YAML::Value << shortest(t.weight_decay);
+  out << YAML::Key << "beta1" << YAML::Value << shortest(t.beta1) << YAML::Key << "beta2" << YAML::Value << shortest(t.beta2);
+  out << YAML::Key << "eps" << YAML::Value << shortest(t.eps) << YAML::Key << "warmup_steps" << YAML::Value << t.warmup_steps;
+  out << YAML::Key << "schedule" << YAML::Value << t.schedule << YAML::Key << "min_lr_ratio" << YAML::Value << shortest(t.min_lr_ratio);
+  out << YAML::Key << "grad_clip" << YAML::Value << shortest(t.grad_clip) << YAML::Key << "on_nonfinite" << YAML::Value << t.on_nonfinite;
+  out << YAML::Key << "device" << YAML::Value << t.device << YAML::Key << "log_every" << YAML::Value << t.log_every;
+  out << YAML::EndMap;
+  out << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "every" << YAML::Value << r.checkpoint.every << YAML::Key << "keep_last" << YAML::Value
+      << r.checkpoint.keep_last << YAML::Key << "resume" << YAML::Value << r.checkpoint.resume;
+  out << YAML::EndMap;
+  if (r.method_options && !r.method_options.IsNull()) out << YAML::Key << r.method << YAML::Value << r.method_options;
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace posttrain

@@ -1,0 +1,70 @@
+// A recipe: what to train (method, base, data), how (train, checkpoint), typed and validated
+// before any work starts. Method-specific options stay as a YAML section the trainer validates.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace posttrain {
+
+struct BaseSpec {
+  std::string path;    // a HF model folder, or empty when `preset` is set
+  std::string preset;  // build {preset, seed} deterministically on first use, then cache it
+  uint64_t seed = 0;
+};
+
+struct DataSpec {
+  std::string train;            // JSONL file (TRL conventions)
+  std::string format = "auto";  // auto | messages | prompt_completion
+  int64_t max_length = 512;     // longer examples are truncated (and counted)
+  bool skip_bad_records = false;
+};
+
+struct TrainSpec {
+  int64_t steps = 100;            // optimizer steps
+  int64_t batch_size = 8;         // sequences per optimizer step, all ranks together
+  int64_t micro_batch_size = 4;   // sequences per forward/backward on one rank
+  double lr = 1e-4;
+  double weight_decay = 0.0;
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  int64_t warmup_steps = 0;
+  std::string schedule = "cosine";  // cosine | linear | constant (after warmup)
+  double min_lr_ratio = 0.1;        // floor of cosine/linear decay, as a fraction of lr
+  double grad_clip = 1.0;           // global L2 norm; 0 disables
+  std::string on_nonfinite = "stop";  // stop | skip: a NaN/Inf loss or gradient
+  std::string device = "cpu";
+  int64_t log_every = 1;
+};
+
+struct CheckpointSpec {
+  int64_t every = 0;       // steps between checkpoints; 0 = only at the end
+  int64_t keep_last = 2;   // older complete checkpoints are deleted
+  std::string resume = "auto";  // auto (newest complete checkpoint in the run dir) | none
+};
+
+struct Recipe {
+  std::string file;  // the recipe as given
+  std::string method;
+  uint64_t seed = 0;
+  BaseSpec base;
+  DataSpec data;
+  TrainSpec train;
+  CheckpointSpec checkpoint;
+  std::string output_dir;     // run directory
+  YAML::Node method_options;  // the section named after the method (e.g. `sft:`), may be null
+  std::vector<std::string> overrides;  // dotted keys set on the command line (for error messages)
+};
+
+// Validates the tree into a Recipe: unknown keys, wrong types and impossible values (negative lr,
+// batch_size not divisible by world_size x micro_batch_size, ...) are UserErrors naming file,
+// line and key. Relative paths are resolved against the recipe's folder.
+Recipe parse_recipe(const std::string& path, const std::vector<std::string>& overrides, int world_size);
+
+// The fully resolved recipe (every default written out, absolute paths) as YAML: itself a valid
+// recipe that reproduces the run.
+std::string resolved_recipe_yaml(const Recipe& recipe);
+
+}  // namespace posttrain

@@ -1,0 +1,84 @@
+// Reading YAML recipes strictly: typed getters that remember which keys were read, so that any key
+// left over is reported as unknown with its file, line and the closest known key.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+namespace posttrain {
+
+// The YAML tree of a recipe after `defaults:` merging and key=value overrides. Nodes remember the
+// file they came from (yaml-cpp marks only carry line/column), see load_recipe_tree.
+struct RecipeTree {
+  YAML::Node root;
+  std::string file;                           // the recipe given by the user
+  std::vector<std::string> override_paths;    // dotted keys set on the command line
+};
+
+// Loads `path`, merges the files listed under `defaults:` (relative to it; later wins, the recipe
+// itself last), then applies `key.sub=value` overrides (values parsed as YAML scalars / lists).
+RecipeTree load_recipe_tree(const std::string& path, const std::vector<std::string>& overrides);
+
+// A typed view of one mapping. Every get() marks its key as known; finish() throws UserError
+// naming the first unknown key, its line, and the closest known key.
+class YamlSection {
+ public:
+  // `overrides`: dotted keys set on the command line (reported as such instead of a line number).
+  YamlSection(YAML::Node node, std::string path, std::string file, std::vector<std::string> overrides = {});
+
+  bool has(const std::string& key) const;
+  template <typename T>
+  T get(const std::string& key, const T& fallback);
+  template <typename T>
+  T require(const std::string& key);
+  YamlSection section(const std::string& key);  // a nested mapping (empty if absent)
+  YAML::Node raw(const std::string& key);       // for polymorphic values; marks the key known
+  void finish() const;
+
+  // "file:line: key.path" for messages about a value.
+  std::string where(const std::string& key) const;
+  [[noreturn]] void fail_at(const std::string& key, const std::string& what) const;
+
+ private:
+  template <typename T>
+  T convert(const std::string& key, const YAML::Node& value) const;
+
+  std::string location(const std::string& key, const YAML::Node& node) const;
+
+  YAML::Node node_;
+  std::string path_;  // dotted path of this section ("" for the root)
+  std::string file_;
+  std::vector<std::string> overrides_;
+  std::set<std::string> known_;
+};
+
+template <typename T>
+T YamlSection::convert(const std::string& key, const YAML::Node& value) const {
+  try {
+    return value.as<T>();
+  } catch (const YAML::Exception&) {
+    fail_at(key, "has the wrong type (got \"" + YAML::Dump(value) + "\")");
+  }
+}
+
+template <typename T>
+T YamlSection::get(const std::string& key, const T& fallback) {
+  known_.insert(key);
+  if (!node_ || !node_[key] || node_[key].IsNull()) return fallback;
+  return convert<T>(key, node_[key]);
+}
+
+template <typename T>
+T YamlSection::require(const std::string& key) {
+  known_.insert(key);
+  if (!node_ || !node_[key] || node_[key].IsNull()) fail_at(key, "is required");
+  return convert<T>(key, node_[key]);
+}
+
+// Levenshtein distance, for "did you mean" suggestions.
+size_t edit_distance(const std::string& a, const std::string& b);
+
+}  // namespace posttrain

@@ -1,0 +1,244 @@
+#include "datasets/sft_data.h"
+
+#include <H5Cpp.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "models/chat.h"
+
+namespace fs = std::filesystem;
+
+namespace posttrain {
+
+namespace {
+
+using nlohmann::json;
+
+std::vector<ChatMessage> parse_messages(const json& value, const std::string& where, const std::string& field) {
+  if (!value.is_array() || value.empty()) fail(where, "\"" + field + "\" must be a non-empty list of {\"role\", \"content\"}");
+  std::vector<ChatMessage> messages;
+  for (size_t i = 0; i < value.size(); ++i) {
+    const auto& m = value[i];
+    const std::string at = field + "[" + std::to_string(i) + "]";
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) fail(where, at + ".role must be a string");
+    if (!m.contains("content") || !m["content"].is_string()) fail(where, at + ".content must be a string");
+    messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+  }
+  return messages;
+}
+
+// One record -> ids + mask, or UserError naming `where`.
+void tokenize_record(const json& record, const std::string& format, const Tokenizer& tokenizer, const std::string& where,
+                     std::vector<int32_t>& ids, std::vector<uint8_t>& mask) {
+  if (!record.is_object()) fail(where, "record must be a JSON object");
+  std::string kind = format;
+  if (kind == "auto") {
+    if (record.contains("messages")) kind = "messages";
+    else if (record.contains("prompt") && record.contains("completion")) kind = "prompt_completion";
+    else fail(where, "cannot tell the format: expected \"messages\" or \"prompt\" + \"completion\"");
+  }
+  auto mark_spans = [&](const RenderedChat& chat, size_t from) {
+    for (const auto& [begin, end] : chat.assistant_spans)
+      if (begin >= from)
+        for (size_t i = begin; i < end; ++i) mask[i] = 1;
+  };
+  if (kind == "messages") {
+    if (!record.contains("messages")) fail(where, "missing \"messages\"");
+    auto chat = render_chat(tokenizer, parse_messages(record["messages"], where, "messages"), false);
+    if (chat.assistant_spans.empty()) fail(where, "\"messages\" has no assistant turn to train on");
+    ids = chat.ids;
+    mask.assign(ids.size(), 0);
+    mark_spans(chat, 0);
+    return;
+  }
+  if (!record.contains("prompt")) fail(where, "missing \"prompt\"");
+  if (!record.contains("completion")) fail(where, "missing \"completion\"");
+  const json& prompt = record["prompt"];
+  const json& completion = record["completion"];
+  if (prompt.is_string() && completion.is_string()) {
+    ids = tokenizer.encode(prompt.get<std::string>());
+    mask.assign(ids.size(), 0);
+    auto completion_ids = tokenizer.encode(completion.get<std::string>());
+    completion_ids.push_back(tokenizer.eos_id());
+    ids.insert(ids.end(), completion_ids.begin(), completion_ids.end());
+    mask.resize(ids.size(), 1);
+  } else if (prompt.is_array() && completion.is_array()) {
+    auto messages = parse_messages(prompt, where, "prompt");
+    const size_t prompt_turns = messages.size();
+    auto tail = parse_messages(completion, where, "completion");
+    messages.insert(messages.end(), tail.begin(), tail.end());
+    auto chat = render_chat(tokenizer, messages, false);
+    auto prompt_only = render_chat(tokenizer, std::vector<ChatMessage>(messages.begin(), messages.begin() + static_cast<long>(prompt_turns)), false);
+    ids = chat.ids;
+    mask.assign(ids.size(), 0);
+    mark_spans(chat, prompt_only.ids.size());
+  } else {
+    fail(where, "\"prompt\" and \"completion\" must both be strings or both be message lists");
+  }
+  if (ids.empty()) fail(where, "empty example");
+}
+
+template <typename T>
+void write_vector(H5::H5File& file, const std::string& name, const std::vector<T>& values, const H5::PredType& type) {
+  const hsize_t size = values.size();
+  H5::DataSpace space(1, &size);
+  H5::DSetCreatPropList props;
+  if (size > 0) {
+    const hsize_t chunk = std::min<hsize_t>(size, 1 << 16);
+    props.setChunk(1, &chunk);
+    props.setDeflate(4);
+  }
+  H5::DataSet dataset = file.createDataSet(name, type, space, props);
+  if (size > 0) dataset.write(values.data(), type);
+}
+
+template <typename T>
+std::vector<T> read_vector(H5::H5File& file, const std::string& name, const H5::PredType& type) {
+  H5::DataSet dataset = file.openDataSet(name);
+  hsize_t size = 0;
+  dataset.getSpace().getSimpleExtentDims(&size);
+  std::vector<T> values(size);
+  if (size > 0) dataset.read(values.data(), type);
+  return values;
+}
+
+void write_string_attr(H5::H5File& file, const std::string& name, const std::string& value) {
+  H5::StrType type(H5::PredType::C_S1, value.empty() ? 1 : value.size());
+  file.createAttribute(name, type, H5::DataSpace(H5S_SCALAR)).write(type, value);
+}
+
+std::string read_string_attr(H5::H5File& file, const std::string& name) {
+  H5::Attribute attr = file.openAttribute(name);
+  std::string value;
+  attr.read(attr.getStrType(), value);
+  return value;
+}
+
+void write_int_attr(H5::H5File& file, const std::string& name, int64_t value) {
+  file.createAttribute(name, H5::PredType::NATIVE_INT64, H5::DataSpace(H5S_SCALAR)).write(H5::PredType::NATIVE_INT64, &value);
+}
+
+int64_t read_int_attr(H5::H5File& file, const std::string& name) {
+  int64_t value = 0;
+  file.openAttribute(name).read(H5::PredType::NATIVE_INT64, &value);
+  return value;
+}
+
+}  // namespace
+
+TokenizedDataset tokenize_sft_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {
+  std::ifstream in(spec.train, std::ios::binary);
+  if (!in) fail(spec.train, "training data file not found");
+  TokenizedDataset data;
+  std::string line;
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> mask;
+  for (int64_t line_number = 1; std::getline(in, line); ++line_number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = spec.train + ":" + std::to_string(line_number);
+    try {
+      json record;
+      try {
+        record = json::parse(line);
+      } catch (const json::exception& e) {
+        fail(where, std::string("not valid JSON: ") + e.what());
+      }
+      tokenize_record(record, spec.format, tokenizer, where, ids, mask);
+    } catch (const UserError& e) {
+      if (!spec.skip_bad_records) throw;
+      ++data.skipped;
+      std::cerr << "posttrain: skipping bad record: " << e.what() << "\n";
+      continue;
+    }
+    if (static_cast<int64_t>(ids.size()) > spec.max_length) {
+      ids.resize(static_cast<size_t>(spec.max_length));
+      mask.resize(static_cast<size_t>(spec.max_length));
+      ++data.truncated;
+    }
+    data.tokens.insert(data.tokens.end(), ids.begin(), ids.end());
+    data.loss_mask.insert(data.loss_mask.end(), mask.begin(), mask.end());
+    data.offsets.push_back(static_cast<int64_t>(data.tokens.size()));
+  }
+  if (data.size() == 0) fail(spec.train, "no usable records");
+  return data;
+}
+
+void write_sft_shard(const std::string& path, const TokenizedDataset& data, const ShardInfo& info) {
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());  // concurrent runs may tokenize too
+  try {
+    H5::H5File file(tmp, H5F_ACC_TRUNC);
+    write_vector(file, "tokens", data.tokens, H5::PredType::NATIVE_INT32);
+    write_vector(file, "offsets", data.offsets, H5::PredType::NATIVE_INT64);
+    write_vector(file, "loss_mask", data.loss_mask, H5::PredType::NATIVE_UINT8);
+    write_string_attr(file, "tokenizer_sha256", info.tokenizer_sha256);
+    write_string_attr(file, "source_sha256", info.source_sha256);
+    write_string_attr(file, "format", info.format);
+    write_int_attr(file, "max_length", info.max_length);
+    write_int_attr(file, "truncated", data.truncated);
+    write_int_attr(file, "skipped", data.skipped);
+  } catch (const H5::Exception& e) {
+    fail(tmp, "cannot write HDF5 shard: " + e.getDetailMsg());
+  }
+  fs::rename(tmp, path);
+}
+
+TokenizedDataset read_sft_shard(const std::string& path, ShardInfo* info) {
+  H5::Exception::dontPrint();
+  TokenizedDataset data;
+  try {
+    H5::H5File file(path, H5F_ACC_RDONLY);
+    data.tokens = read_vector<int32_t>(file, "tokens", H5::PredType::NATIVE_INT32);
+    data.offsets = read_vector<int64_t>(file, "offsets", H5::PredType::NATIVE_INT64);
+    data.loss_mask = read_vector<uint8_t>(file, "loss_mask", H5::PredType::NATIVE_UINT8);
+    data.truncated = read_int_attr(file, "truncated");
+    data.skipped = read_int_attr(file, "skipped");
+    if (info != nullptr) {
+      info->tokenizer_sha256 = read_string_attr(file, "tokenizer_sha256");
+      info->source_sha256 = read_string_attr(file, "source_sha256");
+      info->format = read_string_attr(file, "format");
+      info->max_length = read_int_attr(file, "max_length");
+    }
+  } catch (const H5::Exception& e) {
+    fail(path, "not a readable posttrain shard: " + e.getDetailMsg());
+  }
+  if (data.offsets.empty() || data.offsets.front() != 0 || data.offsets.back() != static_cast<int64_t>(data.tokens.size()) ||
+      data.loss_mask.size() != data.tokens.size())
+    fail(path, "inconsistent shard (offsets / tokens / loss_mask sizes disagree)");
+  for (size_t i = 1; i < data.offsets.size(); ++i)
+    if (data.offsets[i] < data.offsets[i - 1]) fail(path, "inconsistent shard (offsets decrease)");
+  return data;
+}
+
+TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokenizer, const std::string& tokenizer_sha256,
+                                  const std::string& cache_dir, std::string* shard_path) {
+  if (!fs::exists(spec.train)) fail(spec.train, "training data file not found");
+  ShardInfo wanted{tokenizer_sha256, sha256_file(spec.train), spec.format, spec.max_length};
+  fs::create_directories(cache_dir);
+  const std::string path = (fs::path(cache_dir) / ("sft-" + wanted.source_sha256.substr(0, 16) + "-" +
+                                                   tokenizer_sha256.substr(0, 16) + "-" + std::to_string(spec.max_length) +
+                                                   "-" + spec.format + ".h5")).string();
+  if (shard_path != nullptr) *shard_path = path;
+  if (fs::exists(path)) {
+    ShardInfo found;
+    TokenizedDataset data = read_sft_shard(path, &found);
+    if (found.tokenizer_sha256 == wanted.tokenizer_sha256 && found.source_sha256 == wanted.source_sha256 &&
+        found.format == wanted.format && found.max_length == wanted.max_length && (data.skipped == 0 || spec.skip_bad_records)) {
+      std::cerr << "posttrain: reusing tokenized shard " << path << " (" << data.size() << " examples)\n";
+      return data;
+    }
+  }
+  TokenizedDataset data = tokenize_sft_jsonl(spec, tokenizer);
+  write_sft_shard(path, data, wanted);
+  std::cerr << "posttrain: tokenized " << spec.train << " -> " << path << ": " << data.size() << " examples, "
+            << data.tokens.size() << " tokens, " << data.truncated << " truncated to " << spec.max_length << ", "
+            << data.skipped << " skipped\n";
+  return data;
+}
+
+}  // namespace posttrain

@@ -1,0 +1,46 @@
+// SFT data: JSONL in TRL's formats -> token ids + loss masks, stored as a tokenized HDF5 shard that is
+// reused while the tokenizer and the source file are unchanged.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/recipe.h"
+#include "models/tokenizer.h"
+
+namespace posttrain {
+
+// Ragged examples: example i is tokens[offsets[i] .. offsets[i+1]); loss_mask marks the tokens the
+// model is trained to produce (assistant turns / the completion, and their end token).
+struct TokenizedDataset {
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> offsets{0};
+  std::vector<uint8_t> loss_mask;
+  int64_t truncated = 0;  // examples cut to max_length
+  int64_t skipped = 0;    // malformed records skipped (only with skip_bad_records)
+
+  int64_t size() const { return static_cast<int64_t>(offsets.size()) - 1; }
+  int64_t length(int64_t i) const { return offsets[i + 1] - offsets[i]; }
+};
+
+// Reads the JSONL file. Formats: {"messages": [{"role", "content"}, ...]} (loss on assistant turns)
+// and {"prompt", "completion"} as strings (loss on completion + <|im_end|>) or message lists.
+// A malformed line is a UserError naming file:line and the field, unless skip_bad_records.
+TokenizedDataset tokenize_sft_jsonl(const DataSpec& spec, const Tokenizer& tokenizer);
+
+// HDF5 shard with datasets tokens / offsets / loss_mask (chunked, deflate) and attributes
+// tokenizer_sha256, source_sha256, format, max_length, truncated, skipped.
+struct ShardInfo {
+  std::string tokenizer_sha256, source_sha256, format;
+  int64_t max_length = 0;
+};
+void write_sft_shard(const std::string& path, const TokenizedDataset& data, const ShardInfo& info);
+TokenizedDataset read_sft_shard(const std::string& path, ShardInfo* info = nullptr);
+
+// Tokenizes spec.train into <cache_dir>/<source sha>-<tokenizer sha>.h5 unless a shard with the same
+// hashes and settings is already there; returns the dataset. Logs what it did to stderr.
+TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokenizer, const std::string& tokenizer_sha256,
+                                  const std::string& cache_dir, std::string* shard_path = nullptr);
+
+}  // namespace posttrain

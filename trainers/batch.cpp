@@ -1,0 +1,80 @@
+#include "trainers/batch.h"
+
+#include <torch/torch.h>
+
+#include <numeric>
+
+#include "models/logprobs.h"
+
+namespace posttrain {
+
+namespace {
+
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Fisher-Yates with splitmix64: the same permutation on every platform (std::shuffle is not).
+std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  uint64_t state = seed ^ (0xA0761D6478BD642Full * static_cast<uint64_t>(epoch + 1));
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[splitmix64(state) % static_cast<uint64_t>(i + 1)]);
+  return order;
+}
+
+}  // namespace
+
+std::vector<int64_t> sample_indices(int64_t dataset_size, uint64_t seed, int64_t first, int64_t count) {
+  std::vector<int64_t> out;
+  int64_t cached_epoch = -1;
+  std::vector<int64_t> order;
+  for (int64_t p = first; p < first + count; ++p) {
+    const int64_t epoch = p / dataset_size;
+    if (epoch != cached_epoch) {
+      order = epoch_order(dataset_size, seed, epoch);
+      cached_epoch = epoch;
+    }
+    out.push_back(order[static_cast<size_t>(p % dataset_size)]);
+  }
+  return out;
+}
+
+int64_t count_loss_tokens(const TokenizedDataset& data, const std::vector<int64_t>& indices) {
+  int64_t count = 0;
+  for (int64_t i : indices)  // the first token is never a target
+    for (int64_t t = data.offsets[i] + 1; t < data.offsets[i + 1]; ++t) count += data.loss_mask[t];
+  return count;
+}
+
+LMBatch make_lm_batch(const TokenizedDataset& data, const std::vector<int64_t>& indices, int32_t pad_id) {
+  const int64_t B = static_cast<int64_t>(indices.size());
+  int64_t T = 2;
+  for (int64_t i : indices) T = std::max(T, data.length(i));
+  LMBatch batch;
+  batch.input_ids = torch::full({B, T}, pad_id, torch::kInt64);
+  batch.key_padding = torch::zeros({B, T}, torch::kBool);
+  batch.targets = torch::full({B, T - 1}, kIgnoreIndex, torch::kInt64);
+  auto ids = batch.input_ids.accessor<int64_t, 2>();
+  auto pad = batch.key_padding.accessor<bool, 2>();
+  auto targets = batch.targets.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t start = data.offsets[indices[b]], n = data.length(indices[b]);
+    for (int64_t t = 0; t < n; ++t) {
+      ids[b][t] = data.tokens[start + t];
+      pad[b][t] = true;
+      if (t > 0 && data.loss_mask[start + t]) {
+        targets[b][t - 1] = data.tokens[start + t];
+        ++batch.loss_tokens;
+      }
+    }
+    batch.tokens += n;
+  }
+  batch.positions = torch::arange(T, torch::kInt64).unsqueeze(0).expand({B, T}).contiguous();
+  return batch;
+}
+
+}  // namespace posttrain

@@ -1,0 +1,24 @@
+// Training checkpoints: <run>/checkpoints/step-NNNNNN/ holds a HF model folder (loadable by
+// transformers as is) plus optimizer.safetensors and trainer_state.json. Written under a .partial
+// name and renamed when complete, so an interrupted save never looks like a checkpoint.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "models/qwen.h"
+#include "trainers/optim.h"
+
+namespace posttrain {
+
+void save_training_checkpoint(QwenForCausalLMImpl& model, const AdamW& optimizer, int64_t step, const std::string& run_dir,
+                              const std::string& tokenizer_dir, int64_t keep_last);
+
+// The newest complete checkpoint folder in the run, if any.
+std::optional<std::string> latest_checkpoint(const std::string& run_dir);
+
+// Restores weights and optimizer state; returns the number of optimizer steps already taken.
+int64_t load_training_checkpoint(const std::string& dir, QwenForCausalLMImpl& model, AdamW& optimizer);
+
+}  // namespace posttrain

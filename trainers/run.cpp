@@ -1,0 +1,144 @@
+#include "trainers/run.h"
+
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <map>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "models/checkpoint.h"
+#include "models/config.h"
+
+namespace fs = std::filesystem;
+
+namespace posttrain {
+
+namespace {
+
+std::map<std::string, Trainer>& registry() {
+  static std::map<std::string, Trainer> trainers;
+  return trainers;
+}
+
+std::string now_iso8601() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+// A preset base is built once per (preset, seed) into the cache, atomically.
+std::string resolve_base(const BaseSpec& base, const std::string& tokenizer_dir) {
+  if (base.preset.empty()) {
+    if (!fs::is_directory(base.path)) fail(base.path, "base model folder not found");
+    return base.path;
+  }
+  const std::string dir = (fs::path(cache_root()) / "bases" / (base.preset + "-seed" + std::to_string(base.seed))).string();
+  if (fs::exists(dir)) return dir;
+  fs::create_directories(fs::path(dir).parent_path());
+  QwenForCausalLM model(preset_config(base.preset));
+  init_weights(*model, base.seed);
+  SaveOptions options;
+  options.tokenizer_dir = tokenizer_dir;
+  std::cerr << "posttrain: building base " << base.preset << " (seed " << base.seed << ") into " << dir << "\n";
+  // Another process may be building the same base: build under a private name, then rename; if the
+  // rename loses the race, the winner's identical folder is used.
+  const std::string mine = dir + ".tmp-" + std::to_string(::getpid());
+  fs::remove_all(mine);
+  save_model(*model, mine, options);
+  std::error_code ec;
+  fs::rename(mine, dir, ec);
+  if (ec) fs::remove_all(mine);
+  return dir;
+}
+
+}  // namespace
+
+void register_trainer(const std::string& method, Trainer trainer) { registry()[method] = std::move(trainer); }
+
+std::vector<std::string> trainer_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, trainer] : registry()) names.push_back(name);
+  return names;
+}
+
+std::string cache_root() {
+  if (const char* env = std::getenv("POSTTRAIN_CACHE")) return env;
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME")) return std::string(xdg) + "/posttrain";
+  if (const char* home = std::getenv("HOME")) return std::string(home) + "/.cache/posttrain";
+  return ".cache/posttrain";
+}
+
+std::string model_weights_sha256(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > 12 && name.substr(name.size() - 12) == ".safetensors" && name != "optimizer.safetensors") files.push_back(name);
+  }
+  std::sort(files.begin(), files.end());
+  std::string combined;
+  for (const auto& f : files) combined += f + " " + sha256_file((fs::path(dir) / f).string()) + "\n";
+  return sha256_hex(combined);
+}
+
+void RunContext::log_metrics(const nlohmann::json& record) const {
+  if (rank != 0) return;
+  std::ofstream out((fs::path(run_dir) / "metrics.jsonl").string(), std::ios::app);
+  out << record.dump() << "\n";
+}
+
+void RunContext::write_manifest() const {
+  if (rank != 0) return;
+  write_file_atomic((fs::path(run_dir) / "manifest.json").string(), manifest.dump(2) + "\n");
+}
+
+void run_recipe(const std::string& recipe_path, const RunOptions& options) {
+  RunContext ctx;
+  ctx.recipe = parse_recipe(recipe_path, options.overrides, ctx.world_size);
+  auto it = registry().find(ctx.recipe.method);
+  if (it == registry().end()) {
+    std::string names;
+    for (const auto& n : trainer_names()) names += (names.empty() ? "" : ", ") + n;
+    throw UserError(recipe_path + ": method \"" + ctx.recipe.method + "\" is not registered (known: " + names + ")");
+  }
+  ctx.run_dir = ctx.recipe.output_dir;
+  ctx.cache_dir = cache_root();
+  ctx.base_dir = resolve_base(ctx.recipe.base, options.tokenizer_dir);
+  ctx.tokenizer_dir = ctx.base_dir;
+  ctx.tokenizer_sha256 = sha256_file(ctx.base_dir + "/tokenizer.json");
+  fs::create_directories(ctx.run_dir);
+  write_file_atomic((fs::path(ctx.run_dir) / "recipe.resolved.yaml").string(), resolved_recipe_yaml(ctx.recipe));
+
+  ctx.manifest = {{"recipe", fs::absolute(recipe_path).string()},
+                  {"method", ctx.recipe.method},
+                  {"status", "running"},
+                  {"seed", ctx.recipe.seed},
+                  {"world_size", ctx.world_size},
+                  {"base", {{"path", fs::absolute(ctx.base_dir).string()}, {"sha256", model_weights_sha256(ctx.base_dir)},
+                            {"preset", ctx.recipe.base.preset}}},
+                  {"tokenizer_sha256", ctx.tokenizer_sha256},
+                  {"budget", {{"steps", ctx.recipe.train.steps}, {"batch_size", ctx.recipe.train.batch_size}}},
+                  {"versions", {{"posttrain", "0.1.0"}, {"libtorch", TORCH_VERSION}}},
+                  {"command_line", options.command_line},
+                  {"started_at", now_iso8601()}};
+  ctx.write_manifest();
+  try {
+    it->second(ctx);
+  } catch (...) {
+    ctx.manifest["status"] = "failed";
+    ctx.manifest["finished_at"] = now_iso8601();
+    ctx.write_manifest();
+    throw;
+  }
+  ctx.manifest["status"] = "completed";
+  ctx.manifest["finished_at"] = now_iso8601();
+  ctx.write_manifest();
+}
+
+}  // namespace posttrain

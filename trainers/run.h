@@ -1,0 +1,52 @@
+// Running a recipe: resolve the base and data, lay out the run directory (resolved recipe, manifest,
+// metrics), dispatch to the trainer registered for `method`, and mark the run completed or failed.
+#pragma once
+
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/recipe.h"
+
+namespace posttrain {
+
+struct RunContext {
+  Recipe recipe;
+  std::string run_dir;
+  std::string base_dir;        // HF folder of the base model
+  std::string tokenizer_dir;   // folder with tokenizer.json (the base's own)
+  std::string tokenizer_sha256;
+  std::string cache_dir;       // tokenized shards and preset bases
+  int rank = 0, world_size = 1;
+  nlohmann::json manifest;     // trainers add what they know (data hash, counts)
+
+  void log_metrics(const nlohmann::json& record) const;  // appends a line to metrics.jsonl (rank 0)
+  void write_manifest() const;
+};
+
+using Trainer = std::function<void(RunContext&)>;
+
+// The registry of trainers by method name (`method:` in a recipe).
+void register_trainer(const std::string& method, Trainer trainer);
+std::vector<std::string> trainer_names();
+
+struct RunOptions {
+  std::vector<std::string> overrides;  // key.sub=value
+  std::string tokenizer_dir;           // for preset bases
+  std::string command_line;
+};
+
+// Runs the recipe to completion; UserError for bad recipes or data before any training starts.
+void run_recipe(const std::string& recipe_path, const RunOptions& options);
+
+// The cache folder: $POSTTRAIN_CACHE, else $XDG_CACHE_HOME/posttrain, else ~/.cache/posttrain.
+std::string cache_root();
+
+// sha256 over a HF folder's weight files (names and contents), independent of file times.
+std::string model_weights_sha256(const std::string& dir);
+
+}  // namespace posttrain
