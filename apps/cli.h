@@ -29,5 +29,6 @@ int logprobs(const std::vector<std::string>& args);
 int generate(const std::vector<std::string>& args);
 int tokenize(const std::vector<std::string>& args);
 int run(const std::vector<std::string>& args);
+int launch(const std::vector<std::string>& args);
 
 }  // namespace posttrain::cli

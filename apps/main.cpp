@@ -25,6 +25,7 @@ const std::vector<Subcommand>& subcommands() {
       {"logprobs", "print per-token log-probabilities of a token sequence under a model", logprobs},
       {"generate", "generate a continuation (greedy or sampled) from a prompt", generate},
       {"run", "train one recipe (YAML) in this process: posttrain run RECIPE.yaml [key.sub=value ...]", run},
+      {"launch", "run a recipe on N worker processes (torchrun-style; Gloo on CPU)", launch},
       {"tokenize", "encode JSONL {\"text\"} lines to {\"ids\"} (or --decode the reverse)", tokenize},
   };
   return table;

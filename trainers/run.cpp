@@ -93,6 +93,13 @@ void RunContext::log_metrics(const nlohmann::json& record) const {
   out << record.dump() << "\n";
 }
 
+void RunContext::log_event(const std::string& text) const {
+  std::cerr << "posttrain: " << text << "\n";
+  fs::create_directories(fs::path(run_dir) / "logs");
+  std::ofstream out((fs::path(run_dir) / "logs" / ("rank-" + std::to_string(rank) + ".log")).string(), std::ios::app);
+  out << now_iso8601() << " " << text << "\n";
+}
+
 void RunContext::write_manifest() const {
   if (rank != 0) return;
   write_file_atomic((fs::path(run_dir) / "manifest.json").string(), manifest.dump(2) + "\n");
@@ -100,20 +107,29 @@ void RunContext::write_manifest() const {
 
 void run_recipe(const std::string& recipe_path, const RunOptions& options) {
   RunContext ctx;
-  ctx.recipe = parse_recipe(recipe_path, options.overrides, ctx.world_size);
+  // The recipe is validated against the launched world size before the process group forms.
+  const char* world_env = std::getenv("WORLD_SIZE");
+  if (world_env == nullptr) world_env = std::getenv("MASTER_ADDR") ? std::getenv("SLURM_NTASKS") : nullptr;
+  const int world_hint = world_env != nullptr ? std::max(1, std::atoi(world_env)) : 1;
+  ctx.recipe = parse_recipe(recipe_path, options.overrides, world_hint);
   auto it = registry().find(ctx.recipe.method);
   if (it == registry().end()) {
     std::string names;
     for (const auto& n : trainer_names()) names += (names.empty() ? "" : ", ") + n;
     throw UserError(recipe_path + ": method \"" + ctx.recipe.method + "\" is not registered (known: " + names + ")");
   }
+  std::unique_ptr<Distributed> dist = init_distributed_from_env(ctx.recipe.train.device);
+  ctx.dist = dist.get();
+  ctx.rank = dist->rank();
+  ctx.world_size = dist->world_size();
   ctx.run_dir = ctx.recipe.output_dir;
   ctx.cache_dir = cache_root();
   ctx.base_dir = resolve_base(ctx.recipe.base, options.tokenizer_dir);
   ctx.tokenizer_dir = ctx.base_dir;
   ctx.tokenizer_sha256 = sha256_file(ctx.base_dir + "/tokenizer.json");
   fs::create_directories(ctx.run_dir);
-  write_file_atomic((fs::path(ctx.run_dir) / "recipe.resolved.yaml").string(), resolved_recipe_yaml(ctx.recipe));
+  ctx.log_event("rank " + std::to_string(ctx.rank) + " of " + std::to_string(ctx.world_size) + ": " + ctx.recipe.method + " run in " + ctx.run_dir);
+  if (ctx.rank == 0) write_file_atomic((fs::path(ctx.run_dir) / "recipe.resolved.yaml").string(), resolved_recipe_yaml(ctx.recipe));
 
   ctx.manifest = {{"recipe", fs::absolute(recipe_path).string()},
                   {"method", ctx.recipe.method},
@@ -130,7 +146,8 @@ void run_recipe(const std::string& recipe_path, const RunOptions& options) {
   ctx.write_manifest();
   try {
     it->second(ctx);
-  } catch (...) {
+  } catch (const std::exception& e) {
+    ctx.log_event(std::string("failed: ") + e.what());
     ctx.manifest["status"] = "failed";
     ctx.manifest["finished_at"] = now_iso8601();
     ctx.write_manifest();

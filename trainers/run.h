@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/recipe.h"
+#include "launch/distributed.h"
 
 namespace posttrain {
 
@@ -22,7 +23,10 @@ struct RunContext {
   std::string tokenizer_sha256;
   std::string cache_dir;       // tokenized shards and preset bases
   int rank = 0, world_size = 1;
+  Distributed* dist = nullptr;  // collectives across ranks (a world of one when not launched)
   nlohmann::json manifest;     // trainers add what they know (data hash, counts)
+
+  void log_event(const std::string& text) const;  // this rank's log file (logs/rank-R.log) and stderr
 
   void log_metrics(const nlohmann::json& record) const;  // appends a line to metrics.jsonl (rank 0)
   void write_manifest() const;

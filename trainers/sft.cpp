@@ -46,7 +46,7 @@ void train_sft(RunContext& ctx) {
   if (recipe.checkpoint.resume == "auto") {
     if (auto latest = latest_checkpoint(ctx.run_dir)) {
       step = load_training_checkpoint(*latest, *model, optimizer);
-      std::cerr << "posttrain: resumed from " << *latest << " at step " << step << "\n";
+      ctx.log_event("resumed from " + *latest + " at step " + std::to_string(step));
     }
   }
 
@@ -77,6 +77,16 @@ void train_sft(RunContext& ctx) {
       tokens += batch.tokens;
     }
 
+    if (ctx.world_size > 1) {
+      // One all-reduce per optimizer step, after the last micro-step: each rank's gradient is its
+      // share of the global sum (losses were divided by the global token count), so summing is exact.
+      std::vector<torch::Tensor> grads;
+      for (auto& [name, p] : params)
+        if (p.grad().defined()) grads.push_back(p.mutable_grad());
+      ctx.dist->all_reduce_sum(grads);
+      loss_sum = ctx.dist->all_reduce_sum(loss_sum);
+      tokens = static_cast<int64_t>(ctx.dist->all_reduce_sum(static_cast<double>(tokens)));
+    }
     const double grad_norm = clip_grad_norm(params, spec.grad_clip);
     if (!std::isfinite(loss_sum) || !std::isfinite(grad_norm)) {
       if (spec.on_nonfinite == "stop")
@@ -91,14 +101,16 @@ void train_sft(RunContext& ctx) {
     optimizer.zero_grad();
 
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    const double tokens_per_s = static_cast<double>(tokens * ctx.world_size) / seconds;
-    if ((step + 1) % spec.log_every == 0 || step + 1 == spec.steps) {
+    const double tokens_per_s = static_cast<double>(tokens) / seconds;
+    if (ctx.rank == 0 && ((step + 1) % spec.log_every == 0 || step + 1 == spec.steps)) {
       ctx.log_metrics({{"step", step + 1}, {"loss", loss_sum}, {"lr", lr}, {"grad_norm", grad_norm},
                        {"loss_tokens", global_loss_tokens}, {"tokens_per_s", tokens_per_s}});
       progress.update(step + 1, loss_sum, tokens_per_s);
     }
-    if (recipe.checkpoint.every > 0 && (step + 1) % recipe.checkpoint.every == 0 && step + 1 < spec.steps && ctx.rank == 0)
-      save_training_checkpoint(*model, optimizer, step + 1, ctx.run_dir, ctx.tokenizer_dir, recipe.checkpoint.keep_last);
+    if (recipe.checkpoint.every > 0 && (step + 1) % recipe.checkpoint.every == 0 && step + 1 < spec.steps) {
+      if (ctx.rank == 0) save_training_checkpoint(*model, optimizer, step + 1, ctx.run_dir, ctx.tokenizer_dir, recipe.checkpoint.keep_last);
+      ctx.dist->barrier();
+    }
   }
   progress.finish();
   if (ctx.rank == 0) {

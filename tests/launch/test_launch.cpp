@@ -1,0 +1,183 @@
+// Real processes on loopback: 2 ranks == 1 rank, 2 "nodes" == 1 rank, Slurm-style workers, a killed
+// worker brings the launcher down naming its rank, and --max-restarts resumes to the same weights.
+#include <catch2/catch.hpp>
+#include <signal.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "models/checkpoint.h"
+#include "tests/test_util.h"
+
+namespace {
+
+// A port per test process and call, so parallel ctest jobs do not collide.
+int next_port() {
+  static int offset = 0;
+  return 20000 + (static_cast<int>(::getpid()) * 7 + offset++ * 13) % 20000;
+}
+
+std::string env_prefix() { return "POSTTRAIN_CACHE=" + test::test_cache_dir() + " "; }
+
+std::string recipe_args(const std::string& run_dir, int steps = 4) {
+  return test::source_dir() + "/recipes/quickstart/sft.yaml output_dir=" + run_dir + " train.steps=" + std::to_string(steps) +
+         " train.batch_size=4 train.micro_batch_size=2 checkpoint.every=2";
+}
+
+std::vector<double> losses(const std::string& run_dir) {
+  std::vector<double> out;
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  return out;
+}
+
+double max_weight_difference(const std::string& a, const std::string& b) {
+  auto ma = posttrain::load_model(a), mb = posttrain::load_model(b);
+  auto pb = mb->named_parameters();
+  double worst = 0;
+  for (const auto& item : ma->named_parameters()) worst = std::max(worst, (item.value() - pb[item.key()]).abs().max().item<double>());
+  return worst;
+}
+
+// The single-process reference run, built once.
+const std::string& reference_run() {
+  static test::TempDir tmp("launch-ref");
+  static const std::string dir = [] {
+    auto r = test::run(env_prefix() + test::posttrain_bin() + " run " + recipe_args(tmp / "one"));
+    if (r.exit_code != 0) FAIL("reference run failed: " << r.output);
+    return tmp / "one";
+  }();
+  return dir;
+}
+
+void expect_same_as_reference(const std::string& run_dir) {
+  auto got = losses(run_dir), want = losses(reference_run());
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == Approx(want[i]).epsilon(1e-5));
+  CHECK(max_weight_difference(run_dir + "/final", reference_run() + "/final") < 1e-5);
+}
+
+pid_t spawn(const std::string& command) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl("/bin/sh", "sh", "-c", ("exec env " + command).c_str(), static_cast<char*>(nullptr));  // env: VAR=x prefixes, no extra shell process
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_exit_code(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+TEST_CASE("2 workers give the same losses and weights as 1 worker with the same global batch", "[launch][distributed]") {
+  test::TempDir tmp("launch-2");
+  auto r = test::run(env_prefix() + test::posttrain_bin() + " launch --nproc-per-node 2 --master-port " + std::to_string(next_port()) + " " +
+                     recipe_args(tmp / "two"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("[rank 1] ") != std::string::npos);
+  CHECK(nlohmann::json::parse(test::read_text(tmp / "two/manifest.json"))["world_size"] == 2);
+  CHECK(test::fs::exists(tmp / "two/logs/rank-1.log"));
+  expect_same_as_reference(tmp / "two");
+}
+
+TEST_CASE("2 nodes x 1 process via --nnodes/--node-rank equal 1 worker", "[launch][distributed]") {
+  test::TempDir tmp("launch-nodes");
+  const std::string port = std::to_string(next_port());
+  auto node = [&](int rank) {
+    return env_prefix() + test::posttrain_bin() + " launch --nnodes 2 --nproc-per-node 1 --node-rank " + std::to_string(rank) +
+           " --master-addr 127.0.0.1 --master-port " + port + " " + recipe_args(tmp / "nodes") + " > " + tmp / ("node" + std::to_string(rank) + ".log") + " 2>&1";
+  };
+  pid_t node1 = spawn(node(1));
+  pid_t node0 = spawn(node(0));
+  CHECK(wait_exit_code(node0) == 0);
+  CHECK(wait_exit_code(node1) == 0);
+  expect_same_as_reference(tmp / "nodes");
+}
+
+TEST_CASE("workers started Slurm-style (SLURM_PROCID, SLURM_NTASKS) form the same group", "[launch][distributed]") {
+  test::TempDir tmp("launch-slurm");
+  const std::string port = std::to_string(next_port());
+  auto worker = [&](int rank) {
+    return "SLURM_PROCID=" + std::to_string(rank) + " SLURM_NTASKS=2 SLURM_LOCALID=" + std::to_string(rank) +
+           " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " " + env_prefix() + test::posttrain_bin() + " run " + recipe_args(tmp / "slurm") +
+           " > " + tmp / ("w" + std::to_string(rank) + ".log") + " 2>&1";
+  };
+  pid_t w1 = spawn(worker(1));
+  pid_t w0 = spawn(worker(0));
+  CHECK(wait_exit_code(w0) == 0);
+  CHECK(wait_exit_code(w1) == 0);
+  CHECK(nlohmann::json::parse(test::read_text(tmp / "slurm/manifest.json"))["world_size"] == 2);
+  expect_same_as_reference(tmp / "slurm");
+}
+
+TEST_CASE("a killed worker stops the launcher naming its rank; --max-restarts resumes to the same weights", "[launch][distributed]") {
+  test::TempDir tmp("launch-kill");
+  // Uninterrupted 2-worker run of 8 steps, the reference for the restarted one.
+  auto whole = test::run(env_prefix() + test::posttrain_bin() + " launch --nproc-per-node 2 --master-port " + std::to_string(next_port()) + " " +
+                         recipe_args(tmp / "whole", 8));
+  REQUIRE(whole.exit_code == 0);
+
+  for (int restarts : {0, 1}) {
+    const std::string run_dir = tmp / ("killed" + std::to_string(restarts));
+    const std::string log = tmp / ("launcher" + std::to_string(restarts) + ".log");
+    pid_t launcher = spawn(env_prefix() + test::posttrain_bin() + " launch --nproc-per-node 2 --max-restarts " + std::to_string(restarts) +
+                           " --master-port " + std::to_string(next_port()) + " " + recipe_args(run_dir, 8) + " > " + log + " 2>&1");
+    // Once the step-2 checkpoint is complete, SIGKILL the worker whose environment says RANK=1.
+    bool killed = false;
+    for (int i = 0; i < 4000 && !killed; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      if (!test::fs::exists(run_dir + "/checkpoints/step-000002/trainer_state.json")) continue;
+      for (const auto& entry : test::fs::directory_iterator("/proc")) {
+        const std::string name = entry.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::ifstream stat(entry.path() / "stat");
+        std::string pid_s, comm, state;
+        pid_t ppid = 0;
+        stat >> pid_s >> comm >> state >> ppid;
+        if (ppid != launcher) continue;
+        std::string environ = test::read_text((entry.path() / "environ").string());
+        if (environ.find(std::string("RANK=1") + '\0') != std::string::npos && environ.find("LOCAL_RANK=1") != std::string::npos) {
+          kill(std::stoi(name), SIGKILL);
+          killed = true;
+        }
+      }
+    }
+    REQUIRE(killed);
+    const int code = wait_exit_code(launcher);
+    const std::string output = test::read_text(log);
+    INFO(output);
+    CHECK(output.find("worker rank 1") != std::string::npos);
+    CHECK(output.find("killed by signal 9") != std::string::npos);
+    if (restarts == 0) {
+      CHECK(code != 0);
+      CHECK_FALSE(test::fs::exists(run_dir + "/final"));
+    } else {
+      CHECK(code == 0);
+      CHECK(output.find("restarting the workers") != std::string::npos);
+      CHECK(output.find("resumed from") != std::string::npos);
+      CHECK(test::read_text(run_dir + "/final/model.safetensors") == test::read_text(tmp / "whole/final/model.safetensors"));
+    }
+  }
+}
+
+TEST_CASE("launch rejects impossible settings", "[launch]") {
+  auto r = test::run(test::posttrain_bin() + " launch --nnodes 2 --node-rank 2 x.yaml");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("--node-rank must be in 0..1") != std::string::npos);
+  test::TempDir tmp("launch-bad");
+  auto odd = test::run(env_prefix() + test::posttrain_bin() + " launch --nproc-per-node 3 --master-port " + std::to_string(next_port()) + " " + recipe_args(tmp / "odd"));
+  CHECK(odd.exit_code != 0);
+  CHECK(odd.output.find("multiple of world_size (3)") != std::string::npos);
+}
