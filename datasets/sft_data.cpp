@@ -229,14 +229,15 @@ TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokeniz
     TokenizedDataset data = read_sft_shard(path, &found);
     if (found.tokenizer_sha256 == wanted.tokenizer_sha256 && found.source_sha256 == wanted.source_sha256 &&
         found.format == wanted.format && found.max_length == wanted.max_length && (data.skipped == 0 || spec.skip_bad_records)) {
-      std::cerr << "posttrain: reusing tokenized shard " << path << " (" << data.size() << " examples)\n";
+      std::cerr << "posttrain: reusing tokenized shard " << path << ": " << data.size() << " examples, " << data.truncated
+                << " truncated, " << data.skipped << " skipped\n";
       return data;
     }
   }
   TokenizedDataset data = tokenize_sft_jsonl(spec, tokenizer);
   write_sft_shard(path, data, wanted);
   std::cerr << "posttrain: tokenized " << spec.train << " -> " << path << ": " << data.size() << " examples, "
-            << data.tokens.size() << " tokens, " << data.truncated << " truncated to " << spec.max_length << ", "
+            << data.tokens.size() << " tokens, " << data.truncated << " truncated (max_length " << spec.max_length << "), "
             << data.skipped << " skipped\n";
   return data;
 }

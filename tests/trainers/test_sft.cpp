@@ -172,7 +172,8 @@ TEST_CASE("bad training data names file:line, and skip_bad_records skips and cou
   CHECK(result.output.find(tmp / "bad.jsonl" + ":2: \"messages\" has no assistant turn") != std::string::npos);
   auto skipped = run_recipe(recipe, "data.train=" + tmp / "bad.jsonl" + " data.skip_bad_records=true train.steps=1");
   REQUIRE(skipped.exit_code == 0);
-  CHECK(skipped.output.find(":3: not valid JSON") != std::string::npos);
+  // Reported when tokenizing, and again from the shard when a later run reuses it.
+  CHECK(skipped.output.find(" 2 skipped") != std::string::npos);
   auto manifest = nlohmann::json::parse(test::read_text(tmp / "run/manifest.json"));
   CHECK(manifest["data"]["skipped"] == 2);
   CHECK(manifest["data"]["examples"] == 2);
