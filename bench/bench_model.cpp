@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/config.h"
+#include "models/flops.h"
 #include "models/generate.h"
 #include "models/logprobs.h"
 #include "models/qwen.h"
@@ -20,28 +21,6 @@ namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-// Best-of-3 GFLOP/s of an n x n x n float32 matmul: the machine's practical peak for this build.
-double matmul_gflops(int64_t n) {
-  auto a = torch::randn({n, n}), b = torch::randn({n, n});
-  torch::matmul(a, b);
-  double best = 0;
-  for (int i = 0; i < 3; ++i) {
-    auto start = std::chrono::steady_clock::now();
-    auto c = torch::matmul(a, b);
-    best = std::max(best, 2.0 * n * n * n / seconds_since(start) / 1e9);
-  }
-  return best;
-}
-
-// Forward FLOPs per token, the usual 2 x (matmul parameters) plus attention scores and values
-// (2 x 2 x layers x seq x heads x head_dim, averaged over causal positions: seq / 2) and the LM head.
-double forward_flops_per_token(const posttrain::QwenConfig& c, int64_t seq) {
-  const double h = c.hidden_size, d = c.head_dim, H = c.num_attention_heads, kv = c.num_key_value_heads;
-  const double per_layer = h * H * d + 2 * h * kv * d + H * d * h + 3 * h * c.intermediate_size;
-  const double attention = 2.0 * 2.0 * H * d * (seq / 2.0);
-  return c.num_hidden_layers * (2.0 * per_layer + attention) + 2.0 * h * c.vocab_size;
 }
 
 }  // namespace
@@ -60,13 +39,13 @@ int main(int argc, char** argv) {
   const auto config = posttrain::preset_config(preset);
   posttrain::QwenForCausalLM model(config);
   posttrain::init_weights(*model, 0);
-  const double peak = matmul_gflops(1024);
+  const double peak = posttrain::measure_matmul_flops(torch::kCPU) / 1e9;  // GFLOP/s
 
   auto ids = torch::randint(0, 150000, {batch, seq}, torch::kInt64);
   auto positions = torch::arange(seq, torch::kInt64).unsqueeze(0).expand({batch, seq});
   auto targets = ids.narrow(1, 1, seq - 1).reshape({-1});
   const double tokens = static_cast<double>(batch * seq);
-  const double flops_per_token = forward_flops_per_token(config, seq);
+  const double flops_per_token = posttrain::forward_flops_per_token(config, seq);
 
   auto score = [&] {
     auto hidden = model->hidden_states(ids, positions);

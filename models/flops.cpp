@@ -1,0 +1,37 @@
+#include "models/flops.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+
+namespace posttrain {
+
+double forward_flops_per_token(const QwenConfig& c, int64_t sequence_length) {
+  const double h = static_cast<double>(c.hidden_size), d = static_cast<double>(c.head_dim);
+  const double heads = static_cast<double>(c.num_attention_heads), kv = static_cast<double>(c.num_key_value_heads);
+  const double per_layer_weights = h * heads * d + 2 * h * kv * d + heads * d * h + 3 * h * static_cast<double>(c.intermediate_size);
+  const double attention = 2.0 * 2.0 * heads * d * (static_cast<double>(sequence_length) / 2.0);
+  return static_cast<double>(c.num_hidden_layers) * (2.0 * per_layer_weights + attention) + 2.0 * h * static_cast<double>(c.vocab_size);
+}
+
+double measure_matmul_flops(const c10::Device& device) {
+  const int64_t n = 1024;
+  auto options = torch::TensorOptions().device(device);
+  auto a = torch::randn({n, n}, options), b = torch::randn({n, n}, options);
+  auto sync = [&] {
+    if (device.is_cuda()) a.sum().item<float>();  // waits for queued kernels
+  };
+  torch::matmul(a, b);
+  sync();
+  double best = 0;
+  for (int i = 0; i < 3; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    auto c = torch::matmul(a, b);
+    sync();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::max(best, 2.0 * n * n * n / seconds);
+  }
+  return best;
+}
+
+}  // namespace posttrain

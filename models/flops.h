@@ -1,0 +1,20 @@
+// FLOP accounting for MFU: model FLOPs per token, and the device's bare-matmul rate to compare with.
+#pragma once
+
+#include <c10/core/Device.h>
+
+#include <cstdint>
+
+#include "models/config.h"
+
+namespace posttrain {
+
+// Forward FLOPs per token: 2 x every matmul weight (q, k, v, o, gate, up, down per layer, and the LM
+// head) plus attention scores and values, 2 x 2 x heads x head_dim x (seq / 2) per layer (causal:
+// on average a token attends to half the sequence). Backward is about 2x forward.
+double forward_flops_per_token(const QwenConfig& config, int64_t sequence_length);
+
+// Best of three 1024^3 float32 matmuls on `device`, in FLOP/s.
+double measure_matmul_flops(const c10::Device& device);
+
+}  // namespace posttrain

@@ -1,0 +1,129 @@
+#include "trainers/loop.h"
+
+#include <sys/resource.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "models/checkpoint.h"
+#include "models/flops.h"
+#include "models/logprobs.h"
+#include "trainers/checkpointing.h"
+
+namespace fs = std::filesystem;
+
+namespace posttrain {
+
+namespace {
+
+double peak_rss_mib() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+}  // namespace
+
+LMTraining setup_lm_training(RunContext& ctx) {
+  const Recipe& recipe = ctx.recipe;
+  LMTraining t{Tokenizer::from_dir(ctx.tokenizer_dir)};
+  std::string shard;
+  t.data = prepare_sft_data(recipe.data, t.tokenizer, ctx.tokenizer_sha256, ctx.cache_dir + "/data", &shard);
+  ctx.manifest["data"] = {{"train", recipe.data.train}, {"sha256", sha256_file(recipe.data.train)}, {"shard", shard},
+                          {"examples", t.data.size()}, {"truncated", t.data.truncated}, {"skipped", t.data.skipped}};
+  ctx.write_manifest();
+
+  const auto device = parse_device(recipe.train.device);
+  t.model = load_model(ctx.base_dir, {torch::kFloat32, device});
+  for (const auto& item : t.model->named_parameters()) t.params.emplace_back(item.key(), item.value());
+  t.optimizer = std::make_unique<AdamW>(t.params, recipe.train);
+  if (recipe.checkpoint.resume == "auto") {
+    if (auto latest = latest_checkpoint(ctx.run_dir)) {
+      t.start_step = load_training_checkpoint(*latest, *t.model, *t.optimizer);
+      ctx.log_event("resumed from " + *latest + " at step " + std::to_string(t.start_step));
+    }
+  }
+  t.peak_flops = measure_matmul_flops(device);
+  t.progress = std::make_unique<Progress>(recipe.method, recipe.train.steps, t.start_step);
+  return t;
+}
+
+std::vector<int64_t> rank_examples(const RunContext& ctx, const TokenizedDataset& data, int64_t step,
+                                   int64_t* global_loss_tokens) {
+  const TrainSpec& spec = ctx.recipe.train;
+  // The global batch is the same on every rank (derived from seed and step); each takes its slice.
+  const auto global = sample_indices(data.size(), ctx.recipe.seed, step * spec.batch_size, spec.batch_size);
+  *global_loss_tokens = std::max<int64_t>(1, count_loss_tokens(data, global));
+  const int64_t per_rank = spec.batch_size / ctx.world_size;
+  return std::vector<int64_t>(global.begin() + ctx.rank * per_rank, global.begin() + (ctx.rank + 1) * per_rank);
+}
+
+torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch) {
+  const auto device = model.lm_head_weight().device();
+  const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
+  auto mask = causal_mask(batch.key_padding.to(device), B, T, 0, device);  // [B, 1, T, T]
+  auto hidden = model.hidden_states(batch.input_ids.to(device), batch.positions.to(device), mask);  // [B, T, H]
+  return chunked_token_logprobs(hidden.narrow(1, 0, T - 1).reshape({-1, hidden.size(2)}), model.lm_head_weight(),
+                                batch.targets.reshape({-1}).to(device));  // [B * (T-1)]
+}
+
+bool finish_step(RunContext& ctx, LMTraining& t, int64_t step, StepStats stats) {
+  const TrainSpec& spec = ctx.recipe.train;
+  if (ctx.world_size > 1) {
+    // One all-reduce per optimizer step, after the last micro-step: each rank's gradient is its
+    // share of the global sum (losses were divided by the global token count), so summing is exact.
+    std::vector<torch::Tensor> grads;
+    for (auto& [name, p] : t.params)
+      if (p.grad().defined()) grads.push_back(p.mutable_grad());
+    ctx.dist->all_reduce_sum(grads);
+    stats.loss = ctx.dist->all_reduce_sum(stats.loss);
+    stats.tokens = static_cast<int64_t>(ctx.dist->all_reduce_sum(static_cast<double>(stats.tokens)));
+  }
+  const double grad_norm = clip_grad_norm(t.params, spec.grad_clip);
+  if (!std::isfinite(stats.loss) || !std::isfinite(grad_norm)) {
+    t.optimizer->zero_grad();
+    if (spec.on_nonfinite == "stop")
+      throw UserError("step " + std::to_string(step + 1) + ": loss or gradient is not finite (loss " + std::to_string(stats.loss) +
+                      ", grad norm " + std::to_string(grad_norm) + "); lower train.lr or set train.on_nonfinite=skip");
+    ctx.log_event("step " + std::to_string(step + 1) + ": non-finite loss or gradient, step skipped");
+    return false;
+  }
+  const double lr = learning_rate(spec, step);
+  t.optimizer->step(lr);
+  t.optimizer->zero_grad();
+
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - stats.started).count();
+  const double tokens_per_s = static_cast<double>(stats.tokens) / seconds;
+  // MFU: training FLOPs (3 x forward: forward + backward) over the bare-matmul FLOP/s of every rank.
+  const double flops = 3.0 * forward_flops_per_token(t.model->config, stats.sequence_length) * static_cast<double>(stats.tokens);
+  const double mfu = flops / seconds / (t.peak_flops * ctx.world_size);
+  if (ctx.rank == 0 && ((step + 1) % spec.log_every == 0 || step + 1 == spec.steps)) {
+    ctx.log_metrics({{"step", step + 1}, {"loss", stats.loss}, {"lr", lr}, {"grad_norm", grad_norm},
+                     {"tokens_per_s", tokens_per_s}, {"mfu", mfu}, {"peak_rss_mib", peak_rss_mib()}});
+    t.progress->update(step + 1, stats.loss, tokens_per_s);
+  }
+  const CheckpointSpec& checkpoint = ctx.recipe.checkpoint;
+  if (checkpoint.every > 0 && (step + 1) % checkpoint.every == 0 && step + 1 < spec.steps) {
+    if (ctx.rank == 0) save_training_checkpoint(*t.model, *t.optimizer, step + 1, ctx.run_dir, ctx.tokenizer_dir, checkpoint.keep_last);
+    ctx.dist->barrier();  // nobody runs ahead of a checkpoint that a restart may resume from
+  }
+  return true;
+}
+
+void finish_training(RunContext& ctx, LMTraining& t) {
+  t.progress->finish();
+  if (ctx.rank != 0) return;
+  save_training_checkpoint(*t.model, *t.optimizer, ctx.recipe.train.steps, ctx.run_dir, ctx.tokenizer_dir, ctx.recipe.checkpoint.keep_last);
+  const std::string final_dir = (fs::path(ctx.run_dir) / "final").string();
+  fs::remove_all(final_dir);
+  SaveOptions save;
+  save.tokenizer_dir = ctx.tokenizer_dir;
+  save_model(*t.model, final_dir, save);
+  ctx.manifest["final_model"] = fs::absolute(final_dir).string();
+  ctx.manifest["final_sha256"] = model_weights_sha256(final_dir);
+}
+
+}  // namespace posttrain

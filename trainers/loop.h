@@ -1,0 +1,61 @@
+// Shared pieces of a language-model training loop, so each method's file reads top to bottom:
+// setup (data, model, optimizer, resume), this rank's examples for a step, the per-token log-probs
+// of a batch, and the end of a step (all-reduce, clipping, non-finite check, optimizer step,
+// metrics, checkpoint), and the end of training (final checkpoint + HF model folder).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/progress.h"
+#include "datasets/sft_data.h"
+#include "models/qwen.h"
+#include "models/tokenizer.h"
+#include "trainers/batch.h"
+#include "trainers/optim.h"
+#include "trainers/run.h"
+
+namespace posttrain {
+
+struct LMTraining {
+  Tokenizer tokenizer;
+  TokenizedDataset data;
+  QwenForCausalLM model{nullptr};
+  std::vector<std::pair<std::string, torch::Tensor>> params;  // trainable, HF names
+  std::unique_ptr<AdamW> optimizer;
+  int64_t start_step = 0;       // > 0 when resumed from a checkpoint
+  double peak_flops = 0;        // bare matmul FLOP/s on this device, measured at setup (for MFU)
+  std::unique_ptr<Progress> progress;
+};
+
+// Tokenizes (or reuses) the recipe's data, loads the base, builds AdamW, resumes when asked.
+LMTraining setup_lm_training(RunContext& ctx);
+
+// This rank's example indices for `step`, and the loss-token count of the whole global batch.
+std::vector<int64_t> rank_examples(const RunContext& ctx, const TokenizedDataset& data, int64_t step,
+                                   int64_t* global_loss_tokens);
+
+// log p(target) for every position of the batch, [B * (T-1)], kIgnoreIndex targets give 0.
+torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch);
+
+struct StepStats {
+  double loss = 0;     // this rank's share of the step's loss (sums to the global loss across ranks)
+  int64_t tokens = 0;  // real tokens processed on this rank
+  int64_t sequence_length = 0;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+};
+
+// Everything after the last backward of a step. Returns false if the step was skipped
+// (non-finite, train.on_nonfinite=skip); throws UserError naming the step for on_nonfinite=stop.
+bool finish_step(RunContext& ctx, LMTraining& training, int64_t step, StepStats stats);
+
+// Final checkpoint and the HF model folder <run>/final.
+void finish_training(RunContext& ctx, LMTraining& training);
+
+}  // namespace posttrain
