@@ -30,5 +30,6 @@ int generate(const std::vector<std::string>& args);
 int tokenize(const std::vector<std::string>& args);
 int run(const std::vector<std::string>& args);
 int launch(const std::vector<std::string>& args);
+int methods(const std::vector<std::string>& args);
 
 }  // namespace posttrain::cli

@@ -26,6 +26,7 @@ const std::vector<Subcommand>& subcommands() {
       {"generate", "generate a continuation (greedy or sampled) from a prompt", generate},
       {"run", "train one recipe (YAML) in this process: posttrain run RECIPE.yaml [key.sub=value ...]", run},
       {"launch", "run a recipe on N worker processes (torchrun-style; Gloo on CPU)", launch},
+      {"methods", "list the registered training methods (and those of --plugin libraries)", methods},
       {"tokenize", "encode JSONL {\"text\"} lines to {\"ids\"} (or --decode the reverse)", tokenize},
   };
   return table;

@@ -39,6 +39,7 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
   r.method = root.require<std::string>("method");
   r.seed = root.get<uint64_t>("seed", 0);
   r.output_dir = root.get<std::string>("output_dir", "runs/" + fs::path(path).stem().string());
+  for (const auto& plugin : root.get<std::vector<std::string>>("plugins", {})) r.plugins.push_back(resolve_path(path, plugin));
 
   // base: a folder path, or {preset: NAME, seed: S}
   YAML::Node base = root.raw("base");
@@ -119,6 +120,7 @@ std::string resolved_recipe_yaml(const Recipe& r) {
   out << YAML::Key << "method" << YAML::Value << r.method;
   out << YAML::Key << "seed" << YAML::Value << r.seed;
   out << YAML::Key << "output_dir" << YAML::Value << fs::absolute(r.output_dir).lexically_normal().string();
+  if (!r.plugins.empty()) out << YAML::Key << "plugins" << YAML::Value << r.plugins;
   out << YAML::Key << "base" << YAML::Value;
   if (r.base.preset.empty()) {
     out << r.base.path;

@@ -54,6 +54,7 @@ struct Recipe {
   TrainSpec train;
   CheckpointSpec checkpoint;
   std::string output_dir;     // run directory
+  std::vector<std::string> plugins;  // shared libraries loaded before `method` is looked up
   YAML::Node method_options;  // the section named after the method (e.g. `sft:`), may be null
   std::vector<std::string> overrides;  // dotted keys set on the command line (for error messages)
 };

@@ -132,7 +132,7 @@ void YamlSection::finish() const {
   if (!node_ || !node_.IsMap()) return;
   for (const auto& item : node_) {
     const std::string key = item.first.as<std::string>();
-    if (known_.count(key)) continue;
+    if (known_.count(key) || item.second.IsNull()) continue;  // `key: null` unsets, whatever the key
     std::string best;
     size_t best_distance = 1000;
     for (const auto& candidate : known_) {

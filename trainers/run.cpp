@@ -14,6 +14,7 @@
 #include "core/files.h"
 #include "models/checkpoint.h"
 #include "models/config.h"
+#include "trainers/plugin.h"
 
 namespace fs = std::filesystem;
 
@@ -21,8 +22,13 @@ namespace posttrain {
 
 namespace {
 
-std::map<std::string, Trainer>& registry() {
-  static std::map<std::string, Trainer> trainers;
+struct RegisteredTrainer {
+  Trainer run;
+  std::string description;
+};
+
+std::map<std::string, RegisteredTrainer>& registry() {
+  static std::map<std::string, RegisteredTrainer> trainers;
   return trainers;
 }
 
@@ -60,7 +66,14 @@ std::string resolve_base(const BaseSpec& base, const std::string& tokenizer_dir)
 
 }  // namespace
 
-void register_trainer(const std::string& method, Trainer trainer) { registry()[method] = std::move(trainer); }
+void register_trainer(const std::string& method, Trainer trainer, const std::string& description) {
+  registry()[method] = {std::move(trainer), description};
+}
+
+std::string trainer_description(const std::string& method) {
+  auto it = registry().find(method);
+  return it == registry().end() ? "" : it->second.description;
+}
 
 std::vector<std::string> trainer_names() {
   std::vector<std::string> names;
@@ -93,8 +106,8 @@ void RunContext::log_metrics(const nlohmann::json& record) const {
   out << record.dump() << "\n";
 }
 
-void RunContext::log_event(const std::string& text) const {
-  std::cerr << "posttrain: " << text << "\n";
+void RunContext::log_event(const std::string& text, bool to_stderr) const {
+  if (to_stderr) std::cerr << "posttrain: " << text << "\n";
   fs::create_directories(fs::path(run_dir) / "logs");
   std::ofstream out((fs::path(run_dir) / "logs" / ("rank-" + std::to_string(rank) + ".log")).string(), std::ios::app);
   out << now_iso8601() << " " << text << "\n";
@@ -112,6 +125,7 @@ void run_recipe(const std::string& recipe_path, const RunOptions& options) {
   if (world_env == nullptr) world_env = std::getenv("MASTER_ADDR") ? std::getenv("SLURM_NTASKS") : nullptr;
   const int world_hint = world_env != nullptr ? std::max(1, std::atoi(world_env)) : 1;
   ctx.recipe = parse_recipe(recipe_path, options.overrides, world_hint);
+  load_plugins(ctx.recipe.plugins);
   auto it = registry().find(ctx.recipe.method);
   if (it == registry().end()) {
     std::string names;
@@ -133,6 +147,7 @@ void run_recipe(const std::string& recipe_path, const RunOptions& options) {
 
   ctx.manifest = {{"recipe", fs::absolute(recipe_path).string()},
                   {"method", ctx.recipe.method},
+                  {"plugins", ctx.recipe.plugins},
                   {"status", "running"},
                   {"seed", ctx.recipe.seed},
                   {"world_size", ctx.world_size},
@@ -145,9 +160,9 @@ void run_recipe(const std::string& recipe_path, const RunOptions& options) {
                   {"started_at", now_iso8601()}};
   ctx.write_manifest();
   try {
-    it->second(ctx);
+    it->second.run(ctx);
   } catch (const std::exception& e) {
-    ctx.log_event(std::string("failed: ") + e.what());
+    ctx.log_event(std::string("failed: ") + e.what(), /*to_stderr=*/false);  // main() prints the error
     ctx.manifest["status"] = "failed";
     ctx.manifest["finished_at"] = now_iso8601();
     ctx.write_manifest();

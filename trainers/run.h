@@ -26,7 +26,8 @@ struct RunContext {
   Distributed* dist = nullptr;  // collectives across ranks (a world of one when not launched)
   nlohmann::json manifest;     // trainers add what they know (data hash, counts)
 
-  void log_event(const std::string& text) const;  // this rank's log file (logs/rank-R.log) and stderr
+  // Appends to this rank's log file (logs/rank-R.log) and, unless to_stderr is false, prints it.
+  void log_event(const std::string& text, bool to_stderr = true) const;
 
   void log_metrics(const nlohmann::json& record) const;  // appends a line to metrics.jsonl (rank 0)
   void write_manifest() const;
@@ -34,9 +35,10 @@ struct RunContext {
 
 using Trainer = std::function<void(RunContext&)>;
 
-// The registry of trainers by method name (`method:` in a recipe).
-void register_trainer(const std::string& method, Trainer trainer);
+// The registry of trainers by method name (`method:` in a recipe), each with a one-line description.
+void register_trainer(const std::string& method, Trainer trainer, const std::string& description);
 std::vector<std::string> trainer_names();
+std::string trainer_description(const std::string& method);
 
 struct RunOptions {
   std::vector<std::string> overrides;  // key.sub=value

@@ -35,7 +35,7 @@ void train_sft(RunContext& ctx) {
 }
 
 namespace {
-const bool registered = (register_trainer("sft", train_sft), true);
+const bool registered = (register_trainer("sft", train_sft, "supervised fine-tuning on chat or prompt/completion data"), true);
 }
 
 }  // namespace posttrain

@@ -1,0 +1,94 @@
+// The out-of-tree plugin path, as a user takes it: install posttrain, build examples/plugin_method
+// against the installed CMake package, list and train the new method. Its loss is checked against
+// full-vocabulary log-softmax arithmetic done here, and at epsilon = 0 it must equal plain SFT.
+#include <catch2/catch.hpp>
+#include <torch/torch.h>
+
+#include <fstream>
+
+#include "models/chat.h"
+#include "models/checkpoint.h"
+#include "tests/test_util.h"
+
+namespace {
+
+struct Installed {
+  std::string prefix, plugin;
+};
+
+// Installs this build into a temporary prefix and builds the example plugin against it (once).
+const Installed& installed() {
+  static test::TempDir tmp("plugin");
+  static const Installed result = [] {
+    Installed r{tmp / "prefix", tmp / "plugin-build/libsft_label_smoothing.so"};
+    auto install = test::run("cmake --install " + std::string(POSTTRAIN_BUILD_DIR) + " --prefix " + r.prefix);
+    if (install.exit_code != 0) FAIL("install failed: " << install.output);
+    auto configure = test::run("cmake -S " + test::source_dir() + "/examples/plugin_method -B " + tmp / "plugin-build" +
+                               " -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=" + r.prefix);
+    if (configure.exit_code != 0) FAIL("configuring the plugin failed: " << configure.output);
+    auto build = test::run("cmake --build " + tmp / "plugin-build" + " -j 2");
+    if (build.exit_code != 0) FAIL("building the plugin failed: " << build.output);
+    return r;
+  }();
+  return result;
+}
+
+test::CommandResult run_installed(const std::string& args) {
+  return test::run("POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + installed().prefix + "/bin/posttrain " + args);
+}
+
+std::vector<double> losses(const std::string& run_dir) {
+  std::vector<double> out;
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a plugin built against the installed package registers and trains a new method", "[plugins]") {
+  const std::string recipe = test::source_dir() + "/examples/plugin_method/recipe.yaml";
+  auto listed = run_installed("methods --plugin " + installed().plugin);
+  REQUIRE(listed.exit_code == 0);
+  CHECK(listed.output.find("sft_label_smoothing") != std::string::npos);
+
+  test::TempDir tmp("plugin-runs");
+  const std::string common = " plugins=[" + installed().plugin + "] train.steps=3 checkpoint.every=0";
+  // epsilon = 0 is plain SFT: same losses and weights as method: sft on the same recipe.
+  auto smooth0 = run_installed("run " + recipe + common + " output_dir=" + tmp / "eps0" + " sft_label_smoothing.epsilon=0");
+  INFO(smooth0.output);
+  REQUIRE(smooth0.exit_code == 0);
+  auto sft = run_installed("run " + recipe + common + " output_dir=" + tmp / "sft" + " method=sft sft_label_smoothing=null");
+  INFO(sft.output);
+  REQUIRE(sft.exit_code == 0);
+  auto a = losses(tmp / "eps0"), b = losses(tmp / "sft");
+  REQUIRE(a.size() == 3);
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i] == Approx(b[i]).epsilon(1e-6));
+
+  // epsilon = 0.3 on one example: step-1 loss against full log-softmax over the vocabulary.
+  test::write_text(tmp / "one.jsonl", R"({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there."}]})" "\n");
+  auto one = run_installed("run " + recipe + common + " output_dir=" + tmp / "one" + " sft_label_smoothing.epsilon=0.3 train.steps=1 train.batch_size=4 data.train=" + tmp / "one.jsonl");
+  REQUIRE(one.exit_code == 0);
+  auto base = posttrain::load_model(test::test_cache_dir() + "/bases/tiny-seed0");
+  auto tokenizer = posttrain::Tokenizer::from_dir(test::tokenizer_dir());
+  auto chat = posttrain::render_chat(tokenizer, {{"user", "Hi"}, {"assistant", "Hello there."}}, false);
+  torch::NoGradGuard no_grad;
+  auto ids = torch::tensor(std::vector<int64_t>(chat.ids.begin(), chat.ids.end())).unsqueeze(0);
+  auto positions = torch::arange(ids.size(1)).unsqueeze(0);
+  auto logits = torch::matmul(base->hidden_states(ids, positions)[0], base->lm_head_weight().t());  // [T, V], all of it
+  auto logp = torch::log_softmax(logits.to(torch::kFloat64), 1);
+  double total = 0;
+  int count = 0;
+  for (size_t t = chat.assistant_spans[0].first; t < chat.assistant_spans[0].second; ++t, ++count)
+    total += 0.7 * -logp[t - 1][chat.ids[t]].item<double>() + 0.3 * -logp[t - 1].mean().item<double>();
+  CHECK(losses(tmp / "one")[0] == Approx(total / count).epsilon(1e-5));
+
+  // Loading failures are clear errors.
+  auto missing = run_installed("run " + recipe + " plugins=[" + tmp / "nope.so" + "]");
+  CHECK(missing.exit_code == 2);
+  CHECK(missing.output.find("plugin library not found") != std::string::npos);
+  auto not_plugin = run_installed("run " + recipe + " plugins=[" + installed().prefix + "/lib/libposttrain_core.so]");
+  CHECK(not_plugin.exit_code == 2);
+  CHECK(not_plugin.output.find("not a posttrain plugin") != std::string::npos);
+}
