@@ -31,5 +31,6 @@ int tokenize(const std::vector<std::string>& args);
 int run(const std::vector<std::string>& args);
 int launch(const std::vector<std::string>& args);
 int methods(const std::vector<std::string>& args);
+int prepare_data(const std::vector<std::string>& args);
 
 }  // namespace posttrain::cli

@@ -24,6 +24,7 @@ const std::vector<Subcommand>& subcommands() {
       {"init-base", "write a randomly initialised Qwen base model (a preset shape) with the Qwen3 tokenizer", init_base},
       {"logprobs", "print per-token log-probabilities of a token sequence under a model", logprobs},
       {"generate", "generate a continuation (greedy or sampled) from a prompt", generate},
+      {"prepare-data", "tokenize a recipe's data into its HDF5 shard (run does this on first use)", prepare_data},
       {"run", "train one recipe (YAML) in this process: posttrain run RECIPE.yaml [key.sub=value ...]", run},
       {"launch", "run a recipe on N worker processes (torchrun-style; Gloo on CPU)", launch},
       {"methods", "list the registered training methods (and those of --plugin libraries)", methods},
@@ -34,7 +35,7 @@ const std::vector<Subcommand>& subcommands() {
 
 void print_usage(std::ostream& out) {
   out << "usage: posttrain <command> [options]   (posttrain <command> --help for details)\n\ncommands:\n";
-  for (const auto& c : subcommands()) out << "  " << c.name << std::string(12 - std::strlen(c.name), ' ') << c.summary << "\n";
+  for (const auto& c : subcommands()) out << "  " << c.name << std::string(14 - std::strlen(c.name), ' ') << c.summary << "\n";
 }
 
 }  // namespace

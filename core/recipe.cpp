@@ -58,6 +58,7 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
   r.data.format = data.get<std::string>("format", r.data.format);
   r.data.max_length = data.get<int64_t>("max_length", r.data.max_length);
   r.data.skip_bad_records = data.get<bool>("skip_bad_records", r.data.skip_bad_records);
+  r.data.pack = data.get<bool>("pack", r.data.pack);
   if (r.data.format != "auto" && r.data.format != "messages" && r.data.format != "prompt_completion")
     data.fail_at("format", "must be auto, messages or prompt_completion");
   if (r.data.max_length < 2) data.fail_at("max_length", "must be at least 2");
@@ -133,6 +134,7 @@ std::string resolved_recipe_yaml(const Recipe& r) {
   out << YAML::Key << "format" << YAML::Value << r.data.format;
   out << YAML::Key << "max_length" << YAML::Value << r.data.max_length;
   out << YAML::Key << "skip_bad_records" << YAML::Value << r.data.skip_bad_records;
+  out << YAML::Key << "pack" << YAML::Value << r.data.pack;
   out << YAML::EndMap;
   const TrainSpec& t = r.train;
   out << YAML::Key << "train" << YAML::Value << YAML::BeginMap;

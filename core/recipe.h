@@ -21,6 +21,7 @@ struct DataSpec {
   std::string format = "auto";  // auto | messages | prompt_completion
   int64_t max_length = 512;     // longer examples are truncated (and counted)
   bool skip_bad_records = false;
+  bool pack = false;  // SFT: pack each micro-batch's examples into rows of max_length (no cross-attention)
 };
 
 struct TrainSpec {

@@ -78,3 +78,61 @@ LMBatch make_lm_batch(const TokenizedDataset& data, const std::vector<int64_t>& 
 }
 
 }  // namespace posttrain
+
+namespace posttrain {
+
+LMBatch make_packed_lm_batch(const TokenizedDataset& data, const std::vector<int64_t>& indices, int32_t pad_id,
+                             int64_t row_length) {
+  // Greedy, in order: an example goes on the current row if it fits, else starts a new one.
+  std::vector<std::vector<int64_t>> rows;
+  int64_t used = row_length;
+  for (int64_t i : indices) {
+    if (used + data.length(i) > row_length) {
+      rows.emplace_back();
+      used = 0;
+    }
+    rows.back().push_back(i);
+    used += data.length(i);
+  }
+  const int64_t B = static_cast<int64_t>(rows.size());
+  int64_t T = 2;
+  for (const auto& row : rows) {
+    int64_t n = 0;
+    for (int64_t i : row) n += data.length(i);
+    T = std::max(T, n);
+  }
+  LMBatch batch;
+  batch.input_ids = torch::full({B, T}, pad_id, torch::kInt64);
+  batch.positions = torch::zeros({B, T}, torch::kInt64);
+  batch.key_padding = torch::zeros({B, T}, torch::kBool);
+  batch.targets = torch::full({B, T - 1}, kIgnoreIndex, torch::kInt64);
+  auto segment = torch::full({B, T}, -1, torch::kInt64);  // which example each column holds
+  auto ids = batch.input_ids.accessor<int64_t, 2>();
+  auto pos = batch.positions.accessor<int64_t, 2>();
+  auto pad = batch.key_padding.accessor<bool, 2>();
+  auto targets = batch.targets.accessor<int64_t, 2>();
+  auto seg = segment.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t column = 0;
+    for (size_t k = 0; k < rows[b].size(); ++k) {
+      const int64_t i = rows[b][k], start = data.offsets[i], n = data.length(i);
+      for (int64_t t = 0; t < n; ++t, ++column) {
+        ids[b][column] = data.tokens[start + t];
+        pos[b][column] = t;
+        pad[b][column] = true;
+        seg[b][column] = static_cast<int64_t>(k);
+        if (t > 0 && data.loss_mask[start + t]) {  // never across an example boundary
+          targets[b][column - 1] = data.tokens[start + t];
+          ++batch.loss_tokens;
+        }
+      }
+      batch.tokens += n;
+    }
+  }
+  auto causal = torch::ones({T, T}, torch::kBool).tril();  // [T, T]
+  auto same = segment.unsqueeze(2).eq(segment.unsqueeze(1)).logical_and(segment.unsqueeze(1).ge(0));  // [B, T, T]
+  batch.attention = same.logical_and(causal.unsqueeze(0)).unsqueeze(1);  // [B, 1, T, T]
+  return batch;
+}
+
+}  // namespace posttrain

@@ -16,11 +16,19 @@ struct LMBatch {
   torch::Tensor positions;    // [B, T] int64
   torch::Tensor key_padding;  // [B, T] bool, false on padding
   torch::Tensor targets;      // [B, T-1] int64: next token where it carries loss, else kIgnoreIndex
+  torch::Tensor attention;    // [B, 1, T, T] bool, only for packed rows (block-diagonal causal); else undefined
   int64_t loss_tokens = 0;    // targets that are not ignored
   int64_t tokens = 0;         // real (non-pad) tokens
 };
 
+// One example per row, right-padded.
 LMBatch make_lm_batch(const TokenizedDataset& data, const std::vector<int64_t>& indices, int32_t pad_id);
+
+// Examples packed in order into rows of at most row_length tokens. Each example keeps its own
+// positions (restarting at 0) and attends only within itself: a block-diagonal causal mask, so the
+// per-token log-probs equal those of make_lm_batch, with less padding.
+LMBatch make_packed_lm_batch(const TokenizedDataset& data, const std::vector<int64_t>& indices, int32_t pad_id,
+                             int64_t row_length);
 
 // Example indices for global sequence positions [first, first + count) of the training stream: epoch
 // e visits every example once in an order drawn from (seed, e); positions run on across epochs.

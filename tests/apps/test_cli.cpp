@@ -20,7 +20,7 @@ const std::string& tiny_base() {
 }  // namespace
 
 TEST_CASE("every subcommand has --help", "[apps][cli]") {
-  for (const char* command : {"init-base", "logprobs", "generate", "tokenize"}) {
+  for (const char* command : {"init-base", "logprobs", "generate", "tokenize", "run", "launch", "methods", "prepare-data"}) {
     auto result = test::run(test::posttrain_bin() + " " + command + " --help");
     INFO(command << ": " << result.output);
     CHECK(result.exit_code == 0);

@@ -15,6 +15,7 @@
 #include "models/checkpoint.h"
 #include "models/logprobs.h"
 #include "trainers/batch.h"
+#include "trainers/loop.h"
 #include "tests/test_util.h"
 
 namespace {
@@ -180,4 +181,48 @@ TEST_CASE("bad training data names file:line, and skip_bad_records skips and cou
   auto missing = run_recipe(recipe, "data.train=" + tmp / "nope.jsonl");
   CHECK(missing.exit_code == 2);
   CHECK(missing.output.find("training data file not found") != std::string::npos);
+}
+
+TEST_CASE("packed rows give the same per-token log-probs as one example per row", "[trainers][sft][packing]") {
+  auto tokenizer = posttrain::Tokenizer::from_dir(test::tokenizer_dir());
+  posttrain::DataSpec spec;
+  spec.train = test::source_dir() + "/recipes/data/sft_demo_chat.jsonl";
+  auto data = posttrain::tokenize_sft_jsonl(spec, tokenizer);
+  const std::vector<int64_t> examples = {3, 17, 5, 40, 22, 9};
+  auto padded = posttrain::make_lm_batch(data, examples, tokenizer.pad_id());
+  auto packed = posttrain::make_packed_lm_batch(data, examples, tokenizer.pad_id(), 96);
+  CHECK(packed.input_ids.size(0) < padded.input_ids.size(0));  // fewer rows: it really packed
+  CHECK(packed.loss_tokens == padded.loss_tokens);
+  CHECK(packed.tokens == padded.tokens);
+
+  auto model = posttrain::load_model(test::test_cache_dir() + "/bases/tiny-seed0");
+  torch::NoGradGuard no_grad;
+  auto a = posttrain::batch_token_logprobs(*model, padded), b = posttrain::batch_token_logprobs(*model, packed);
+  // The same multiset of per-token log-probs: compare sorted non-zero values.
+  auto nonzero_sorted = [](const torch::Tensor& t) { return std::get<0>(t.index({t.ne(0)}).sort()); };
+  auto sa = nonzero_sorted(a), sb = nonzero_sorted(b);
+  REQUIRE(sa.numel() == padded.loss_tokens);
+  REQUIRE(sb.numel() == sa.numel());
+  CHECK((sa - sb).abs().max().item<double>() < 1e-4);
+}
+
+TEST_CASE("a non-finite loss stops the run naming the step, or is skipped when asked", "[trainers][sft]") {
+  test::TempDir tmp("sft-nan");
+  // A base whose final norm weight is NaN: every loss is NaN.
+  auto model = posttrain::load_model(test::test_cache_dir() + "/bases/tiny-seed0");
+  {
+    torch::NoGradGuard no_grad;
+    model->model->norm->weight.fill_(std::numeric_limits<float>::quiet_NaN());
+  }
+  posttrain::SaveOptions save;
+  save.tokenizer_dir = test::tokenizer_dir();
+  posttrain::save_model(*model, tmp / "nan-base", save);
+  const std::string recipe = write_recipe(tmp, "");
+  auto stopped = run_recipe(recipe, "base=" + tmp / "nan-base" + " output_dir=" + tmp / "stop");
+  CHECK(stopped.exit_code == 2);
+  CHECK(stopped.output.find("step 1: loss or gradient is not finite") != std::string::npos);
+  CHECK(nlohmann::json::parse(test::read_text(tmp / "stop/manifest.json"))["status"] == "failed");
+  auto skipped = run_recipe(recipe, "base=" + tmp / "nan-base" + " output_dir=" + tmp / "skip train.on_nonfinite=skip train.steps=2");
+  CHECK(skipped.exit_code == 0);
+  CHECK(skipped.output.find("step 2: non-finite loss or gradient, step skipped") != std::string::npos);
 }
