@@ -9,6 +9,7 @@
 
 #include "apps/cli.h"
 #include "core/error.h"
+#include "core/files.h"
 
 namespace {
 
@@ -41,6 +42,7 @@ void print_usage(std::ostream& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  posttrain::keep_large_allocations_on_heap();
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     print_usage(argc < 2 ? std::cerr : std::cout);
     return argc < 2 ? posttrain::kExitUserError : 0;

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "core/files.h"
 #include "models/config.h"
 #include "models/flops.h"
 #include "models/generate.h"
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoll(argv[i + 1]);
   }
   if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
+  posttrain::keep_large_allocations_on_heap();  // as the posttrain executable does
   const auto config = posttrain::preset_config(preset);
   posttrain::QwenForCausalLM model(config);
   posttrain::init_weights(*model, 0);

@@ -1,5 +1,6 @@
 #include "core/files.h"
 
+#include <malloc.h>
 #include <openssl/evp.h>
 
 #include <cerrno>
@@ -62,6 +63,11 @@ class Sha256 {
 };
 
 }  // namespace
+
+void keep_large_allocations_on_heap() {
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
 
 std::string sha256_hex(std::string_view bytes) {
   Sha256 sha;

@@ -17,4 +17,10 @@ void write_file_atomic(const std::string& path, std::string_view content);
 std::string sha256_hex(std::string_view bytes);
 std::string sha256_file(const std::string& path);
 
+// Training allocates and frees tensors of tens of MB every step (embedding gradients, LM-head
+// chunks, optimizer temporaries). glibc serves those with fresh mmaps that the kernel zero-fills page
+// by page: on CPU half the time went to page faults. This keeps them on the (untrimmed) heap.
+// Call once at the start of main().
+void keep_large_allocations_on_heap();
+
 }  // namespace posttrain

@@ -53,7 +53,7 @@ struct ChunkedLogProbFunction : public torch::autograd::Function<ChunkedLogProbF
       auto safe_t = torch::where(valid, t, torch::zeros_like(t));
       grad_logits.scatter_add_(1, safe_t.unsqueeze(1), g.unsqueeze(1));
       grad_hidden.narrow(0, start, rows).copy_(torch::matmul(grad_logits, weight32));
-      grad_weight.add_(torch::matmul(grad_logits.t(), h));
+      grad_weight.addmm_(grad_logits.t(), h);
     }
     return {grad_hidden.to(hidden.scalar_type()), grad_weight.to(weight.scalar_type()), torch::Tensor(), torch::Tensor()};
   }
@@ -64,7 +64,7 @@ struct ChunkedLogProbFunction : public torch::autograd::Function<ChunkedLogProbF
 torch::Tensor chunked_token_logprobs(const torch::Tensor& hidden, const torch::Tensor& weight,
                                      const torch::Tensor& targets, int64_t chunk_rows) {
   TORCH_CHECK(hidden.dim() == 2 && weight.dim() == 2 && targets.dim() == 1, "chunked_token_logprobs: bad ranks");
-  TORCH_CHECK(chunk_rows > 0, "chunk_rows must be positive");
+  if (chunk_rows <= 0) chunk_rows = std::max<int64_t>(8, (16ll << 20) / (4 * std::max<int64_t>(1, weight.size(0))));
   return ChunkedLogProbFunction::apply(hidden, weight, targets.to(torch::kInt64), chunk_rows);
 }
 

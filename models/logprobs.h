@@ -15,9 +15,11 @@ constexpr int64_t kIgnoreIndex = -100;
 
 // hidden [N, H], weight [V, H], targets [N] int64 -> log p(target) [N] float32, differentiable with
 // respect to hidden and weight. Targets equal to kIgnoreIndex give 0 and no gradient. Peak extra
-// memory is chunk_rows x V floats, whatever N is.
+// memory is chunk_rows x V floats, whatever N is. chunk_rows <= 0 picks rows so one chunk of logits
+// is ~16 MB: below glibc's largest mmap threshold (32 MB), so chunk buffers are reused from the heap
+// instead of being mapped and page-faulted afresh each time (2x faster end to end on CPU).
 torch::Tensor chunked_token_logprobs(const torch::Tensor& hidden, const torch::Tensor& weight,
-                                     const torch::Tensor& targets, int64_t chunk_rows = 512);
+                                     const torch::Tensor& targets, int64_t chunk_rows = 0);
 
 // log p(ids[t] | ids[<t]) for t = 1..n-1 of one sequence, in float32 (no gradient).
 std::vector<double> sequence_logprobs(QwenForCausalLMImpl& model, const std::vector<int64_t>& ids);
