@@ -81,6 +81,7 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
   t.on_nonfinite = train.get<std::string>("on_nonfinite", t.on_nonfinite);
   t.device = train.get<std::string>("device", t.device);
   t.log_every = train.get<int64_t>("log_every", t.log_every);
+  t.activation_checkpointing = train.get<bool>("activation_checkpointing", t.activation_checkpointing);
   if (t.steps <= 0) train.fail_at("steps", "must be positive");
   if (t.lr <= 0) train.fail_at("lr", "must be positive, got " + std::to_string(t.lr));
   if (t.weight_decay < 0) train.fail_at("weight_decay", "must be >= 0");
@@ -146,6 +147,7 @@ std::string resolved_recipe_yaml(const Recipe& r) {
   out << YAML::Key << "schedule" << YAML::Value << t.schedule << YAML::Key << "min_lr_ratio" << YAML::Value << shortest(t.min_lr_ratio);
   out << YAML::Key << "grad_clip" << YAML::Value << shortest(t.grad_clip) << YAML::Key << "on_nonfinite" << YAML::Value << t.on_nonfinite;
   out << YAML::Key << "device" << YAML::Value << t.device << YAML::Key << "log_every" << YAML::Value << t.log_every;
+  out << YAML::Key << "activation_checkpointing" << YAML::Value << t.activation_checkpointing;
   out << YAML::EndMap;
   out << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "every" << YAML::Value << r.checkpoint.every << YAML::Key << "keep_last" << YAML::Value

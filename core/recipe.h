@@ -37,6 +37,7 @@ struct TrainSpec {
   double grad_clip = 1.0;           // global L2 norm; 0 disables
   std::string on_nonfinite = "stop";  // stop | skip: a NaN/Inf loss or gradient
   std::string device = "cpu";
+  bool activation_checkpointing = false;  // recompute each layer in backward: less memory, ~1/3 more compute
   int64_t log_every = 1;
 };
 

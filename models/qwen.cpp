@@ -108,6 +108,33 @@ torch::Tensor QwenDecoderLayerImpl::forward(const torch::Tensor& x, const torch:
   return h + mlp(post_attention_layernorm(h));
 }
 
+namespace {
+
+// One decoder layer as a single autograd node that saves only its input. backward() recomputes the
+// layer with autograd on and backpropagates through the recomputation (PyTorch's reentrant
+// checkpoint): parameter gradients accumulate as usual, the input's gradient is returned.
+struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin, const torch::Tensor& mask, int64_t layer_address) {
+    ctx->save_for_backward({x, cos, sin, mask});
+    ctx->saved_data["layer"] = layer_address;
+    torch::NoGradGuard no_grad;
+    return reinterpret_cast<QwenDecoderLayerImpl*>(layer_address)->forward(x, cos, sin, mask, nullptr);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto* layer = reinterpret_cast<QwenDecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
+    torch::AutoGradMode enable(true);
+    auto x = saved[0].detach().requires_grad_(true);
+    auto out = layer->forward(x, saved[1], saved[2], saved[3], nullptr);
+    torch::autograd::backward({out}, {grads[0]});
+    return {x.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 QwenModelImpl::QwenModelImpl(const QwenConfig& c) : config(c) {
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
@@ -125,7 +152,12 @@ torch::Tensor QwenModelImpl::forward(const torch::Tensor& input_ids, const torch
   auto angles = torch::cat({freqs, freqs}, -1).unsqueeze(1);  // [B, 1, T, D]
   auto cos = angles.cos().to(x.scalar_type());
   auto sin = angles.sin().to(x.scalar_type());
-  for (const auto& layer : *layers) x = layer->as<QwenDecoderLayer>()->forward(x, cos, sin, mask, cache);
+  const bool recompute = checkpoint_layers && cache == nullptr && torch::GradMode::is_enabled() && is_training();
+  for (const auto& layer : *layers) {
+    auto* decoder = layer->as<QwenDecoderLayer>();
+    x = recompute ? CheckpointedLayer::apply(x, cos, sin, mask, reinterpret_cast<int64_t>(decoder))
+                  : decoder->forward(x, cos, sin, mask, cache);
+  }
   if (cache != nullptr) cache->length += input_ids.size(1);
   return norm(x);
 }

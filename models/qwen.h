@@ -79,6 +79,9 @@ class QwenModelImpl : public torch::nn::Module {
   QwenRMSNorm norm{nullptr};
   torch::Tensor inv_freq;  // [head_dim / 2] rotary frequencies; a buffer HF does not save
   QwenConfig config;
+  // Activation checkpointing: keep only each layer's input during training and recompute the layer
+  // in backward (about one extra forward of compute for activations of one layer at a time).
+  bool checkpoint_layers = false;
 };
 TORCH_MODULE(QwenModel);
 

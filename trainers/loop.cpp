@@ -38,6 +38,8 @@ LMTraining setup_lm_training(RunContext& ctx) {
 
   const auto device = parse_device(recipe.train.device);
   t.model = load_model(ctx.base_dir, {torch::kFloat32, device});
+  t.model->model->checkpoint_layers = recipe.train.activation_checkpointing;
+  t.model->train();
   for (const auto& item : t.model->named_parameters()) t.params.emplace_back(item.key(), item.value());
   t.optimizer = std::make_unique<AdamW>(t.params, recipe.train);
   if (recipe.checkpoint.resume == "auto") {

@@ -98,6 +98,9 @@ TEST_CASE("same recipe and seed give a bit-identical final checkpoint", "[traine
   auto ma = metrics(tmp / "a");
   REQUIRE(ma.size() == 6);
   CHECK(ma.back()["loss"].get<double>() < ma.front()["loss"].get<double>());
+  // The resolved recipe reproduces the run (it names its own output_dir, so point it elsewhere).
+  REQUIRE(run_recipe(tmp / "a/recipe.resolved.yaml", "output_dir=" + tmp / "from-resolved").exit_code == 0);
+  CHECK(test::read_text(tmp / "from-resolved/final/model.safetensors") == a);
   // A different seed changes the data order and so the weights.
   REQUIRE(run_recipe(recipe, "output_dir=" + tmp / "c seed=6").exit_code == 0);
   CHECK(test::read_text(tmp / "c/final/model.safetensors") != a);
