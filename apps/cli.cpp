@@ -8,7 +8,8 @@
 namespace posttrain::cli {
 
 bool parse(const std::string& command, const std::string& usage, po::options_description& options,
-           const std::vector<std::string>& args, po::variables_map& vm, const po::positional_options_description* positional) {
+           const std::vector<std::string>& args, po::variables_map& vm,
+           const po::positional_options_description* positional) {
   options.add_options()("help,h", "show this help and exit");
   try {
     po::command_line_parser parser(args);
@@ -41,7 +42,8 @@ std::vector<int32_t> parse_id_list(const std::string& text, const std::string& f
       used = 0;
     }
     if (item.empty() || used != item.size() || value < 0 || value > 0x7fffffff)
-      throw UserError(flag + ": \"" + item + "\" is not a token id (expected comma-separated non-negative integers, e.g. 1,2,3)");
+      throw UserError(flag + ": \"" + item +
+                      "\" is not a token id (expected comma-separated non-negative integers, e.g. 1,2,3)");
     ids.push_back(static_cast<int32_t>(value));
     start = comma + 1;
   }

@@ -4,8 +4,8 @@
 #include <iostream>
 
 #include "apps/cli.h"
-#include "core/files.h"
 #include "core/error.h"
+#include "core/files.h"
 #include "models/checkpoint.h"
 #include "models/config.h"
 
@@ -20,12 +20,12 @@ int init_base(const std::vector<std::string>& args) {
   po::options_description options("init-base options");
   std::string preset, out, dtype, tokenizer_dir;
   uint64_t seed = 0;
-  options.add_options()
-      ("preset", po::value(&preset)->required(), ("model shape: " + names).c_str())
-      ("seed", po::value(&seed)->default_value(0), "initialisation seed (same seed -> identical weights)")
-      ("out", po::value(&out)->required(), "output folder (must not exist)")
-      ("dtype", po::value(&dtype)->default_value("float32"), "storage dtype: float32, bfloat16, float16")
-      ("tokenizer", po::value(&tokenizer_dir)->default_value(default_tokenizer_dir()), "folder with the Qwen3 tokenizer.json + tokenizer_config.json");
+  options.add_options()("preset", po::value(&preset)->required(), ("model shape: " + names).c_str())(
+      "seed", po::value(&seed)->default_value(0), "initialisation seed (same seed -> identical weights)")(
+      "out", po::value(&out)->required(), "output folder (must not exist)")(
+      "dtype", po::value(&dtype)->default_value("float32"), "storage dtype: float32, bfloat16, float16")(
+      "tokenizer", po::value(&tokenizer_dir)->default_value(default_tokenizer_dir()),
+      "folder with the Qwen3 tokenizer.json + tokenizer_config.json");
   po::variables_map vm;
   if (!parse("init-base", "--preset NAME --out DIR [--seed S] [--dtype D]", options, args, vm)) return 0;
 
@@ -33,7 +33,8 @@ int init_base(const std::vector<std::string>& args) {
   const std::string tokenizer_json = tokenizer_dir + "/tokenizer.json";
   const std::string digest = sha256_file(tokenizer_json);
   if (digest != kQwen3TokenizerSha256)
-    fail(tokenizer_json, "sha256 " + digest + " is not the pinned Qwen3 tokenizer (" + kQwen3TokenizerSha256 + "); run scripts/fetch-tokenizer.sh");
+    fail(tokenizer_json, "sha256 " + digest + " is not the pinned Qwen3 tokenizer (" + kQwen3TokenizerSha256 +
+                             "); run scripts/fetch-tokenizer.sh");
 
   SaveOptions save;
   save.dtype = parse_dtype(dtype, "--dtype");
@@ -43,7 +44,8 @@ int init_base(const std::vector<std::string>& args) {
   int64_t params = 0;
   for (const auto& p : model->parameters()) params += p.numel();
   save_model(*model, out, save);
-  std::cout << "wrote " << out << ": preset " << preset << ", " << params << " parameters, seed " << seed << ", " << dtype << "\n";
+  std::cout << "wrote " << out << ": preset " << preset << ", " << params << " parameters, seed " << seed << ", "
+            << dtype << "\n";
   return 0;
 }
 

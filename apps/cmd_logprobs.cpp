@@ -15,12 +15,11 @@ namespace posttrain::cli {
 int logprobs(const std::vector<std::string>& args) {
   po::options_description options("logprobs options");
   std::string model_dir, ids_text, text, device, dtype;
-  options.add_options()
-      ("model", po::value(&model_dir)->required(), "HF model folder")
-      ("ids", po::value(&ids_text), "comma-separated token ids, e.g. 1,2,3")
-      ("text", po::value(&text), "text to tokenize with the model's tokenizer (no special tokens added)")
-      ("device", po::value(&device)->default_value("cpu"), "cpu or cuda")
-      ("dtype", po::value(&dtype)->default_value("float32"), "compute dtype: float32, bfloat16, float16");
+  options.add_options()("model", po::value(&model_dir)->required(), "HF model folder")(
+      "ids", po::value(&ids_text), "comma-separated token ids, e.g. 1,2,3")(
+      "text", po::value(&text), "text to tokenize with the model's tokenizer (no special tokens added)")(
+      "device", po::value(&device)->default_value("cpu"), "cpu or cuda")(
+      "dtype", po::value(&dtype)->default_value("float32"), "compute dtype: float32, bfloat16, float16");
   po::variables_map vm;
   if (!parse("logprobs", "--model DIR (--ids 1,2,3 | --text TEXT)", options, args, vm)) return 0;
   if (vm.count("ids") == vm.count("text")) throw UserError("posttrain logprobs: give exactly one of --ids or --text");
@@ -34,7 +33,8 @@ int logprobs(const std::vector<std::string>& args) {
   auto model = load_model(model_dir, {parse_dtype(dtype, "--dtype"), parse_device(device)});
   for (int64_t id : ids)
     if (id >= model->config.vocab_size)
-      throw UserError("--ids: token id " + std::to_string(id) + " is outside the model's vocabulary (" + std::to_string(model->config.vocab_size) + ")");
+      throw UserError("--ids: token id " + std::to_string(id) + " is outside the model's vocabulary (" +
+                      std::to_string(model->config.vocab_size) + ")");
   const std::vector<double> values = sequence_logprobs(*model, ids);
   nlohmann::json out;
   out["logprobs"] = values;

@@ -15,7 +15,9 @@ int methods(const std::vector<std::string>& args) {
   if (!parse("methods", "[--plugin LIB.so ...]", options, args, vm)) return 0;
   load_plugins(plugins);
   std::cout << "trainers (recipe key `method:`):\n";
-  for (const auto& name : trainer_names()) std::cout << "  " << name << std::string(name.size() < 22 ? 22 - name.size() : 1, ' ') << trainer_description(name) << "\n";
+  for (const auto& name : trainer_names())
+    std::cout << "  " << name << std::string(name.size() < 22 ? 22 - name.size() : 1, ' ') << trainer_description(name)
+              << "\n";
   return 0;
 }
 

@@ -15,19 +15,21 @@ int prepare_data(const std::vector<std::string>& args) {
   po::options_description options("prepare-data options");
   std::string recipe_path, tokenizer_dir;
   std::vector<std::string> overrides;
-  options.add_options()
-      ("recipe", po::value(&recipe_path)->required(), "recipe YAML file")
-      ("tokenizer", po::value(&tokenizer_dir), "folder with tokenizer.json (default: the recipe's base model, or the Qwen3 tokenizer for presets)")
-      ("override", po::value(&overrides)->multitoken(), "key.sub=value settings (positional after the recipe)");
+  options.add_options()("recipe", po::value(&recipe_path)->required(), "recipe YAML file")(
+      "tokenizer", po::value(&tokenizer_dir),
+      "folder with tokenizer.json (default: the recipe's base model, or the Qwen3 tokenizer for presets)")(
+      "override", po::value(&overrides)->multitoken(), "key.sub=value settings (positional after the recipe)");
   po::positional_options_description positional;
   positional.add("recipe", 1).add("override", -1);
   po::variables_map vm;
-  if (!parse("prepare-data", "RECIPE.yaml [key.sub=value ...] [--tokenizer DIR]", options, args, vm, &positional)) return 0;
+  if (!parse("prepare-data", "RECIPE.yaml [key.sub=value ...] [--tokenizer DIR]", options, args, vm, &positional))
+    return 0;
   const Recipe recipe = parse_recipe(recipe_path, overrides, 1);
   if (tokenizer_dir.empty()) tokenizer_dir = recipe.base.preset.empty() ? recipe.base.path : default_tokenizer_dir();
   const Tokenizer tokenizer = Tokenizer::from_dir(tokenizer_dir);
   std::string shard;
-  const auto data = prepare_sft_data(recipe.data, tokenizer, sha256_file(tokenizer_dir + "/tokenizer.json"), cache_root() + "/data", &shard);
+  const auto data = prepare_sft_data(recipe.data, tokenizer, sha256_file(tokenizer_dir + "/tokenizer.json"),
+                                     cache_root() + "/data", &shard);
   std::cout << shard << "\n";
   return data.size() > 0 ? 0 : 2;
 }

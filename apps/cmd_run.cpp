@@ -10,9 +10,9 @@ int run(const std::vector<std::string>& args) {
   po::options_description options("run options");
   std::string recipe;
   std::vector<std::string> overrides;
-  options.add_options()
-      ("recipe", po::value(&recipe)->required(), "recipe YAML file")
-      ("override", po::value(&overrides)->multitoken(), "key.sub=value settings that replace the recipe's (positional after the recipe)");
+  options.add_options()("recipe", po::value(&recipe)->required(), "recipe YAML file")(
+      "override", po::value(&overrides)->multitoken(),
+      "key.sub=value settings that replace the recipe's (positional after the recipe)");
   po::positional_options_description positional;
   positional.add("recipe", 1).add("override", -1);
   po::variables_map vm;

@@ -11,9 +11,8 @@ namespace posttrain::cli {
 int tokenize(const std::vector<std::string>& args) {
   po::options_description options("tokenize options");
   std::string model_dir;
-  options.add_options()
-      ("model", po::value(&model_dir)->required(), "folder with tokenizer.json (a HF model folder)")
-      ("decode", po::bool_switch(), "read {\"ids\": [...]} lines and write {\"text\": ...} lines");
+  options.add_options()("model", po::value(&model_dir)->required(), "folder with tokenizer.json (a HF model folder)")(
+      "decode", po::bool_switch(), "read {\"ids\": [...]} lines and write {\"text\": ...} lines");
   po::variables_map vm;
   if (!parse("tokenize", "--model DIR [--decode] < input.jsonl > output.jsonl", options, args, vm)) return 0;
   const bool decode = vm["decode"].as<bool>();
@@ -31,7 +30,8 @@ int tokenize(const std::vector<std::string>& args) {
     }
     nlohmann::json out;
     if (decode) {
-      if (!record.is_object() || !record.contains("ids") || !record["ids"].is_array()) fail(where, "expected {\"ids\": [...]}");
+      if (!record.is_object() || !record.contains("ids") || !record["ids"].is_array())
+        fail(where, "expected {\"ids\": [...]}");
       std::vector<int32_t> ids;
       for (const auto& v : record["ids"]) {
         if (!v.is_number_integer()) fail(where, "\"ids\" must hold integers");
@@ -43,7 +43,8 @@ int tokenize(const std::vector<std::string>& args) {
         fail(where, e.what());
       }
     } else {
-      if (!record.is_object() || !record.contains("text") || !record["text"].is_string()) fail(where, "expected {\"text\": \"...\"}");
+      if (!record.is_object() || !record.contains("text") || !record["text"].is_string())
+        fail(where, "expected {\"text\": \"...\"}");
       try {
         out["ids"] = tokenizer.encode(record["text"].get<std::string>());
       } catch (const UserError& e) {

@@ -22,7 +22,8 @@ struct Subcommand {
 const std::vector<Subcommand>& subcommands() {
   using namespace posttrain::cli;
   static const std::vector<Subcommand> table = {
-      {"init-base", "write a randomly initialised Qwen base model (a preset shape) with the Qwen3 tokenizer", init_base},
+      {"init-base", "write a randomly initialised Qwen base model (a preset shape) with the Qwen3 tokenizer",
+       init_base},
       {"logprobs", "print per-token log-probabilities of a token sequence under a model", logprobs},
       {"generate", "generate a continuation (greedy or sampled) from a prompt", generate},
       {"prepare-data", "tokenize a recipe's data into its HDF5 shard (run does this on first use)", prepare_data},
@@ -36,7 +37,8 @@ const std::vector<Subcommand>& subcommands() {
 
 void print_usage(std::ostream& out) {
   out << "usage: posttrain <command> [options]   (posttrain <command> --help for details)\n\ncommands:\n";
-  for (const auto& c : subcommands()) out << "  " << c.name << std::string(14 - std::strlen(c.name), ' ') << c.summary << "\n";
+  for (const auto& c : subcommands())
+    out << "  " << c.name << std::string(14 - std::strlen(c.name), ' ') << c.summary << "\n";
 }
 
 }  // namespace

@@ -30,11 +30,16 @@ int main(int argc, char** argv) {
   std::string preset = "small";
   int64_t batch = 4, seq = 256, new_tokens = 32, threads = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--preset")) preset = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--batch")) batch = std::atoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--seq")) seq = std::atoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--new-tokens")) new_tokens = std::atoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoll(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--preset"))
+      preset = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--batch"))
+      batch = std::atoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--seq"))
+      seq = std::atoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--new-tokens"))
+      new_tokens = std::atoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--threads"))
+      threads = std::atoll(argv[i + 1]);
   }
   if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
   posttrain::keep_large_allocations_on_heap();  // as the posttrain executable does
@@ -78,18 +83,27 @@ int main(int argc, char** argv) {
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
   const double fwd_tps = tokens / forward_s, train_tps = tokens / train_s;
-  const double fwd_mfu = fwd_tps * flops_per_token / 1e9 / peak, train_mfu = train_tps * 3 * flops_per_token / 1e9 / peak;
+  const double fwd_mfu = fwd_tps * flops_per_token / 1e9 / peak,
+               train_mfu = train_tps * 3 * flops_per_token / 1e9 / peak;
   std::printf("preset %s, batch %lld x seq %lld, %d threads; bare matmul %.1f GFLOP/s\n", preset.c_str(),
               static_cast<long long>(batch), static_cast<long long>(seq), torch::get_num_threads(), peak);
   std::printf("  forward + log-probs   %9.0f tokens/s   MFU %5.1f%%\n", fwd_tps, 100 * fwd_mfu);
-  std::printf("  forward + backward    %9.0f tokens/s   MFU %5.1f%%   (3x forward FLOPs)\n", train_tps, 100 * train_mfu);
+  std::printf("  forward + backward    %9.0f tokens/s   MFU %5.1f%%   (3x forward FLOPs)\n", train_tps,
+              100 * train_mfu);
   std::printf("  generate (KV cache)   %9.1f new tokens/s (batch %lld, prompt 64, %lld new)\n",
               batch * new_tokens / gen_s, static_cast<long long>(batch), static_cast<long long>(new_tokens));
   std::printf("  peak RSS              %9.0f MiB\n", usage.ru_maxrss / 1024.0);
-  nlohmann::json result = {{"bench", "model"}, {"preset", preset}, {"batch", batch}, {"seq", seq},
-                           {"matmul_gflops", peak}, {"forward_tokens_per_s", fwd_tps}, {"forward_mfu", fwd_mfu},
-                           {"train_tokens_per_s", train_tps}, {"train_mfu", train_mfu},
-                           {"generate_tokens_per_s", batch * new_tokens / gen_s}, {"peak_rss_mib", usage.ru_maxrss / 1024.0}};
+  nlohmann::json result = {{"bench", "model"},
+                           {"preset", preset},
+                           {"batch", batch},
+                           {"seq", seq},
+                           {"matmul_gflops", peak},
+                           {"forward_tokens_per_s", fwd_tps},
+                           {"forward_mfu", fwd_mfu},
+                           {"train_tokens_per_s", train_tps},
+                           {"train_mfu", train_mfu},
+                           {"generate_tokens_per_s", batch * new_tokens / gen_s},
+                           {"peak_rss_mib", usage.ru_maxrss / 1024.0}};
   std::cout << result.dump() << "\n";
   return 0;
 }

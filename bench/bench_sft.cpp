@@ -16,16 +16,21 @@ int main(int argc, char** argv) {
   std::string preset = "small";
   int steps = 6, batch = 8, micro = 4;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--preset")) preset = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--micro")) micro = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--preset"))
+      preset = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--steps"))
+      steps = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--batch"))
+      batch = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--micro"))
+      micro = std::atoi(argv[i + 1]);
   }
   const std::string run_dir = "/tmp/posttrain-bench-sft-" + preset;
-  const std::string command = std::string("rm -rf ") + run_dir + " && " + POSTTRAIN_BIN + " run " + POSTTRAIN_SOURCE_DIR +
-                              "/recipes/quickstart/sft.yaml base.preset=" + preset + " output_dir=" + run_dir +
-                              " train.steps=" + std::to_string(steps) + " train.batch_size=" + std::to_string(batch) +
-                              " train.micro_batch_size=" + std::to_string(micro) + " checkpoint.every=0 > " + run_dir + ".log 2>&1";
+  const std::string command =
+      std::string("rm -rf ") + run_dir + " && " + POSTTRAIN_BIN + " run " + POSTTRAIN_SOURCE_DIR +
+      "/recipes/quickstart/sft.yaml base.preset=" + preset + " output_dir=" + run_dir +
+      " train.steps=" + std::to_string(steps) + " train.batch_size=" + std::to_string(batch) +
+      " train.micro_batch_size=" + std::to_string(micro) + " checkpoint.every=0 > " + run_dir + ".log 2>&1";
   if (std::system(command.c_str()) != 0) {
     std::cerr << "bench_sft: the run failed, see " << run_dir << ".log\n";
     return 1;
@@ -49,9 +54,11 @@ int main(int argc, char** argv) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
   };
-  std::printf("sft step, preset %s, batch %d (micro %d), demo chat data (~40 tokens/example)\n", preset.c_str(), batch, micro);
-  std::printf("  %8.0f tokens/s   MFU %5.1f%%   peak RSS %.0f MiB   (median of %zu steps)\n", median(tps), 100 * median(mfu), rss, tps.size());
-  nlohmann::json result = {{"bench", "sft_step"}, {"preset", preset}, {"batch", batch}, {"micro", micro},
+  std::printf("sft step, preset %s, batch %d (micro %d), demo chat data (~40 tokens/example)\n", preset.c_str(), batch,
+              micro);
+  std::printf("  %8.0f tokens/s   MFU %5.1f%%   peak RSS %.0f MiB   (median of %zu steps)\n", median(tps),
+              100 * median(mfu), rss, tps.size());
+  nlohmann::json result = {{"bench", "sft_step"},         {"preset", preset},   {"batch", batch},     {"micro", micro},
                            {"tokens_per_s", median(tps)}, {"mfu", median(mfu)}, {"peak_rss_mib", rss}};
   std::cout << result.dump() << "\n";
   return 0;

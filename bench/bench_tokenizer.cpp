@@ -18,13 +18,16 @@ namespace {
 
 std::vector<std::string> make_corpus(size_t bytes, uint32_t seed) {
   const std::vector<std::string> words = {
-      "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not",
-      "he", "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "had", "they", "you", "were",
-      "their", "one", "all", "we", "can", "her", "has", "there", "been", "if", "more", "when", "will", "would",
-      "who", "so", "no", "model", "training", "preference", "reward", "policy", "gradient", "alignment", "tokens",
-      "dataset", "evaluation", "Transformer", "attention", "optimizer", "learning", "rate", "batch", "don't",
-      "it's", "they're", "we'll", "I'd", "você", "naïve", "café", "Zürich", "日本語", "機械学習", "模型",
-      "Привет", "данные", "مرحبا", "नमस्ते", "😀", "🚀"};
+      "the",       "of",     "and",      "to",         "in",          "is",         "that",      "for",      "it",
+      "as",        "was",    "with",     "be",         "by",          "on",         "not",       "he",       "this",
+      "are",       "or",     "his",      "from",       "at",          "which",      "but",       "have",     "an",
+      "had",       "they",   "you",      "were",       "their",       "one",        "all",       "we",       "can",
+      "her",       "has",    "there",    "been",       "if",          "more",       "when",      "will",     "would",
+      "who",       "so",     "no",       "model",      "training",    "preference", "reward",    "policy",   "gradient",
+      "alignment", "tokens", "dataset",  "evaluation", "Transformer", "attention",  "optimizer", "learning", "rate",
+      "batch",     "don't",  "it's",     "they're",    "we'll",       "I'd",        "você",      "naïve",    "café",
+      "Zürich",    "日本語", "機械学習", "模型",       "Привет",      "данные",     "مرحبا",     "नमस्ते",     "😀",
+      "🚀"};
   const std::vector<std::string> code = {
       "def forward(self, x):\n    return self.proj(x) + 1\n", "for (int i = 0; i < n; ++i) { sum += a[i]; }\n",
       "    if err != nil {\n        return err\n    }\n", "SELECT id, name FROM users WHERE age > 30;\n",
@@ -59,8 +62,10 @@ int main(int argc, char** argv) {
   double mb = 4.0;
   uint32_t seed = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--mb")) mb = std::atof(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--seed")) seed = static_cast<uint32_t>(std::atoi(argv[i + 1]));
+    if (!std::strcmp(argv[i], "--mb"))
+      mb = std::atof(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--seed"))
+      seed = static_cast<uint32_t>(std::atoi(argv[i + 1]));
   }
   const auto lines = make_corpus(static_cast<size_t>(mb * 1e6), seed);
   const std::string path = "/tmp/posttrain-bench-tokenizer-" + std::to_string(seed) + ".jsonl";
@@ -101,8 +106,12 @@ int main(int argc, char** argv) {
     std::printf("  WARNING: token counts differ\n");
     return 1;
   }
-  nlohmann::json result = {{"bench", "tokenizer_encode"}, {"bytes", bytes}, {"tokens", tokens},
-                           {"posttrain_mb_per_s", ours_mbs}, {"peer_mb_per_s", peer_mbs}, {"speedup", ours_mbs / peer_mbs}};
+  nlohmann::json result = {{"bench", "tokenizer_encode"},
+                           {"bytes", bytes},
+                           {"tokens", tokens},
+                           {"posttrain_mb_per_s", ours_mbs},
+                           {"peer_mb_per_s", peer_mbs},
+                           {"speedup", ours_mbs / peer_mbs}};
   std::cout << result.dump() << "\n";
   return 0;
 }

@@ -7,21 +7,25 @@
 namespace posttrain {
 
 Progress::Progress(std::string label, int64_t total, int64_t start)
-    : label_(std::move(label)), total_(total), start_(start), tty_(isatty(STDERR_FILENO) != 0),
+    : label_(std::move(label)),
+      total_(total),
+      start_(start),
+      tty_(isatty(STDERR_FILENO) != 0),
       began_(std::chrono::steady_clock::now()) {}
 
 void Progress::update(int64_t done, double loss, double tokens_per_s) {
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - began_).count();
   const int64_t since_start = done - start_;
-  const double eta = since_start > 0 ? elapsed / static_cast<double>(since_start) * static_cast<double>(total_ - done) : 0.0;
+  const double eta =
+      since_start > 0 ? elapsed / static_cast<double>(since_start) * static_cast<double>(total_ - done) : 0.0;
   const int width = 24;
   const int filled = total_ > 0 ? static_cast<int>(width * done / total_) : width;
   std::string bar(static_cast<size_t>(filled), '#');
   bar.resize(width, '.');
   const int eta_s = static_cast<int>(eta);
   std::fprintf(stderr, "%s%s [%s] %lld/%lld loss %.4f %.0f tok/s ETA %d:%02d:%02d%s", tty_ ? "\r" : "", label_.c_str(),
-               bar.c_str(), static_cast<long long>(done), static_cast<long long>(total_), loss, tokens_per_s, eta_s / 3600,
-               eta_s / 60 % 60, eta_s % 60, tty_ ? "" : "\n");
+               bar.c_str(), static_cast<long long>(done), static_cast<long long>(total_), loss, tokens_per_s,
+               eta_s / 3600, eta_s / 60 % 60, eta_s % 60, tty_ ? "" : "\n");
   std::fflush(stderr);
 }
 

@@ -39,7 +39,8 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
   r.method = root.require<std::string>("method");
   r.seed = root.get<uint64_t>("seed", 0);
   r.output_dir = root.get<std::string>("output_dir", "runs/" + fs::path(path).stem().string());
-  for (const auto& plugin : root.get<std::vector<std::string>>("plugins", {})) r.plugins.push_back(resolve_path(path, plugin));
+  for (const auto& plugin : root.get<std::vector<std::string>>("plugins", {}))
+    r.plugins.push_back(resolve_path(path, plugin));
 
   // base: a folder path, or {preset: NAME, seed: S}
   YAML::Node base = root.raw("base");
@@ -98,7 +99,8 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
   if (t.micro_batch_size <= 0) train.fail_at("micro_batch_size", "must be positive");
   if (t.batch_size <= 0 || t.batch_size % (static_cast<int64_t>(world_size) * t.micro_batch_size) != 0)
     train.fail_at("batch_size", "(" + std::to_string(t.batch_size) + ") must be a positive multiple of world_size (" +
-                                    std::to_string(world_size) + ") x micro_batch_size (" + std::to_string(t.micro_batch_size) + ")");
+                                    std::to_string(world_size) + ") x micro_batch_size (" +
+                                    std::to_string(t.micro_batch_size) + ")");
   train.finish();
 
   YamlSection checkpoint = root.section("checkpoint");
@@ -107,7 +109,8 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
   r.checkpoint.resume = checkpoint.get<std::string>("resume", r.checkpoint.resume);
   if (r.checkpoint.every < 0) checkpoint.fail_at("every", "must be >= 0");
   if (r.checkpoint.keep_last < 1) checkpoint.fail_at("keep_last", "must be >= 1");
-  if (r.checkpoint.resume != "auto" && r.checkpoint.resume != "none") checkpoint.fail_at("resume", "must be auto or none");
+  if (r.checkpoint.resume != "auto" && r.checkpoint.resume != "none")
+    checkpoint.fail_at("resume", "must be auto or none");
   checkpoint.finish();
 
   r.method_options = root.raw(r.method);
@@ -141,11 +144,16 @@ std::string resolved_recipe_yaml(const Recipe& r) {
   out << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "steps" << YAML::Value << t.steps << YAML::Key << "batch_size" << YAML::Value << t.batch_size;
   out << YAML::Key << "micro_batch_size" << YAML::Value << t.micro_batch_size;
-  out << YAML::Key << "lr" << YAML::Value << shortest(t.lr) << YAML::Key << "weight_decay" << YAML::Value << shortest(t.weight_decay);
-  out << YAML::Key << "beta1" << YAML::Value << shortest(t.beta1) << YAML::Key << "beta2" << YAML::Value << shortest(t.beta2);
-  out << YAML::Key << "eps" << YAML::Value << shortest(t.eps) << YAML::Key << "warmup_steps" << YAML::Value << t.warmup_steps;
-  out << YAML::Key << "schedule" << YAML::Value << t.schedule << YAML::Key << "min_lr_ratio" << YAML::Value << shortest(t.min_lr_ratio);
-  out << YAML::Key << "grad_clip" << YAML::Value << shortest(t.grad_clip) << YAML::Key << "on_nonfinite" << YAML::Value << t.on_nonfinite;
+  out << YAML::Key << "lr" << YAML::Value << shortest(t.lr) << YAML::Key << "weight_decay" << YAML::Value
+      << shortest(t.weight_decay);
+  out << YAML::Key << "beta1" << YAML::Value << shortest(t.beta1) << YAML::Key << "beta2" << YAML::Value
+      << shortest(t.beta2);
+  out << YAML::Key << "eps" << YAML::Value << shortest(t.eps) << YAML::Key << "warmup_steps" << YAML::Value
+      << t.warmup_steps;
+  out << YAML::Key << "schedule" << YAML::Value << t.schedule << YAML::Key << "min_lr_ratio" << YAML::Value
+      << shortest(t.min_lr_ratio);
+  out << YAML::Key << "grad_clip" << YAML::Value << shortest(t.grad_clip) << YAML::Key << "on_nonfinite" << YAML::Value
+      << t.on_nonfinite;
   out << YAML::Key << "device" << YAML::Value << t.device << YAML::Key << "log_every" << YAML::Value << t.log_every;
   out << YAML::Key << "activation_checkpointing" << YAML::Value << t.activation_checkpointing;
   out << YAML::EndMap;

@@ -11,30 +11,30 @@
 namespace posttrain {
 
 struct BaseSpec {
-  std::string path;    // a HF model folder, or empty when `preset` is set
+  std::string path;  // a HF model folder, or empty when `preset` is set
   std::string preset;  // build {preset, seed} deterministically on first use, then cache it
   uint64_t seed = 0;
 };
 
 struct DataSpec {
-  std::string train;            // JSONL file (TRL conventions)
+  std::string train;  // JSONL file (TRL conventions)
   std::string format = "auto";  // auto | messages | prompt_completion
-  int64_t max_length = 512;     // longer examples are truncated (and counted)
+  int64_t max_length = 512;  // longer examples are truncated (and counted)
   bool skip_bad_records = false;
   bool pack = false;  // SFT: pack each micro-batch's examples into rows of max_length (no cross-attention)
 };
 
 struct TrainSpec {
-  int64_t steps = 100;            // optimizer steps
-  int64_t batch_size = 8;         // sequences per optimizer step, all ranks together
-  int64_t micro_batch_size = 4;   // sequences per forward/backward on one rank
+  int64_t steps = 100;  // optimizer steps
+  int64_t batch_size = 8;  // sequences per optimizer step, all ranks together
+  int64_t micro_batch_size = 4;  // sequences per forward/backward on one rank
   double lr = 1e-4;
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
   int64_t warmup_steps = 0;
   std::string schedule = "cosine";  // cosine | linear | constant (after warmup)
-  double min_lr_ratio = 0.1;        // floor of cosine/linear decay, as a fraction of lr
-  double grad_clip = 1.0;           // global L2 norm; 0 disables
+  double min_lr_ratio = 0.1;  // floor of cosine/linear decay, as a fraction of lr
+  double grad_clip = 1.0;  // global L2 norm; 0 disables
   std::string on_nonfinite = "stop";  // stop | skip: a NaN/Inf loss or gradient
   std::string device = "cpu";
   bool activation_checkpointing = false;  // recompute each layer in backward: less memory, ~1/3 more compute
@@ -42,8 +42,8 @@ struct TrainSpec {
 };
 
 struct CheckpointSpec {
-  int64_t every = 0;       // steps between checkpoints; 0 = only at the end
-  int64_t keep_last = 2;   // older complete checkpoints are deleted
+  int64_t every = 0;  // steps between checkpoints; 0 = only at the end
+  int64_t keep_last = 2;  // older complete checkpoints are deleted
   std::string resume = "auto";  // auto (newest complete checkpoint in the run dir) | none
 };
 
@@ -55,7 +55,7 @@ struct Recipe {
   DataSpec data;
   TrainSpec train;
   CheckpointSpec checkpoint;
-  std::string output_dir;     // run directory
+  std::string output_dir;  // run directory
   std::vector<std::string> plugins;  // shared libraries loaded before `method` is looked up
   YAML::Node method_options;  // the section named after the method (e.g. `sft:`), may be null
   std::vector<std::string> overrides;  // dotted keys set on the command line (for error messages)

@@ -19,8 +19,10 @@ YAML::Node merge(const YAML::Node& base, const YAML::Node& top) {
   for (const auto& item : base) out[item.first.as<std::string>()] = item.second;
   for (const auto& item : top) {
     const std::string key = item.first.as<std::string>();
-    if (out[key] && out[key].IsMap() && item.second.IsMap()) out[key] = merge(out[key], item.second);
-    else out[key] = item.second;
+    if (out[key] && out[key].IsMap() && item.second.IsMap())
+      out[key] = merge(out[key], item.second);
+    else
+      out[key] = item.second;
   }
   return out;
 }
@@ -61,8 +63,7 @@ RecipeTree load_recipe_tree(const std::string& path, const std::vector<std::stri
   tree.root = load_file(path, chain);
   for (const auto& item : overrides) {
     const size_t eq = item.find('=');
-    if (eq == std::string::npos || eq == 0)
-      throw UserError("override \"" + item + "\" is not key.sub=value");
+    if (eq == std::string::npos || eq == 0) throw UserError("override \"" + item + "\" is not key.sub=value");
     const std::string key = item.substr(0, eq);
     YAML::Node value;
     try {
@@ -94,7 +95,8 @@ RecipeTree load_recipe_tree(const std::string& path, const std::vector<std::stri
 YamlSection::YamlSection(YAML::Node node, std::string path, std::string file, std::vector<std::string> overrides)
     : node_(std::move(node)), path_(std::move(path)), file_(std::move(file)), overrides_(std::move(overrides)) {
   if (node_ && !node_.IsNull() && !node_.IsMap())
-    throw UserError(file_ + ":" + std::to_string(node_.Mark().line + 1) + ": " + (path_.empty() ? "recipe" : path_) + " must be a mapping");
+    throw UserError(file_ + ":" + std::to_string(node_.Mark().line + 1) + ": " + (path_.empty() ? "recipe" : path_) +
+                    " must be a mapping");
 }
 
 bool YamlSection::has(const std::string& key) const { return node_ && node_[key] && !node_[key].IsNull(); }
@@ -102,7 +104,8 @@ bool YamlSection::has(const std::string& key) const { return node_ && node_[key]
 YamlSection YamlSection::section(const std::string& key) {
   known_.insert(key);
   const std::string path = path_.empty() ? key : path_ + "." + key;
-  if (!node_ || !node_[key] || node_[key].IsNull()) return YamlSection(YAML::Node(YAML::NodeType::Map), path, file_, overrides_);
+  if (!node_ || !node_[key] || node_[key].IsNull())
+    return YamlSection(YAML::Node(YAML::NodeType::Map), path, file_, overrides_);
   return YamlSection(node_[key], path, file_, overrides_);
 }
 
@@ -114,7 +117,8 @@ YAML::Node YamlSection::raw(const std::string& key) {
 std::string YamlSection::location(const std::string& key, const YAML::Node& node) const {
   const std::string dotted = path_.empty() ? key : path_ + "." + key;
   for (const auto& o : overrides_)
-    if (o == dotted || dotted.rfind(o + ".", 0) == 0 || o.rfind(dotted + ".", 0) == 0) return file_ + " (command-line override)";
+    if (o == dotted || dotted.rfind(o + ".", 0) == 0 || o.rfind(dotted + ".", 0) == 0)
+      return file_ + " (command-line override)";
   if (node && node.Mark().line >= 0) return file_ + ":" + std::to_string(node.Mark().line + 1);
   return file_;
 }
@@ -140,7 +144,8 @@ void YamlSection::finish() const {
       if (d < best_distance) best_distance = d, best = candidate;
     }
     std::string message = "unknown key";
-    if (!best.empty() && best_distance <= std::max<size_t>(2, key.size() / 3)) message += "; did you mean \"" + best + "\"?";
+    if (!best.empty() && best_distance <= std::max<size_t>(2, key.size() / 3))
+      message += "; did you mean \"" + best + "\"?";
     else {
       message += " (known here:";
       for (const auto& k : known_) message += " " + k;

@@ -14,8 +14,8 @@ namespace posttrain {
 // file they came from (yaml-cpp marks only carry line/column), see load_recipe_tree.
 struct RecipeTree {
   YAML::Node root;
-  std::string file;                           // the recipe given by the user
-  std::vector<std::string> override_paths;    // dotted keys set on the command line
+  std::string file;  // the recipe given by the user
+  std::vector<std::string> override_paths;  // dotted keys set on the command line
 };
 
 // Loads `path`, merges the files listed under `defaults:` (relative to it; later wins, the recipe
@@ -35,7 +35,7 @@ class YamlSection {
   template <typename T>
   T require(const std::string& key);
   YamlSection section(const std::string& key);  // a nested mapping (empty if absent)
-  YAML::Node raw(const std::string& key);       // for polymorphic values; marks the key known
+  YAML::Node raw(const std::string& key);  // for polymorphic values; marks the key known
   void finish() const;
 
   // "file:line: key.path" for messages about a value.

@@ -21,7 +21,8 @@ namespace {
 using nlohmann::json;
 
 std::vector<ChatMessage> parse_messages(const json& value, const std::string& where, const std::string& field) {
-  if (!value.is_array() || value.empty()) fail(where, "\"" + field + "\" must be a non-empty list of {\"role\", \"content\"}");
+  if (!value.is_array() || value.empty())
+    fail(where, "\"" + field + "\" must be a non-empty list of {\"role\", \"content\"}");
   std::vector<ChatMessage> messages;
   for (size_t i = 0; i < value.size(); ++i) {
     const auto& m = value[i];
@@ -34,14 +35,17 @@ std::vector<ChatMessage> parse_messages(const json& value, const std::string& wh
 }
 
 // One record -> ids + mask, or UserError naming `where`.
-void tokenize_record(const json& record, const std::string& format, const Tokenizer& tokenizer, const std::string& where,
-                     std::vector<int32_t>& ids, std::vector<uint8_t>& mask) {
+void tokenize_record(const json& record, const std::string& format, const Tokenizer& tokenizer,
+                     const std::string& where, std::vector<int32_t>& ids, std::vector<uint8_t>& mask) {
   if (!record.is_object()) fail(where, "record must be a JSON object");
   std::string kind = format;
   if (kind == "auto") {
-    if (record.contains("messages")) kind = "messages";
-    else if (record.contains("prompt") && record.contains("completion")) kind = "prompt_completion";
-    else fail(where, "cannot tell the format: expected \"messages\" or \"prompt\" + \"completion\"");
+    if (record.contains("messages"))
+      kind = "messages";
+    else if (record.contains("prompt") && record.contains("completion"))
+      kind = "prompt_completion";
+    else
+      fail(where, "cannot tell the format: expected \"messages\" or \"prompt\" + \"completion\"");
   }
   auto mark_spans = [&](const RenderedChat& chat, size_t from) {
     for (const auto& [begin, end] : chat.assistant_spans)
@@ -74,7 +78,9 @@ void tokenize_record(const json& record, const std::string& format, const Tokeni
     auto tail = parse_messages(completion, where, "completion");
     messages.insert(messages.end(), tail.begin(), tail.end());
     auto chat = render_chat(tokenizer, messages, false);
-    auto prompt_only = render_chat(tokenizer, std::vector<ChatMessage>(messages.begin(), messages.begin() + static_cast<long>(prompt_turns)), false);
+    auto prompt_only = render_chat(
+        tokenizer, std::vector<ChatMessage>(messages.begin(), messages.begin() + static_cast<long>(prompt_turns)),
+        false);
     ids = chat.ids;
     mask.assign(ids.size(), 0);
     mark_spans(chat, prompt_only.ids.size());
@@ -121,7 +127,8 @@ std::string read_string_attr(H5::H5File& file, const std::string& name) {
 }
 
 void write_int_attr(H5::H5File& file, const std::string& name, int64_t value) {
-  file.createAttribute(name, H5::PredType::NATIVE_INT64, H5::DataSpace(H5S_SCALAR)).write(H5::PredType::NATIVE_INT64, &value);
+  file.createAttribute(name, H5::PredType::NATIVE_INT64, H5::DataSpace(H5S_SCALAR))
+      .write(H5::PredType::NATIVE_INT64, &value);
 }
 
 int64_t read_int_attr(H5::H5File& file, const std::string& name) {
@@ -207,8 +214,8 @@ TokenizedDataset read_sft_shard(const std::string& path, ShardInfo* info) {
   } catch (const H5::Exception& e) {
     fail(path, "not a readable posttrain shard: " + e.getDetailMsg());
   }
-  if (data.offsets.empty() || data.offsets.front() != 0 || data.offsets.back() != static_cast<int64_t>(data.tokens.size()) ||
-      data.loss_mask.size() != data.tokens.size())
+  if (data.offsets.empty() || data.offsets.front() != 0 ||
+      data.offsets.back() != static_cast<int64_t>(data.tokens.size()) || data.loss_mask.size() != data.tokens.size())
     fail(path, "inconsistent shard (offsets / tokens / loss_mask sizes disagree)");
   for (size_t i = 1; i < data.offsets.size(); ++i)
     if (data.offsets[i] < data.offsets[i - 1]) fail(path, "inconsistent shard (offsets decrease)");
@@ -220,25 +227,27 @@ TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokeniz
   if (!fs::exists(spec.train)) fail(spec.train, "training data file not found");
   ShardInfo wanted{tokenizer_sha256, sha256_file(spec.train), spec.format, spec.max_length};
   fs::create_directories(cache_dir);
-  const std::string path = (fs::path(cache_dir) / ("sft-" + wanted.source_sha256.substr(0, 16) + "-" +
-                                                   tokenizer_sha256.substr(0, 16) + "-" + std::to_string(spec.max_length) +
-                                                   "-" + spec.format + ".h5")).string();
+  const std::string path =
+      (fs::path(cache_dir) / ("sft-" + wanted.source_sha256.substr(0, 16) + "-" + tokenizer_sha256.substr(0, 16) + "-" +
+                              std::to_string(spec.max_length) + "-" + spec.format + ".h5"))
+          .string();
   if (shard_path != nullptr) *shard_path = path;
   if (fs::exists(path)) {
     ShardInfo found;
     TokenizedDataset data = read_sft_shard(path, &found);
     if (found.tokenizer_sha256 == wanted.tokenizer_sha256 && found.source_sha256 == wanted.source_sha256 &&
-        found.format == wanted.format && found.max_length == wanted.max_length && (data.skipped == 0 || spec.skip_bad_records)) {
-      std::cerr << "posttrain: reusing tokenized shard " << path << ": " << data.size() << " examples, " << data.truncated
-                << " truncated, " << data.skipped << " skipped\n";
+        found.format == wanted.format && found.max_length == wanted.max_length &&
+        (data.skipped == 0 || spec.skip_bad_records)) {
+      std::cerr << "posttrain: reusing tokenized shard " << path << ": " << data.size() << " examples, "
+                << data.truncated << " truncated, " << data.skipped << " skipped\n";
       return data;
     }
   }
   TokenizedDataset data = tokenize_sft_jsonl(spec, tokenizer);
   write_sft_shard(path, data, wanted);
   std::cerr << "posttrain: tokenized " << spec.train << " -> " << path << ": " << data.size() << " examples, "
-            << data.tokens.size() << " tokens, " << data.truncated << " truncated (max_length " << spec.max_length << "), "
-            << data.skipped << " skipped\n";
+            << data.tokens.size() << " tokens, " << data.truncated << " truncated (max_length " << spec.max_length
+            << "), " << data.skipped << " skipped\n";
   return data;
 }
 

@@ -18,7 +18,7 @@ struct TokenizedDataset {
   std::vector<int64_t> offsets{0};
   std::vector<uint8_t> loss_mask;
   int64_t truncated = 0;  // examples cut to max_length
-  int64_t skipped = 0;    // malformed records skipped (only with skip_bad_records)
+  int64_t skipped = 0;  // malformed records skipped (only with skip_bad_records)
 
   int64_t size() const { return static_cast<int64_t>(offsets.size()) - 1; }
   int64_t length(int64_t i) const { return offsets[i + 1] - offsets[i]; }

@@ -1,8 +1,8 @@
 #include "launch/distributed.h"
 
+#include <torch/torch.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <torch/torch.h>
 
 #include <cstdlib>
 
@@ -68,7 +68,8 @@ int env_int(const char* name, int fallback) {
   if (value == nullptr || *value == '\0') return fallback;
   char* end = nullptr;
   const long parsed = std::strtol(value, &end, 10);
-  if (*end != '\0' || parsed < 0) throw UserError(std::string("environment variable ") + name + "=\"" + value + "\" is not a non-negative integer");
+  if (*end != '\0' || parsed < 0)
+    throw UserError(std::string("environment variable ") + name + "=\"" + value + "\" is not a non-negative integer");
   return static_cast<int>(parsed);
 }
 
@@ -90,7 +91,9 @@ std::unique_ptr<Distributed> init_distributed_from_env(const std::string& device
   if (world <= 1) return make_single_process();
   const int rank = torchrun ? env_int("RANK", -1) : env_int("SLURM_PROCID", -1);
   const int local_rank = torchrun ? env_int("LOCAL_RANK", 0) : env_int("SLURM_LOCALID", 0);
-  if (rank < 0 || rank >= world) throw UserError("RANK must be set to 0.." + std::to_string(world - 1) + " when WORLD_SIZE=" + std::to_string(world));
+  if (rank < 0 || rank >= world)
+    throw UserError("RANK must be set to 0.." + std::to_string(world - 1) +
+                    " when WORLD_SIZE=" + std::to_string(world));
   const char* addr = std::getenv("MASTER_ADDR");
   if (addr == nullptr) throw UserError("MASTER_ADDR must be set for a distributed run");
   const int port = env_int("MASTER_PORT", 29500);
@@ -104,7 +107,8 @@ std::unique_ptr<Distributed> init_distributed_from_env(const std::string& device
   auto store = c10::make_intrusive<c10d::TCPStore>(std::string(addr), store_options);
 
   if (device.rfind("cuda", 0) == 0)
-    throw UserError("train.device=" + device + " with several processes needs a CUDA build with NCCL; this build has Gloo (CPU) only");
+    throw UserError("train.device=" + device +
+                    " with several processes needs a CUDA build with NCCL; this build has Gloo (CPU) only");
   auto options = c10d::ProcessGroupGloo::Options::create(store_options.timeout);
   if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME")) {
     options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));

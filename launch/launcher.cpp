@@ -41,7 +41,9 @@ std::string self_executable() {
 
 std::string describe(int status) {
   if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return std::string("was killed by signal ") + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  if (WIFSIGNALED(status))
+    return std::string("was killed by signal ") + std::to_string(WTERMSIG(status)) + " (" +
+           strsignal(WTERMSIG(status)) + ")";
   return "ended abnormally";
 }
 
@@ -151,7 +153,8 @@ bool run_group(const LaunchOptions& o, int attempt, const std::string& exe) {
 int launch_workers(const LaunchOptions& o) {
   if (o.nproc_per_node < 1) throw UserError("--nproc-per-node must be >= 1");
   if (o.nnodes < 1) throw UserError("--nnodes must be >= 1");
-  if (o.node_rank < 0 || o.node_rank >= o.nnodes) throw UserError("--node-rank must be in 0.." + std::to_string(o.nnodes - 1));
+  if (o.node_rank < 0 || o.node_rank >= o.nnodes)
+    throw UserError("--node-rank must be in 0.." + std::to_string(o.nnodes - 1));
   if (o.master_port <= 0 || o.master_port > 65535) throw UserError("--master-port must be a TCP port (1..65535)");
   if (o.max_restarts < 0) throw UserError("--max-restarts must be >= 0");
   const std::string exe = self_executable();
@@ -161,7 +164,8 @@ int launch_workers(const LaunchOptions& o) {
   ::sigaction(SIGINT, &action, nullptr);
   ::sigaction(SIGTERM, &action, nullptr);
   for (int attempt = 0; attempt <= o.max_restarts; ++attempt) {
-    if (attempt > 0) std::cerr << "posttrain launch: restarting the workers (restart " << attempt << " of " << o.max_restarts << ")\n";
+    if (attempt > 0)
+      std::cerr << "posttrain launch: restarting the workers (restart " << attempt << " of " << o.max_restarts << ")\n";
     if (run_group(o, attempt, exe)) return 0;
   }
   std::cerr << "posttrain launch: giving up after " << o.max_restarts << " restart(s)\n";

@@ -17,7 +17,7 @@ struct ChatMessage {
 };
 
 struct RenderedChat {
-  std::string text;             // <|im_start|>role\ncontent<|im_end|>\n ... (+ generation prompt)
+  std::string text;  // <|im_start|>role\ncontent<|im_end|>\n ... (+ generation prompt)
   std::vector<int32_t> ids;
   // [begin, end) token indices of each assistant turn's content plus its <|im_end|>: the tokens a
   // model must produce after "<|im_start|>assistant\n".

@@ -3,8 +3,8 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -59,33 +59,54 @@ class MappedFile {
 
 torch::ScalarType to_torch(StDtype dtype) {
   switch (dtype) {
-    case StDtype::F64: return torch::kFloat64;
-    case StDtype::F32: return torch::kFloat32;
-    case StDtype::F16: return torch::kFloat16;
-    case StDtype::BF16: return torch::kBFloat16;
-    case StDtype::I64: return torch::kInt64;
-    case StDtype::I32: return torch::kInt32;
-    case StDtype::I16: return torch::kInt16;
-    case StDtype::I8: return torch::kInt8;
-    case StDtype::U8: return torch::kUInt8;
-    case StDtype::BOOL: return torch::kBool;
+    case StDtype::F64:
+      return torch::kFloat64;
+    case StDtype::F32:
+      return torch::kFloat32;
+    case StDtype::F16:
+      return torch::kFloat16;
+    case StDtype::BF16:
+      return torch::kBFloat16;
+    case StDtype::I64:
+      return torch::kInt64;
+    case StDtype::I32:
+      return torch::kInt32;
+    case StDtype::I16:
+      return torch::kInt16;
+    case StDtype::I8:
+      return torch::kInt8;
+    case StDtype::U8:
+      return torch::kUInt8;
+    case StDtype::BOOL:
+      return torch::kBool;
   }
   return torch::kFloat32;
 }
 
 StDtype from_torch(torch::ScalarType dtype, const std::string& name) {
   switch (dtype) {
-    case torch::kFloat64: return StDtype::F64;
-    case torch::kFloat32: return StDtype::F32;
-    case torch::kFloat16: return StDtype::F16;
-    case torch::kBFloat16: return StDtype::BF16;
-    case torch::kInt64: return StDtype::I64;
-    case torch::kInt32: return StDtype::I32;
-    case torch::kInt16: return StDtype::I16;
-    case torch::kInt8: return StDtype::I8;
-    case torch::kUInt8: return StDtype::U8;
-    case torch::kBool: return StDtype::BOOL;
-    default: throw std::runtime_error("tensor '" + name + "' has a dtype safetensors cannot store");
+    case torch::kFloat64:
+      return StDtype::F64;
+    case torch::kFloat32:
+      return StDtype::F32;
+    case torch::kFloat16:
+      return StDtype::F16;
+    case torch::kBFloat16:
+      return StDtype::BF16;
+    case torch::kInt64:
+      return StDtype::I64;
+    case torch::kInt32:
+      return StDtype::I32;
+    case torch::kInt16:
+      return StDtype::I16;
+    case torch::kInt8:
+      return StDtype::I8;
+    case torch::kUInt8:
+      return StDtype::U8;
+    case torch::kBool:
+      return StDtype::BOOL;
+    default:
+      throw std::runtime_error("tensor '" + name + "' has a dtype safetensors cannot store");
   }
 }
 
@@ -104,7 +125,8 @@ std::map<std::string, torch::Tensor> read_safetensors(const std::string& path) {
   for (const auto& info : header.tensors) {
     // from_blob borrows the mapping; clone() copies out before the file is unmapped.
     void* start = const_cast<uint8_t*>(file.data() + header.data_start + info.begin);
-    tensors[info.name] = torch::from_blob(start, info.shape, torch::TensorOptions().dtype(to_torch(info.dtype))).clone();
+    tensors[info.name] =
+        torch::from_blob(start, info.shape, torch::TensorOptions().dtype(to_torch(info.dtype))).clone();
   }
   return tensors;
 }
@@ -179,7 +201,8 @@ QwenForCausalLM load_model(const std::string& dir, const LoadOptions& options) {
         source[name] = shard_path;
       }
       for (const auto& name : names)
-        if (!shard_tensors.count(name)) fail(shard_path, "tensor '" + name + "' listed in the index is missing from this shard");
+        if (!shard_tensors.count(name))
+          fail(shard_path, "tensor '" + name + "' listed in the index is missing from this shard");
     }
   } else {
     fail(dir, "no model.safetensors or model.safetensors.index.json");
@@ -191,10 +214,12 @@ QwenForCausalLM load_model(const std::string& dir, const LoadOptions& options) {
   for (auto& item : model->named_parameters()) {
     const std::string& name = item.key();
     auto it = tensors.find(name);
-    if (it == tensors.end()) fail(dir, "missing tensor '" + name + "' required by config.json (" + config.model_type + ")");
+    if (it == tensors.end())
+      fail(dir, "missing tensor '" + name + "' required by config.json (" + config.model_type + ")");
     const auto& stored = it->second;
     if (stored.sizes() != item.value().sizes())
-      fail(source[name], "tensor '" + name + "' has shape " + shape_string(stored.sizes()) + " but config.json implies " + shape_string(item.value().sizes()));
+      fail(source[name], "tensor '" + name + "' has shape " + shape_string(stored.sizes()) +
+                             " but config.json implies " + shape_string(item.value().sizes()));
     if (!stored.is_floating_point()) fail(source[name], "tensor '" + name + "' is not floating point");
     item.value().copy_(stored);
     used.insert(name);
@@ -202,7 +227,8 @@ QwenForCausalLM load_model(const std::string& dir, const LoadOptions& options) {
   for (const auto& [name, tensor] : tensors) {
     if (used.count(name)) continue;
     if (name == "lm_head.weight" && config.tie_word_embeddings) continue;  // redundant copy of the tie
-    fail(source[name], "unexpected tensor '" + name + "' (not part of a " + config.architecture() + " with this config)");
+    fail(source[name],
+         "unexpected tensor '" + name + "' (not part of a " + config.architecture() + " with this config)");
   }
   model->to(options.device, options.dtype);
   model->model->inv_freq = model->model->inv_freq.to(torch::kFloat32);
@@ -219,7 +245,8 @@ c10::ScalarType parse_dtype(const std::string& name, const std::string& where) {
 c10::Device parse_device(const std::string& name) {
   if (name == "cpu") return torch::kCPU;
   if (name.rfind("cuda", 0) == 0) {
-    if (!torch::cuda::is_available()) fail("--device " + name, "CUDA is not available in this build or on this machine");
+    if (!torch::cuda::is_available())
+      fail("--device " + name, "CUDA is not available in this build or on this machine");
     try {
       return c10::Device(name);
     } catch (const c10::Error&) {

@@ -34,9 +34,9 @@ struct LoadOptions {
 QwenForCausalLM load_model(const std::string& dir, const LoadOptions& options = {});
 
 struct SaveOptions {
-  c10::ScalarType dtype = c10::kFloat;     // storage dtype (F32, BF16 or F16)
-  int64_t max_shard_bytes = 5ll << 30;     // larger models are split into shards + an index
-  std::string tokenizer_dir;               // tokenizer.json + tokenizer_config.json copied from here
+  c10::ScalarType dtype = c10::kFloat;  // storage dtype (F32, BF16 or F16)
+  int64_t max_shard_bytes = 5ll << 30;  // larger models are split into shards + an index
+  std::string tokenizer_dir;  // tokenizer.json + tokenizer_config.json copied from here
 };
 
 // Writes a HF model folder into `dir` (which must not exist yet): files go to "<dir>.partial" first

@@ -90,7 +90,8 @@ QwenConfig parse_qwen_config(const std::string& json_text, const std::string& so
   positive("num_key_value_heads", c.num_key_value_heads);
   positive("head_dim", c.head_dim);
   if (c.num_attention_heads % c.num_key_value_heads != 0)
-    fail(source, "num_attention_heads (" + std::to_string(c.num_attention_heads) + ") is not a multiple of num_key_value_heads (" + std::to_string(c.num_key_value_heads) + ")");
+    fail(source, "num_attention_heads (" + std::to_string(c.num_attention_heads) +
+                     ") is not a multiple of num_key_value_heads (" + std::to_string(c.num_key_value_heads) + ")");
   if (c.head_dim % 2 != 0) fail(source, "head_dim must be even for rotary embeddings");
   if (c.rms_norm_eps <= 0) fail(source, "rms_norm_eps must be positive");
   if (c.rope_theta <= 0) fail(source, "rope_theta must be positive");
@@ -132,7 +133,8 @@ std::string qwen_config_to_json(const QwenConfig& c) {
 
 namespace {
 
-QwenConfig make_qwen2(int64_t hidden, int64_t inter, int64_t layers, int64_t heads, int64_t kv, bool tied, int64_t vocab = 151936) {
+QwenConfig make_qwen2(int64_t hidden, int64_t inter, int64_t layers, int64_t heads, int64_t kv, bool tied,
+                      int64_t vocab = 151936) {
   QwenConfig c;
   c.model_type = "qwen2";
   c.hidden_size = hidden;
@@ -150,7 +152,8 @@ QwenConfig make_qwen2(int64_t hidden, int64_t inter, int64_t layers, int64_t hea
   return c;
 }
 
-QwenConfig make_qwen3(int64_t hidden, int64_t inter, int64_t layers, int64_t heads, int64_t kv, int64_t head_dim, bool tied) {
+QwenConfig make_qwen3(int64_t hidden, int64_t inter, int64_t layers, int64_t heads, int64_t kv, int64_t head_dim,
+                      bool tied) {
   QwenConfig c;
   c.model_type = "qwen3";
   c.hidden_size = hidden;

@@ -23,7 +23,7 @@ struct QwenConfig {
   double initializer_range = 0.02;
   bool tie_word_embeddings = true;
   bool attention_bias = false;  // q/k/v projection biases: always on in Qwen2, a flag in Qwen3
-  bool qk_norm = true;          // per-head RMSNorm on q and k (Qwen3)
+  bool qk_norm = true;  // per-head RMSNorm on q and k (Qwen3)
   std::string torch_dtype = "float32";
   int64_t bos_token_id = 151643;
   int64_t eos_token_id = 151645;

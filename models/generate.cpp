@@ -81,7 +81,8 @@ GenerationOutput generate(QwenForCausalLMImpl& model, const std::vector<std::vec
     if (p.empty()) throw UserError("generate: empty prompt");
     for (int32_t id : p)
       if (id < 0 || id >= model.config.vocab_size)
-        throw UserError("generate: token id " + std::to_string(id) + " is outside the model's vocabulary (" + std::to_string(model.config.vocab_size) + ")");
+        throw UserError("generate: token id " + std::to_string(id) + " is outside the model's vocabulary (" +
+                        std::to_string(model.config.vocab_size) + ")");
     L = std::max<int64_t>(L, static_cast<int64_t>(p.size()));
   }
   const int64_t capacity = L + options.max_new_tokens;
@@ -89,8 +90,8 @@ GenerationOutput generate(QwenForCausalLMImpl& model, const std::vector<std::vec
   const auto on_device = torch::TensorOptions().device(device);
 
   // Left padding: every prompt ends at column L-1, so one new column serves the whole batch.
-  auto tokens = torch::zeros({B, capacity}, torch::kInt64);       // [B, capacity]
-  auto key_padding = torch::ones({B, capacity}, torch::kBool);    // [B, capacity] false = padding
+  auto tokens = torch::zeros({B, capacity}, torch::kInt64);  // [B, capacity]
+  auto key_padding = torch::ones({B, capacity}, torch::kBool);  // [B, capacity] false = padding
   for (int64_t b = 0; b < B; ++b) {
     const int64_t pad = L - static_cast<int64_t>(prompts[b].size());
     key_padding[b].narrow(0, 0, pad).fill_(false);
@@ -120,17 +121,19 @@ GenerationOutput generate(QwenForCausalLMImpl& model, const std::vector<std::vec
     if (options.use_cache) {
       const int64_t past = cache.length;
       auto mask = causal_mask(key_padding.narrow(1, 0, length), B, length - past, past, device);
-      hidden = model.hidden_states(tokens.narrow(1, past, length - past), positions.narrow(1, past, length - past), mask, &cache);
+      hidden = model.hidden_states(tokens.narrow(1, past, length - past), positions.narrow(1, past, length - past),
+                                   mask, &cache);
     } else {
       auto mask = causal_mask(key_padding.narrow(1, 0, length), B, length, 0, device);
       hidden = model.hidden_states(tokens.narrow(1, 0, length), positions.narrow(1, 0, length), mask, nullptr);
     }
     auto last = hidden.select(1, hidden.size(1) - 1);  // [B, hidden]
-    auto logits = torch::matmul(last.to(torch::kFloat32), head.to(torch::kFloat32).t()).to(torch::kCPU).contiguous();  // [B, V]
+    auto logits =
+        torch::matmul(last.to(torch::kFloat32), head.to(torch::kFloat32).t()).to(torch::kCPU).contiguous();  // [B, V]
     const int64_t V = logits.size(1);
     auto next = torch::zeros({B}, torch::kInt64);
     for (int64_t b = 0; b < B; ++b) {
-      if (out.stopped[static_cast<size_t>(b)] ) continue;
+      if (out.stopped[static_cast<size_t>(b)]) continue;
       const int32_t id = sample_next_token(logits.data_ptr<float>() + b * V, V, options, rng[static_cast<size_t>(b)]);
       next[b] = id;
       out.new_ids[static_cast<size_t>(b)].push_back(id);

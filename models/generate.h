@@ -12,16 +12,16 @@ namespace posttrain {
 struct GenerationOptions {
   int64_t max_new_tokens = 64;
   double temperature = 0.0;  // 0 = greedy (argmax)
-  int64_t top_k = 0;         // 0 = no top-k filter
-  double top_p = 1.0;        // 1 = no nucleus filter
-  uint64_t seed = 0;         // sequence i draws from its own stream derived from (seed, i)
+  int64_t top_k = 0;  // 0 = no top-k filter
+  double top_p = 1.0;  // 1 = no nucleus filter
+  uint64_t seed = 0;  // sequence i draws from its own stream derived from (seed, i)
   std::vector<int32_t> stop_ids;  // e.g. <|im_end|>, <|endoftext|>
-  bool use_cache = true;     // false recomputes the whole prefix each step (for testing the cache)
+  bool use_cache = true;  // false recomputes the whole prefix each step (for testing the cache)
 };
 
 struct GenerationOutput {
   std::vector<std::vector<int32_t>> new_ids;  // per prompt; ends with the stop id if one was hit
-  std::vector<bool> stopped;                  // true: ended by a stop id; false: hit max_new_tokens
+  std::vector<bool> stopped;  // true: ended by a stop id; false: hit max_new_tokens
 };
 
 GenerationOutput generate(QwenForCausalLMImpl& model, const std::vector<std::vector<int32_t>>& prompts,

@@ -55,7 +55,8 @@ struct ChunkedLogProbFunction : public torch::autograd::Function<ChunkedLogProbF
       grad_hidden.narrow(0, start, rows).copy_(torch::matmul(grad_logits, weight32));
       grad_weight.addmm_(grad_logits.t(), h);
     }
-    return {grad_hidden.to(hidden.scalar_type()), grad_weight.to(weight.scalar_type()), torch::Tensor(), torch::Tensor()};
+    return {grad_hidden.to(hidden.scalar_type()), grad_weight.to(weight.scalar_type()), torch::Tensor(),
+            torch::Tensor()};
   }
 };
 
@@ -76,7 +77,8 @@ std::vector<double> sequence_logprobs(QwenForCausalLMImpl& model, const std::vec
   auto input = torch::tensor(ids, torch::kInt64).to(device).unsqueeze(0);  // [1, n]
   auto positions = torch::arange(n, torch::TensorOptions().dtype(torch::kInt64).device(device)).unsqueeze(0);
   auto hidden = model.hidden_states(input, positions);  // [1, n, H]
-  auto logp = chunked_token_logprobs(hidden[0].narrow(0, 0, n - 1), model.lm_head_weight(), input[0].narrow(0, 1, n - 1));
+  auto logp =
+      chunked_token_logprobs(hidden[0].narrow(0, 0, n - 1), model.lm_head_weight(), input[0].narrow(0, 1, n - 1));
   logp = logp.to(torch::kCPU, torch::kFloat64).contiguous();
   return std::vector<double>(logp.data_ptr<double>(), logp.data_ptr<double>() + logp.numel());
 }

@@ -47,7 +47,7 @@ QwenAttentionImpl::QwenAttentionImpl(const QwenConfig& c, int64_t layer)
 torch::Tensor QwenAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                          const torch::Tensor& mask, KVCache* cache) {
   const int64_t B = x.size(0), T = x.size(1);
-  auto q = q_proj(x).view({B, T, num_heads, head_dim});     // [B, T, H, D]
+  auto q = q_proj(x).view({B, T, num_heads, head_dim});  // [B, T, H, D]
   auto k = k_proj(x).view({B, T, num_kv_heads, head_dim});  // [B, T, KV, D]
   auto v = v_proj(x).view({B, T, num_kv_heads, head_dim}).transpose(1, 2);  // [B, KV, T, D]
   if (q_norm) {
@@ -91,9 +91,7 @@ QwenMLPImpl::QwenMLPImpl(const QwenConfig& c) {
   down_proj = register_module("down_proj", make_linear(c.intermediate_size, c.hidden_size, false));
 }
 
-torch::Tensor QwenMLPImpl::forward(const torch::Tensor& x) {
-  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
-}
+torch::Tensor QwenMLPImpl::forward(const torch::Tensor& x) { return down_proj(torch::silu(gate_proj(x)) * up_proj(x)); }
 
 QwenDecoderLayerImpl::QwenDecoderLayerImpl(const QwenConfig& c, int64_t layer) {
   self_attn = register_module("self_attn", QwenAttention(c, layer));
@@ -122,7 +120,8 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     return reinterpret_cast<QwenDecoderLayerImpl*>(layer_address)->forward(x, cos, sin, mask, nullptr);
   }
 
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
     auto saved = ctx->get_saved_variables();
     auto* layer = reinterpret_cast<QwenDecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
     torch::AutoGradMode enable(true);
@@ -164,14 +163,14 @@ torch::Tensor QwenModelImpl::forward(const torch::Tensor& input_ids, const torch
 
 QwenForCausalLMImpl::QwenForCausalLMImpl(const QwenConfig& c) : config(c) {
   model = register_module("model", QwenModel(c));
-  if (!c.tie_word_embeddings)
-    lm_head = register_module("lm_head", make_linear(c.hidden_size, c.vocab_size, false));
+  if (!c.tie_word_embeddings) lm_head = register_module("lm_head", make_linear(c.hidden_size, c.vocab_size, false));
 }
 
 torch::Tensor QwenForCausalLMImpl::hidden_states(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
                                                  const torch::Tensor& mask, KVCache* cache) {
   const int64_t past = cache != nullptr ? cache->length : 0;
-  auto full_mask = mask.defined() ? mask : causal_mask({}, input_ids.size(0), input_ids.size(1), past, input_ids.device());
+  auto full_mask =
+      mask.defined() ? mask : causal_mask({}, input_ids.size(0), input_ids.size(1), past, input_ids.device());
   return model->forward(input_ids, position_ids, full_mask, cache);
 }
 

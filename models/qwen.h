@@ -15,9 +15,9 @@ namespace posttrain {
 
 // Keys and values of every layer for incremental decoding, preallocated to `capacity` positions.
 struct KVCache {
-  std::vector<torch::Tensor> keys;    // per layer [B, kv_heads, capacity, head_dim]
+  std::vector<torch::Tensor> keys;  // per layer [B, kv_heads, capacity, head_dim]
   std::vector<torch::Tensor> values;  // per layer [B, kv_heads, capacity, head_dim]
-  int64_t length = 0;                 // positions filled so far
+  int64_t length = 0;  // positions filled so far
   int64_t capacity = 0;
 };
 
@@ -71,8 +71,8 @@ class QwenModelImpl : public torch::nn::Module {
  public:
   explicit QwenModelImpl(const QwenConfig& config);
   // input_ids, position_ids [B, T] int64; mask [B, 1, T, S] bool -> hidden states [B, T, hidden]
-  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
-                        const torch::Tensor& mask, KVCache* cache);
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids, const torch::Tensor& mask,
+                        KVCache* cache);
 
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};

@@ -17,10 +17,9 @@ struct DtypeEntry {
 };
 
 constexpr DtypeEntry kDtypes[] = {
-    {StDtype::F64, "F64", 8}, {StDtype::F32, "F32", 4}, {StDtype::F16, "F16", 2},
-    {StDtype::BF16, "BF16", 2}, {StDtype::I64, "I64", 8}, {StDtype::I32, "I32", 4},
-    {StDtype::I16, "I16", 2}, {StDtype::I8, "I8", 1}, {StDtype::U8, "U8", 1},
-    {StDtype::BOOL, "BOOL", 1},
+    {StDtype::F64, "F64", 8}, {StDtype::F32, "F32", 4},   {StDtype::F16, "F16", 2}, {StDtype::BF16, "BF16", 2},
+    {StDtype::I64, "I64", 8}, {StDtype::I32, "I32", 4},   {StDtype::I16, "I16", 2}, {StDtype::I8, "I8", 1},
+    {StDtype::U8, "U8", 1},   {StDtype::BOOL, "BOOL", 1},
 };
 
 // A header larger than this is refused before allocating: the reference implementation uses 100 MB.
@@ -41,12 +40,15 @@ size_t st_dtype_size(StDtype dtype) {
 }
 
 StHeader parse_safetensors_header(const uint8_t* data, size_t size, const std::string& file) {
-  if (size < 8) fail(file, "not a safetensors file: " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
+  if (size < 8)
+    fail(file, "not a safetensors file: " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | data[i];  // little endian
-  if (header_len > kMaxHeaderBytes) fail(file, "safetensors header length " + std::to_string(header_len) + " exceeds the 100 MB limit (corrupt file?)");
+  if (header_len > kMaxHeaderBytes)
+    fail(file, "safetensors header length " + std::to_string(header_len) + " exceeds the 100 MB limit (corrupt file?)");
   if (header_len > size - 8)
-    fail(file, "safetensors header length " + std::to_string(header_len) + " is larger than the file (" + std::to_string(size) + " bytes): truncated or corrupt");
+    fail(file, "safetensors header length " + std::to_string(header_len) + " is larger than the file (" +
+                   std::to_string(size) + " bytes): truncated or corrupt");
 
   nlohmann::json header;
   try {
@@ -88,7 +90,9 @@ StHeader parse_safetensors_header(const uint8_t* data, size_t size, const std::s
         known = true;
       }
     }
-    if (!known) fail(file, where + ": unsupported dtype '" + dtype.get<std::string>() + "' (supported: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)");
+    if (!known)
+      fail(file, where + ": unsupported dtype '" + dtype.get<std::string>() +
+                     "' (supported: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)");
 
     const auto& shape = value["shape"];
     if (!shape.is_array()) fail(file, where + ": shape is not an array");
@@ -102,16 +106,19 @@ StHeader parse_safetensors_header(const uint8_t* data, size_t size, const std::s
     }
 
     const auto& offsets = value["data_offsets"];
-    if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned())
+    if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
+        !offsets[1].is_number_unsigned())
       fail(file, where + ": data_offsets must be [begin, end] with non-negative integers");
     info.begin = offsets[0].get<uint64_t>();
     info.end = offsets[1].get<uint64_t>();
     if (info.end < info.begin) fail(file, where + ": data_offsets end < begin");
     if (info.end > data_size)
-      fail(file, where + ": data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) + ") run past the end of the data (" + std::to_string(data_size) + " bytes): truncated file?");
+      fail(file, where + ": data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) +
+                     ") run past the end of the data (" + std::to_string(data_size) + " bytes): truncated file?");
     const uint64_t expected = elements * st_dtype_size(info.dtype);
     if (info.end - info.begin != expected)
-      fail(file, where + ": byte range holds " + std::to_string(info.end - info.begin) + " bytes but shape x " + st_dtype_name(info.dtype) + " needs " + std::to_string(expected));
+      fail(file, where + ": byte range holds " + std::to_string(info.end - info.begin) + " bytes but shape x " +
+                     st_dtype_name(info.dtype) + " needs " + std::to_string(expected));
     result.tensors.push_back(std::move(info));
   }
 
@@ -140,7 +147,8 @@ std::string build_safetensors_header(std::vector<StTensorInfo>& tensors,
     info.begin = cursor;
     info.end = cursor + elements * st_dtype_size(info.dtype);
     cursor = info.end;
-    header[info.name] = {{"dtype", st_dtype_name(info.dtype)}, {"shape", info.shape}, {"data_offsets", {info.begin, info.end}}};
+    header[info.name] = {
+        {"dtype", st_dtype_name(info.dtype)}, {"shape", info.shape}, {"data_offsets", {info.begin, info.end}}};
   }
   std::string json = header.dump();
   while ((json.size() + 8) % 8 != 0) json += ' ';

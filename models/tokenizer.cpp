@@ -45,7 +45,8 @@ std::array<uint32_t, 256> byte_to_codepoint_table() {
 //    PCRE2's Unicode case folding would also match e.g. U+017F (long s).
 //  - `\s` / `\S`: JS's \s is a fixed list (ECMA-262 WhiteSpace + LineTerminator), which includes
 //    U+FEFF and excludes U+0085 (NEL); PCRE2's Unicode \s is the other way round on both.
-constexpr const char* kJsSpace = "\\t\\n\\x{0B}\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}";
+constexpr const char* kJsSpace =
+    "\\t\\n\\x{0B}\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}";
 
 std::string javascript_compatible_pattern(std::string pattern) {
   const std::string contractions = "(?i:'s|'t|'re|'ve|'m|'ll|'d)";
@@ -68,8 +69,10 @@ std::string javascript_compatible_pattern(std::string pattern) {
       }
       continue;
     }
-    if (c == '[' && !in_class) in_class = true;
-    else if (c == ']' && in_class) in_class = false;
+    if (c == '[' && !in_class)
+      in_class = true;
+    else if (c == ']' && in_class)
+      in_class = false;
     out += c;
   }
   return out;
@@ -93,12 +96,12 @@ struct PcreDeleter {
 
 struct Tokenizer::Impl {
   std::unordered_map<std::string, int32_t> vocab;  // token string (byte-level alphabet) -> id
-  std::vector<std::string> id_bytes;               // id -> the raw bytes it stands for
-  std::vector<bool> special;                       // id -> special added token
+  std::vector<std::string> id_bytes;  // id -> the raw bytes it stands for
+  std::vector<bool> special;  // id -> special added token
   // (left id << 32 | right id) -> (merge rank, merged id)
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;
   std::array<int32_t, 256> byte_ids{};  // id of each single byte's token
-  std::vector<AddedToken> added;        // longest first, so the first match is the longest
+  std::vector<AddedToken> added;  // longest first, so the first match is the longest
   std::array<bool, 256> added_first_byte{};
   std::unique_ptr<pcre2_code, PcreDeleter> split_regex;
   int32_t eos = -1, pad = -1;
@@ -184,8 +187,9 @@ void Tokenizer::Impl::encode_segment(std::string_view text, std::vector<int32_t>
   const bool ascii = std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
   if (!ascii) {
     utf8proc_uint8_t* mapped = nullptr;
-    auto len = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()), static_cast<utf8proc_ssize_t>(text.size()),
-                            &mapped, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+    auto len =
+        utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()), static_cast<utf8proc_ssize_t>(text.size()),
+                     &mapped, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
     if (len < 0) throw UserError(std::string("tokenizer: cannot NFC-normalise text: ") + utf8proc_errmsg(len));
     normalized.assign(reinterpret_cast<const char*>(mapped), static_cast<size_t>(len));
     std::free(mapped);
@@ -262,7 +266,8 @@ std::shared_ptr<Tokenizer::Impl> parse_tokenizer(const std::string& tokenizer_js
   }
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) fail(source, "missing \"model\" object");
   const json& model = j["model"];
-  if (model.value("type", std::string()) != "BPE") fail(source, "model.type must be \"BPE\" (byte-level BPE tokenizers only)");
+  if (model.value("type", std::string()) != "BPE")
+    fail(source, "model.type must be \"BPE\" (byte-level BPE tokenizers only)");
   if (!model.contains("vocab") || !model["vocab"].is_object()) fail(source, "missing model.vocab object");
   if (!model.contains("merges") || !model["merges"].is_array()) fail(source, "missing model.merges array");
 
@@ -278,7 +283,9 @@ std::shared_ptr<Tokenizer::Impl> parse_tokenizer(const std::string& tokenizer_js
         pre["pretokenizers"][0].value("invert", false) ||
         pre["pretokenizers"][1].value("type", std::string()) != "ByteLevel" ||
         pre["pretokenizers"][1].value("use_regex", true) || pre["pretokenizers"][1].value("add_prefix_space", false))
-      fail(source, "pre_tokenizer must be Sequence[Split(Regex, Isolated), ByteLevel(use_regex=false)] as in Qwen's tokenizer.json");
+      fail(source,
+           "pre_tokenizer must be Sequence[Split(Regex, Isolated), ByteLevel(use_regex=false)] as in Qwen's "
+           "tokenizer.json");
     pattern = pre["pretokenizers"][0]["pattern"].at("Regex").get<std::string>();
   } catch (const json::exception& e) {
     fail(source, std::string("malformed pre_tokenizer: ") + e.what());
@@ -292,7 +299,8 @@ std::shared_ptr<Tokenizer::Impl> parse_tokenizer(const std::string& tokenizer_js
   if (code == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error_code, message, sizeof(message));
-    fail(source, "pre_tokenizer regex does not compile at offset " + std::to_string(error_offset) + ": " + reinterpret_cast<char*>(message));
+    fail(source, "pre_tokenizer regex does not compile at offset " + std::to_string(error_offset) + ": " +
+                     reinterpret_cast<char*>(message));
   }
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
   impl->split_regex.reset(code);
@@ -307,7 +315,8 @@ std::shared_ptr<Tokenizer::Impl> parse_tokenizer(const std::string& tokenizer_js
   }
   const json added_tokens = j.value("added_tokens", json::array());
   for (const auto& t : added_tokens) {
-    if (!t.is_object() || !t.contains("id") || !t.contains("content")) fail(source, "added_tokens entry without id/content");
+    if (!t.is_object() || !t.contains("id") || !t.contains("content"))
+      fail(source, "added_tokens entry without id/content");
     if (!t["id"].is_number_integer() || t["id"].get<int64_t>() < 0 || t["id"].get<int64_t>() >= kMaxVocab)
       fail(source, "added token " + t["content"].dump() + " has an invalid id");
     max_id = std::max(max_id, t["id"].get<int32_t>());
@@ -360,8 +369,10 @@ std::shared_ptr<Tokenizer::Impl> parse_tokenizer(const std::string& tokenizer_js
     }
     auto l = impl->vocab.find(left), r = impl->vocab.find(right), merged = impl->vocab.find(left + right);
     if (l == impl->vocab.end() || r == impl->vocab.end() || merged == impl->vocab.end())
-      fail(source, "merge #" + std::to_string(rank) + " (" + left + " " + right + ") uses a token missing from the vocab");
-    const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(l->second)) << 32) | static_cast<uint32_t>(r->second);
+      fail(source,
+           "merge #" + std::to_string(rank) + " (" + left + " " + right + ") uses a token missing from the vocab");
+    const uint64_t key =
+        (static_cast<uint64_t>(static_cast<uint32_t>(l->second)) << 32) | static_cast<uint32_t>(r->second);
     impl->merges.emplace(key, std::make_pair(rank, merged->second));  // first (lowest) rank wins
     ++rank;
   }
@@ -428,7 +439,9 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
     while (left > 0) {
       utf8proc_int32_t cp = 0;
       auto n = utf8proc_iterate(p, left, &cp);
-      if (n <= 0) throw UserError("text is not valid UTF-8 (at byte " + std::to_string(text.size() - static_cast<size_t>(left)) + ")");
+      if (n <= 0)
+        throw UserError("text is not valid UTF-8 (at byte " + std::to_string(text.size() - static_cast<size_t>(left)) +
+                        ")");
       p += n;
       left -= n;
     }
@@ -462,7 +475,9 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
 std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
   std::string out;
   for (int32_t id : ids) {
-    if (id < 0 || id >= id_count()) throw UserError("decode: token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(id_count() - 1) + ")");
+    if (id < 0 || id >= id_count())
+      throw UserError("decode: token id " + std::to_string(id) + " is outside the vocabulary (0.." +
+                      std::to_string(id_count() - 1) + ")");
     if (skip_special_tokens && impl_->special[static_cast<size_t>(id)]) continue;
     out += impl_->id_bytes[static_cast<size_t>(id)];
   }

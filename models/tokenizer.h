@@ -30,8 +30,8 @@ class Tokenizer {
   int32_t require_token(std::string_view token) const;  // UserError if the token is not in the vocab
   bool is_special(int32_t id) const;
   int32_t id_count() const;  // largest id + 1
-  int32_t eos_id() const;    // tokenizer_config eos_token (Qwen: <|im_end|>)
-  int32_t pad_id() const;    // tokenizer_config pad_token (Qwen: <|endoftext|>)
+  int32_t eos_id() const;  // tokenizer_config eos_token (Qwen: <|im_end|>)
+  int32_t pad_id() const;  // tokenizer_config pad_token (Qwen: <|endoftext|>)
 
   struct Impl;
 

@@ -12,13 +12,13 @@
 namespace posttrain {
 
 struct LMBatch {
-  torch::Tensor input_ids;    // [B, T] int64, right-padded with pad_id
-  torch::Tensor positions;    // [B, T] int64
+  torch::Tensor input_ids;  // [B, T] int64, right-padded with pad_id
+  torch::Tensor positions;  // [B, T] int64
   torch::Tensor key_padding;  // [B, T] bool, false on padding
-  torch::Tensor targets;      // [B, T-1] int64: next token where it carries loss, else kIgnoreIndex
-  torch::Tensor attention;    // [B, 1, T, T] bool, only for packed rows (block-diagonal causal); else undefined
-  int64_t loss_tokens = 0;    // targets that are not ignored
-  int64_t tokens = 0;         // real (non-pad) tokens
+  torch::Tensor targets;  // [B, T-1] int64: next token where it carries loss, else kIgnoreIndex
+  torch::Tensor attention;  // [B, 1, T, T] bool, only for packed rows (block-diagonal causal); else undefined
+  int64_t loss_tokens = 0;  // targets that are not ignored
+  int64_t tokens = 0;  // real (non-pad) tokens
 };
 
 // One example per row, right-padded.

@@ -38,8 +38,8 @@ std::vector<std::pair<int64_t, std::string>> complete_checkpoints(const std::str
 
 }  // namespace
 
-void save_training_checkpoint(QwenForCausalLMImpl& model, const AdamW& optimizer, int64_t step, const std::string& run_dir,
-                              const std::string& tokenizer_dir, int64_t keep_last) {
+void save_training_checkpoint(QwenForCausalLMImpl& model, const AdamW& optimizer, int64_t step,
+                              const std::string& run_dir, const std::string& tokenizer_dir, int64_t keep_last) {
   const fs::path final_dir = fs::path(run_dir) / "checkpoints" / step_name(step);
   const fs::path partial = final_dir.string() + ".partial";
   fs::create_directories(final_dir.parent_path());

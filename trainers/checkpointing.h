@@ -12,8 +12,8 @@
 
 namespace posttrain {
 
-void save_training_checkpoint(QwenForCausalLMImpl& model, const AdamW& optimizer, int64_t step, const std::string& run_dir,
-                              const std::string& tokenizer_dir, int64_t keep_last);
+void save_training_checkpoint(QwenForCausalLMImpl& model, const AdamW& optimizer, int64_t step,
+                              const std::string& run_dir, const std::string& tokenizer_dir, int64_t keep_last);
 
 // The newest complete checkpoint folder in the run, if any.
 std::optional<std::string> latest_checkpoint(const std::string& run_dir);

@@ -32,8 +32,12 @@ LMTraining setup_lm_training(RunContext& ctx) {
   LMTraining t{Tokenizer::from_dir(ctx.tokenizer_dir)};
   std::string shard;
   t.data = prepare_sft_data(recipe.data, t.tokenizer, ctx.tokenizer_sha256, ctx.cache_dir + "/data", &shard);
-  ctx.manifest["data"] = {{"train", recipe.data.train}, {"sha256", sha256_file(recipe.data.train)}, {"shard", shard},
-                          {"examples", t.data.size()}, {"truncated", t.data.truncated}, {"skipped", t.data.skipped}};
+  ctx.manifest["data"] = {{"train", recipe.data.train},
+                          {"sha256", sha256_file(recipe.data.train)},
+                          {"shard", shard},
+                          {"examples", t.data.size()},
+                          {"truncated", t.data.truncated},
+                          {"skipped", t.data.skipped}};
   ctx.write_manifest();
 
   const auto device = parse_device(recipe.train.device);
@@ -89,8 +93,9 @@ bool finish_step(RunContext& ctx, LMTraining& t, int64_t step, StepStats stats) 
   if (!std::isfinite(stats.loss) || !std::isfinite(grad_norm)) {
     t.optimizer->zero_grad();
     if (spec.on_nonfinite == "stop")
-      throw UserError("step " + std::to_string(step + 1) + ": loss or gradient is not finite (loss " + std::to_string(stats.loss) +
-                      ", grad norm " + std::to_string(grad_norm) + "); lower train.lr or set train.on_nonfinite=skip");
+      throw UserError("step " + std::to_string(step + 1) + ": loss or gradient is not finite (loss " +
+                      std::to_string(stats.loss) + ", grad norm " + std::to_string(grad_norm) +
+                      "); lower train.lr or set train.on_nonfinite=skip");
     ctx.log_event("step " + std::to_string(step + 1) + ": non-finite loss or gradient, step skipped");
     return false;
   }
@@ -101,16 +106,23 @@ bool finish_step(RunContext& ctx, LMTraining& t, int64_t step, StepStats stats) 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - stats.started).count();
   const double tokens_per_s = static_cast<double>(stats.tokens) / seconds;
   // MFU: training FLOPs (3 x forward: forward + backward) over the bare-matmul FLOP/s of every rank.
-  const double flops = 3.0 * forward_flops_per_token(t.model->config, stats.sequence_length) * static_cast<double>(stats.tokens);
+  const double flops =
+      3.0 * forward_flops_per_token(t.model->config, stats.sequence_length) * static_cast<double>(stats.tokens);
   const double mfu = flops / seconds / (t.peak_flops * ctx.world_size);
   if (ctx.rank == 0 && ((step + 1) % spec.log_every == 0 || step + 1 == spec.steps)) {
-    ctx.log_metrics({{"step", step + 1}, {"loss", stats.loss}, {"lr", lr}, {"grad_norm", grad_norm},
-                     {"tokens_per_s", tokens_per_s}, {"mfu", mfu}, {"peak_rss_mib", peak_rss_mib()}});
+    ctx.log_metrics({{"step", step + 1},
+                     {"loss", stats.loss},
+                     {"lr", lr},
+                     {"grad_norm", grad_norm},
+                     {"tokens_per_s", tokens_per_s},
+                     {"mfu", mfu},
+                     {"peak_rss_mib", peak_rss_mib()}});
     t.progress->update(step + 1, stats.loss, tokens_per_s);
   }
   const CheckpointSpec& checkpoint = ctx.recipe.checkpoint;
   if (checkpoint.every > 0 && (step + 1) % checkpoint.every == 0 && step + 1 < spec.steps) {
-    if (ctx.rank == 0) save_training_checkpoint(*t.model, *t.optimizer, step + 1, ctx.run_dir, ctx.tokenizer_dir, checkpoint.keep_last);
+    if (ctx.rank == 0)
+      save_training_checkpoint(*t.model, *t.optimizer, step + 1, ctx.run_dir, ctx.tokenizer_dir, checkpoint.keep_last);
     ctx.dist->barrier();  // nobody runs ahead of a checkpoint that a restart may resume from
   }
   return true;
@@ -119,7 +131,8 @@ bool finish_step(RunContext& ctx, LMTraining& t, int64_t step, StepStats stats) 
 void finish_training(RunContext& ctx, LMTraining& t) {
   t.progress->finish();
   if (ctx.rank != 0) return;
-  save_training_checkpoint(*t.model, *t.optimizer, ctx.recipe.train.steps, ctx.run_dir, ctx.tokenizer_dir, ctx.recipe.checkpoint.keep_last);
+  save_training_checkpoint(*t.model, *t.optimizer, ctx.recipe.train.steps, ctx.run_dir, ctx.tokenizer_dir,
+                           ctx.recipe.checkpoint.keep_last);
   const std::string final_dir = (fs::path(ctx.run_dir) / "final").string();
   fs::remove_all(final_dir);
   SaveOptions save;

@@ -29,8 +29,8 @@ struct LMTraining {
   QwenForCausalLM model{nullptr};
   std::vector<std::pair<std::string, torch::Tensor>> params;  // trainable, HF names
   std::unique_ptr<AdamW> optimizer;
-  int64_t start_step = 0;       // > 0 when resumed from a checkpoint
-  double peak_flops = 0;        // bare matmul FLOP/s on this device, measured at setup (for MFU)
+  int64_t start_step = 0;  // > 0 when resumed from a checkpoint
+  double peak_flops = 0;  // bare matmul FLOP/s on this device, measured at setup (for MFU)
   std::unique_ptr<Progress> progress;
 };
 
@@ -45,7 +45,7 @@ std::vector<int64_t> rank_examples(const RunContext& ctx, const TokenizedDataset
 torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch);
 
 struct StepStats {
-  double loss = 0;     // this rank's share of the step's loss (sums to the global loss across ranks)
+  double loss = 0;  // this rank's share of the step's loss (sums to the global loss across ranks)
   int64_t tokens = 0;  // real tokens processed on this rank
   int64_t sequence_length = 0;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();

@@ -10,7 +10,11 @@
 namespace posttrain {
 
 AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, const TrainSpec& spec)
-    : params_(std::move(params)), beta1_(spec.beta1), beta2_(spec.beta2), eps_(spec.eps), weight_decay_(spec.weight_decay) {
+    : params_(std::move(params)),
+      beta1_(spec.beta1),
+      beta2_(spec.beta2),
+      eps_(spec.eps),
+      weight_decay_(spec.weight_decay) {
   for (const auto& [name, p] : params_) {
     exp_avg_.push_back(torch::zeros_like(p, p.options().dtype(torch::kFloat32)));
     exp_avg_sq_.push_back(torch::zeros_like(p, p.options().dtype(torch::kFloat32)));
@@ -48,7 +52,8 @@ std::vector<std::pair<std::string, torch::Tensor>> AdamW::state_tensors() const 
   return out;
 }
 
-void AdamW::load_state_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::string& source) {
+void AdamW::load_state_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                               const std::string& source) {
   std::map<std::string, torch::Tensor> by_name(tensors.begin(), tensors.end());
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -66,7 +71,8 @@ double learning_rate(const TrainSpec& spec, int64_t step) {
   if (step < spec.warmup_steps) return spec.lr * static_cast<double>(step + 1) / static_cast<double>(spec.warmup_steps);
   if (spec.schedule == "constant") return spec.lr;
   const int64_t decay_steps = std::max<int64_t>(1, spec.steps - spec.warmup_steps - 1);
-  const double progress = std::min(1.0, static_cast<double>(step - spec.warmup_steps) / static_cast<double>(decay_steps));
+  const double progress =
+      std::min(1.0, static_cast<double>(step - spec.warmup_steps) / static_cast<double>(decay_steps));
   const double floor = spec.min_lr_ratio * spec.lr;
   if (spec.schedule == "linear") return floor + (spec.lr - floor) * (1.0 - progress);
   return floor + (spec.lr - floor) * 0.5 * (1.0 + std::cos(M_PI * progress));  // cosine

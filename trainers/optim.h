@@ -29,7 +29,7 @@ class AdamW {
 
  private:
   std::vector<std::pair<std::string, torch::Tensor>> params_;
-  std::vector<torch::Tensor> exp_avg_;     // per parameter, its shape, float32
+  std::vector<torch::Tensor> exp_avg_;  // per parameter, its shape, float32
   std::vector<torch::Tensor> exp_avg_sq_;  // per parameter, its shape, float32
   double beta1_, beta2_, eps_, weight_decay_;
   int64_t steps_ = 0;

@@ -15,7 +15,7 @@
 
 // Expands to the two C entry points posttrain looks up: the API version the plugin was built
 // against, and the registration function (whose body follows the macro).
-#define POSTTRAIN_PLUGIN                                                               \
+#define POSTTRAIN_PLUGIN                                                                 \
   extern "C" int posttrain_plugin_api_version() { return POSTTRAIN_PLUGIN_API_VERSION; } \
   extern "C" void posttrain_plugin_register()
 

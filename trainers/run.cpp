@@ -45,7 +45,8 @@ std::string resolve_base(const BaseSpec& base, const std::string& tokenizer_dir)
     if (!fs::is_directory(base.path)) fail(base.path, "base model folder not found");
     return base.path;
   }
-  const std::string dir = (fs::path(cache_root()) / "bases" / (base.preset + "-seed" + std::to_string(base.seed))).string();
+  const std::string dir =
+      (fs::path(cache_root()) / "bases" / (base.preset + "-seed" + std::to_string(base.seed))).string();
   if (fs::exists(dir)) return dir;
   fs::create_directories(fs::path(dir).parent_path());
   QwenForCausalLM model(preset_config(base.preset));
@@ -92,7 +93,8 @@ std::string model_weights_sha256(const std::string& dir) {
   std::vector<std::string> files;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
-    if (name.size() > 12 && name.substr(name.size() - 12) == ".safetensors" && name != "optimizer.safetensors") files.push_back(name);
+    if (name.size() > 12 && name.substr(name.size() - 12) == ".safetensors" && name != "optimizer.safetensors")
+      files.push_back(name);
   }
   std::sort(files.begin(), files.end());
   std::string combined;
@@ -142,8 +144,10 @@ void run_recipe(const std::string& recipe_path, const RunOptions& options) {
   ctx.tokenizer_dir = ctx.base_dir;
   ctx.tokenizer_sha256 = sha256_file(ctx.base_dir + "/tokenizer.json");
   fs::create_directories(ctx.run_dir);
-  ctx.log_event("rank " + std::to_string(ctx.rank) + " of " + std::to_string(ctx.world_size) + ": " + ctx.recipe.method + " run in " + ctx.run_dir);
-  if (ctx.rank == 0) write_file_atomic((fs::path(ctx.run_dir) / "recipe.resolved.yaml").string(), resolved_recipe_yaml(ctx.recipe));
+  ctx.log_event("rank " + std::to_string(ctx.rank) + " of " + std::to_string(ctx.world_size) + ": " +
+                ctx.recipe.method + " run in " + ctx.run_dir);
+  if (ctx.rank == 0)
+    write_file_atomic((fs::path(ctx.run_dir) / "recipe.resolved.yaml").string(), resolved_recipe_yaml(ctx.recipe));
 
   ctx.manifest = {{"recipe", fs::absolute(recipe_path).string()},
                   {"method", ctx.recipe.method},
@@ -151,8 +155,10 @@ void run_recipe(const std::string& recipe_path, const RunOptions& options) {
                   {"status", "running"},
                   {"seed", ctx.recipe.seed},
                   {"world_size", ctx.world_size},
-                  {"base", {{"path", fs::absolute(ctx.base_dir).string()}, {"sha256", model_weights_sha256(ctx.base_dir)},
-                            {"preset", ctx.recipe.base.preset}}},
+                  {"base",
+                   {{"path", fs::absolute(ctx.base_dir).string()},
+                    {"sha256", model_weights_sha256(ctx.base_dir)},
+                    {"preset", ctx.recipe.base.preset}}},
                   {"tokenizer_sha256", ctx.tokenizer_sha256},
                   {"budget", {{"steps", ctx.recipe.train.steps}, {"batch_size", ctx.recipe.train.batch_size}}},
                   {"versions", {{"posttrain", "0.1.0"}, {"libtorch", TORCH_VERSION}}},

@@ -18,13 +18,13 @@ namespace posttrain {
 struct RunContext {
   Recipe recipe;
   std::string run_dir;
-  std::string base_dir;        // HF folder of the base model
-  std::string tokenizer_dir;   // folder with tokenizer.json (the base's own)
+  std::string base_dir;  // HF folder of the base model
+  std::string tokenizer_dir;  // folder with tokenizer.json (the base's own)
   std::string tokenizer_sha256;
-  std::string cache_dir;       // tokenized shards and preset bases
+  std::string cache_dir;  // tokenized shards and preset bases
   int rank = 0, world_size = 1;
   Distributed* dist = nullptr;  // collectives across ranks (a world of one when not launched)
-  nlohmann::json manifest;     // trainers add what they know (data hash, counts)
+  nlohmann::json manifest;  // trainers add what they know (data hash, counts)
 
   // Appends to this rank's log file (logs/rank-R.log) and, unless to_stderr is false, prints it.
   void log_event(const std::string& text, bool to_stderr = true) const;
@@ -42,7 +42,7 @@ std::string trainer_description(const std::string& method);
 
 struct RunOptions {
   std::vector<std::string> overrides;  // key.sub=value
-  std::string tokenizer_dir;           // for preset bases
+  std::string tokenizer_dir;  // for preset bases
   std::string command_line;
 };
 

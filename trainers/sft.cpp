@@ -18,10 +18,12 @@ void train_sft(RunContext& ctx) {
     int64_t global_loss_tokens = 0;
     const auto examples = rank_examples(ctx, t.data, step, &global_loss_tokens);
     for (size_t first = 0; first < examples.size(); first += static_cast<size_t>(spec.micro_batch_size)) {
-      const std::vector<int64_t> micro(examples.begin() + static_cast<long>(first),
-                                       examples.begin() + static_cast<long>(std::min(examples.size(), first + spec.micro_batch_size)));
-      const LMBatch batch = ctx.recipe.data.pack ? make_packed_lm_batch(t.data, micro, t.tokenizer.pad_id(), ctx.recipe.data.max_length)
-                                                 : make_lm_batch(t.data, micro, t.tokenizer.pad_id());
+      const std::vector<int64_t> micro(
+          examples.begin() + static_cast<long>(first),
+          examples.begin() + static_cast<long>(std::min(examples.size(), first + spec.micro_batch_size)));
+      const LMBatch batch = ctx.recipe.data.pack
+                                ? make_packed_lm_batch(t.data, micro, t.tokenizer.pad_id(), ctx.recipe.data.max_length)
+                                : make_lm_batch(t.data, micro, t.tokenizer.pad_id());
       auto logp = batch_token_logprobs(*t.model, batch);  // [B * (T-1)], 0 where no loss
       // Divided by the step's global token count, so micro-steps and ranks add up to the mean.
       auto loss = -logp.sum() / static_cast<double>(global_loss_tokens);
@@ -36,7 +38,8 @@ void train_sft(RunContext& ctx) {
 }
 
 namespace {
-const bool registered = (register_trainer("sft", train_sft, "supervised fine-tuning on chat or prompt/completion data"), true);
+const bool registered =
+    (register_trainer("sft", train_sft, "supervised fine-tuning on chat or prompt/completion data"), true);
 }
 
 }  // namespace posttrain

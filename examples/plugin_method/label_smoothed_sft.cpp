@@ -31,19 +31,20 @@ void train_sft_label_smoothing(RunContext& ctx) {
     int64_t global_loss_tokens = 0;
     const auto examples = rank_examples(ctx, t.data, step, &global_loss_tokens);
     for (size_t first = 0; first < examples.size(); first += static_cast<size_t>(spec.micro_batch_size)) {
-      const std::vector<int64_t> micro(examples.begin() + static_cast<long>(first),
-                                       examples.begin() + static_cast<long>(std::min(examples.size(), first + spec.micro_batch_size)));
+      const std::vector<int64_t> micro(
+          examples.begin() + static_cast<long>(first),
+          examples.begin() + static_cast<long>(std::min(examples.size(), first + spec.micro_batch_size)));
       const LMBatch batch = make_lm_batch(t.data, micro, t.tokenizer.pad_id());
       const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
       auto mask = causal_mask(batch.key_padding.to(device), B, T, 0, device);
       auto hidden = t.model->hidden_states(batch.input_ids.to(device), batch.positions.to(device), mask);
       auto h = hidden.narrow(1, 0, T - 1).reshape({-1, hidden.size(2)});  // [N, H]
-      auto targets = batch.targets.reshape({-1}).to(device);                // [N]
-      auto valid = targets.ne(kIgnoreIndex).to(torch::kFloat32);           // [N]
-      auto W = t.model->lm_head_weight();                                   // [V, H]
-      auto logp = chunked_token_logprobs(h, W, targets);                    // [N]
+      auto targets = batch.targets.reshape({-1}).to(device);  // [N]
+      auto valid = targets.ne(kIgnoreIndex).to(torch::kFloat32);  // [N]
+      auto W = t.model->lm_head_weight();  // [V, H]
+      auto logp = chunked_token_logprobs(h, W, targets);  // [N]
       auto target_logit = (h * W.index_select(0, targets.clamp_min(0))).sum(1);  // z_y, [N]
-      auto mean_logit = torch::matmul(h, W.mean(0));                              // mean_v z_v, [N]
+      auto mean_logit = torch::matmul(h, W.mean(0));  // mean_v z_v, [N]
       auto uniform_nll = target_logit - logp - mean_logit;
       auto per_token = ((1.0 - epsilon) * -logp + epsilon * uniform_nll) * valid;
       auto loss = per_token.sum() / static_cast<double>(global_loss_tokens);

@@ -20,7 +20,8 @@ const std::string& tiny_base() {
 }  // namespace
 
 TEST_CASE("every subcommand has --help", "[apps][cli]") {
-  for (const char* command : {"init-base", "logprobs", "generate", "tokenize", "run", "launch", "methods", "prepare-data"}) {
+  for (const char* command :
+       {"init-base", "logprobs", "generate", "tokenize", "run", "launch", "methods", "prepare-data"}) {
     auto result = test::run(test::posttrain_bin() + " " + command + " --help");
     INFO(command << ": " << result.output);
     CHECK(result.exit_code == 0);
@@ -72,7 +73,9 @@ TEST_CASE("logprobs, generate and tokenize print the documented JSON", "[apps][c
   CHECK(gen_json["ids"].size() <= 4);
   CHECK(gen_json["text"].is_string());
   auto sampled = [&](int seed) {
-    return test::run(test::posttrain_bin() + " generate --model " + model + " --ids 1,2,3 --max-new-tokens 6 --temperature 1 --top-k 50 --seed " + std::to_string(seed)).output;
+    return test::run(test::posttrain_bin() + " generate --model " + model +
+                     " --ids 1,2,3 --max-new-tokens 6 --temperature 1 --top-k 50 --seed " + std::to_string(seed))
+        .output;
   };
   CHECK(sampled(5) == sampled(5));
   CHECK(sampled(5) != sampled(6));

@@ -63,7 +63,8 @@ TEST_CASE("recipe errors name the file, the line and the key", "[core][recipe]")
   CHECK_THAT(error_of(typo, {"train.stepz=4"}), Catch::Contains("train.stepz: unknown key"));
   const std::string ok = write("ok.yaml", kValid);
   CHECK_THAT(error_of(ok, {"train.lr=-0.1"}), Catch::Contains("train.lr must be positive"));
-  CHECK_THAT(error_of(ok, {"train.micro_batch_size=3"}), Catch::Contains("must be a positive multiple of world_size (1) x micro_batch_size (3)"));
+  CHECK_THAT(error_of(ok, {"train.micro_batch_size=3"}),
+             Catch::Contains("must be a positive multiple of world_size (1) x micro_batch_size (3)"));
   CHECK_THAT(error_of(ok, {}, 3), Catch::Contains("multiple of world_size (3)"));
   CHECK_THAT(error_of(ok, {"lr"}), Catch::Contains("is not key.sub=value"));
   CHECK_THAT(error_of(ok, {"train.bogus=1"}), Catch::Contains("(command-line override): train.bogus: unknown key"));
@@ -76,7 +77,9 @@ TEST_CASE("recipe errors name the file, the line and the key", "[core][recipe]")
 
 TEST_CASE("overrides and defaults: later wins, recipe over its defaults, command line over all", "[core][recipe]") {
   test::TempDir tmp("recipe-defaults");
-  test::write_text(tmp / "base.yaml", "method: sft\nbase: {preset: tiny}\ndata: {train: d.jsonl}\ntrain: {steps: 7, lr: 0.5, batch_size: 4, micro_batch_size: 4}\n");
+  test::write_text(tmp / "base.yaml",
+                   "method: sft\nbase: {preset: tiny}\ndata: {train: d.jsonl}\ntrain: {steps: 7, lr: 0.5, batch_size: "
+                   "4, micro_batch_size: 4}\n");
   test::write_text(tmp / "r.yaml", "defaults: [base.yaml]\ntrain: {lr: 0.25}\n");
   auto r = posttrain::parse_recipe(tmp / "r.yaml", {}, 1);
   CHECK(r.train.steps == 7);

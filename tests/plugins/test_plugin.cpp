@@ -1,8 +1,8 @@
 // The out-of-tree plugin path, as a user takes it: install posttrain, build examples/plugin_method
 // against the installed CMake package, list and train the new method. Its loss is checked against
 // full-vocabulary log-softmax arithmetic done here, and at epsilon = 0 it must equal plain SFT.
-#include <catch2/catch.hpp>
 #include <torch/torch.h>
+#include <catch2/catch.hpp>
 
 #include <fstream>
 
@@ -56,10 +56,12 @@ TEST_CASE("a plugin built against the installed package registers and trains a n
   test::TempDir tmp("plugin-runs");
   const std::string common = " plugins=[" + installed().plugin + "] train.steps=3 checkpoint.every=0";
   // epsilon = 0 is plain SFT: same losses and weights as method: sft on the same recipe.
-  auto smooth0 = run_installed("run " + recipe + common + " output_dir=" + tmp / "eps0" + " sft_label_smoothing.epsilon=0");
+  auto smooth0 =
+      run_installed("run " + recipe + common + " output_dir=" + tmp / "eps0" + " sft_label_smoothing.epsilon=0");
   INFO(smooth0.output);
   REQUIRE(smooth0.exit_code == 0);
-  auto sft = run_installed("run " + recipe + common + " output_dir=" + tmp / "sft" + " method=sft sft_label_smoothing=null");
+  auto sft =
+      run_installed("run " + recipe + common + " output_dir=" + tmp / "sft" + " method=sft sft_label_smoothing=null");
   INFO(sft.output);
   REQUIRE(sft.exit_code == 0);
   auto a = losses(tmp / "eps0"), b = losses(tmp / "sft");
@@ -67,8 +69,13 @@ TEST_CASE("a plugin built against the installed package registers and trains a n
   for (size_t i = 0; i < a.size(); ++i) CHECK(a[i] == Approx(b[i]).epsilon(1e-6));
 
   // epsilon = 0.3 on one example: step-1 loss against full log-softmax over the vocabulary.
-  test::write_text(tmp / "one.jsonl", R"({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there."}]})" "\n");
-  auto one = run_installed("run " + recipe + common + " output_dir=" + tmp / "one" + " sft_label_smoothing.epsilon=0.3 train.steps=1 train.batch_size=4 data.train=" + tmp / "one.jsonl");
+  test::write_text(
+      tmp / "one.jsonl",
+      R"({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there."}]})"
+      "\n");
+  auto one = run_installed(
+      "run " + recipe + common + " output_dir=" + tmp / "one" +
+      " sft_label_smoothing.epsilon=0.3 train.steps=1 train.batch_size=4 data.train=" + tmp / "one.jsonl");
   REQUIRE(one.exit_code == 0);
   auto base = posttrain::load_model(test::test_cache_dir() + "/bases/tiny-seed0");
   auto tokenizer = posttrain::Tokenizer::from_dir(test::tokenizer_dir());

@@ -1,10 +1,10 @@
 // SFT end to end through the CLI: the loss is the token-weighted mean of -log p over assistant tokens
 // (checked against the model's own log-probs), runs are bit-reproducible, a SIGKILLed run resumes to
 // the same weights, gradient accumulation equals one big batch, and bad data names file:line.
-#include <catch2/catch.hpp>
 #include <signal.h>
 #include <torch/torch.h>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <chrono>
 #include <fstream>
@@ -14,23 +14,28 @@
 #include "models/chat.h"
 #include "models/checkpoint.h"
 #include "models/logprobs.h"
+#include "tests/test_util.h"
 #include "trainers/batch.h"
 #include "trainers/loop.h"
-#include "tests/test_util.h"
 
 namespace {
 
 // Runs `posttrain run` with an isolated cache shared by the tests (bases are built once).
 test::CommandResult run_recipe(const std::string& recipe, const std::string& overrides = "") {
-  return test::run("POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + test::posttrain_bin() + " run " + recipe + " " + overrides);
+  return test::run("POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + test::posttrain_bin() + " run " + recipe + " " +
+                   overrides);
 }
 
 std::string write_recipe(const test::TempDir& tmp, const std::string& extra = "") {
   const std::string path = tmp / "recipe.yaml";
-  test::write_text(path, "method: sft\nseed: 5\nbase: {preset: tiny, seed: 0}\n"
-                         "data: {train: " + test::source_dir() + "/recipes/data/sft_demo_chat.jsonl, max_length: 48}\n"
-                         "train: {steps: 6, batch_size: 4, micro_batch_size: 2, lr: 2.0e-3, warmup_steps: 1}\n"
-                         "checkpoint: {every: 2, keep_last: 2}\n" + extra);
+  test::write_text(path,
+                   "method: sft\nseed: 5\nbase: {preset: tiny, seed: 0}\n"
+                   "data: {train: " +
+                       test::source_dir() +
+                       "/recipes/data/sft_demo_chat.jsonl, max_length: 48}\n"
+                       "train: {steps: 6, batch_size: 4, micro_batch_size: 2, lr: 2.0e-3, warmup_steps: 1}\n"
+                       "checkpoint: {every: 2, keep_last: 2}\n" +
+                       extra);
   return path;
 }
 
@@ -47,9 +52,13 @@ std::vector<nlohmann::json> metrics(const std::string& run_dir) {
 TEST_CASE("SFT step-1 loss equals the mean -log p of the assistant tokens under the base", "[trainers][sft]") {
   test::TempDir tmp("sft-loss");
   // One example, so the first step's batch is known: the loss is computed before any update.
-  test::write_text(tmp / "one.jsonl", R"({"messages": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "2 + 2 = 4."}]})" "\n");
+  test::write_text(
+      tmp / "one.jsonl",
+      R"({"messages": [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "2 + 2 = 4."}]})"
+      "\n");
   const std::string recipe = write_recipe(tmp, "output_dir: " + tmp / "run" + "\n");
-  auto result = run_recipe(recipe, "data.train=" + tmp / "one.jsonl" + " train.steps=1 train.batch_size=2 train.micro_batch_size=1");
+  auto result = run_recipe(
+      recipe, "data.train=" + tmp / "one.jsonl" + " train.steps=1 train.batch_size=2 train.micro_batch_size=1");
   REQUIRE(result.exit_code == 0);
   const double reported = metrics(tmp / "run")[0]["loss"].get<double>();
 
@@ -69,9 +78,12 @@ TEST_CASE("SFT step-1 loss equals the mean -log p of the assistant tokens under 
 TEST_CASE("loss masks cover exactly the assistant turns", "[trainers][sft]") {
   auto tokenizer = posttrain::Tokenizer::from_dir(test::tokenizer_dir());
   test::TempDir tmp("sft-mask");
-  test::write_text(tmp / "d.jsonl",
-                   R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Goodbye."}]})" "\n"
-                   R"({"prompt": "Reverse abc:", "completion": " cba"})" "\n");
+  test::write_text(
+      tmp / "d.jsonl",
+      R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Goodbye."}]})"
+      "\n"
+      R"({"prompt": "Reverse abc:", "completion": " cba"})"
+      "\n");
   posttrain::DataSpec spec;
   spec.train = tmp / "d.jsonl";
   auto data = posttrain::tokenize_sft_jsonl(spec, tokenizer);
@@ -80,7 +92,8 @@ TEST_CASE("loss masks cover exactly the assistant turns", "[trainers][sft]") {
   auto targets_of = [&](int64_t row) {
     std::vector<int32_t> ids;
     for (int64_t t = 0; t < batch.targets.size(1); ++t)
-      if (batch.targets[row][t].item<int64_t>() != posttrain::kIgnoreIndex) ids.push_back(static_cast<int32_t>(batch.targets[row][t].item<int64_t>()));
+      if (batch.targets[row][t].item<int64_t>() != posttrain::kIgnoreIndex)
+        ids.push_back(static_cast<int32_t>(batch.targets[row][t].item<int64_t>()));
     return tokenizer.decode(ids);
   };
   CHECK(targets_of(0) == "Hello.<|im_end|>Goodbye.<|im_end|>");
@@ -93,7 +106,8 @@ TEST_CASE("same recipe and seed give a bit-identical final checkpoint", "[traine
   const std::string recipe = write_recipe(tmp);
   REQUIRE(run_recipe(recipe, "output_dir=" + tmp / "a").exit_code == 0);
   REQUIRE(run_recipe(recipe, "output_dir=" + tmp / "b").exit_code == 0);
-  const auto a = test::read_text(tmp / "a/final/model.safetensors"), b = test::read_text(tmp / "b/final/model.safetensors");
+  const auto a = test::read_text(tmp / "a/final/model.safetensors"),
+             b = test::read_text(tmp / "b/final/model.safetensors");
   CHECK(a == b);
   auto ma = metrics(tmp / "a");
   REQUIRE(ma.size() == 6);
@@ -118,8 +132,8 @@ TEST_CASE("a run killed with SIGKILL resumes to the same weights as an uninterru
 
   // Start the same run in the background, kill it hard once a mid-run checkpoint is complete.
   const std::string run_dir = tmp / "killed";
-  const std::string command = "POSTTRAIN_CACHE=" + test::test_cache_dir() + " exec " + test::posttrain_bin() + " run " + recipe +
-                              " output_dir=" + run_dir + steps + " > " + tmp / "killed.log" + " 2>&1";
+  const std::string command = "POSTTRAIN_CACHE=" + test::test_cache_dir() + " exec " + test::posttrain_bin() + " run " +
+                              recipe + " output_dir=" + run_dir + steps + " > " + tmp / "killed.log" + " 2>&1";
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
@@ -144,7 +158,8 @@ TEST_CASE("a run killed with SIGKILL resumes to the same weights as an uninterru
   auto resumed = run_recipe(recipe, "output_dir=" + run_dir + steps);
   REQUIRE(resumed.exit_code == 0);
   CHECK(resumed.output.find("resumed from") != std::string::npos);
-  CHECK(test::read_text(run_dir + "/final/model.safetensors") == test::read_text(tmp / "whole/final/model.safetensors"));
+  CHECK(test::read_text(run_dir + "/final/model.safetensors") ==
+        test::read_text(tmp / "whole/final/model.safetensors"));
   // keep_last: only the two newest checkpoints remain.
   int checkpoints = 0;
   for (const auto& e : test::fs::directory_iterator(run_dir + "/checkpoints")) checkpoints += e.is_directory();
@@ -157,19 +172,23 @@ TEST_CASE("gradient accumulation: 4 micro-steps of 1 equal one micro-step of 4",
   REQUIRE(run_recipe(recipe, "output_dir=" + tmp / "big train.micro_batch_size=4 train.steps=3").exit_code == 0);
   REQUIRE(run_recipe(recipe, "output_dir=" + tmp / "small train.micro_batch_size=1 train.steps=3").exit_code == 0);
   auto big = metrics(tmp / "big"), small = metrics(tmp / "small");
-  for (size_t i = 0; i < big.size(); ++i) CHECK(small[i]["loss"].get<double>() == Approx(big[i]["loss"].get<double>()).epsilon(1e-5));
+  for (size_t i = 0; i < big.size(); ++i)
+    CHECK(small[i]["loss"].get<double>() == Approx(big[i]["loss"].get<double>()).epsilon(1e-5));
   auto a = posttrain::load_model(tmp / "big/final"), b = posttrain::load_model(tmp / "small/final");
   auto pb = b->named_parameters();
   double worst = 0;
-  for (const auto& item : a->named_parameters()) worst = std::max(worst, (item.value() - pb[item.key()]).abs().max().item<double>());
+  for (const auto& item : a->named_parameters())
+    worst = std::max(worst, (item.value() - pb[item.key()]).abs().max().item<double>());
   CHECK(worst < 1e-5);
 }
 
 TEST_CASE("bad training data names file:line, and skip_bad_records skips and counts", "[trainers][sft][data]") {
   test::TempDir tmp("sft-bad");
-  test::write_text(tmp / "bad.jsonl", std::string(R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})") + "\n" +
-                                          R"({"messages": [{"role": "user", "content": "a"}]})" + "\n{oops\n" +
-                                          R"({"messages": [{"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]})" + "\n");
+  test::write_text(
+      tmp / "bad.jsonl",
+      std::string(R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})") + "\n" +
+          R"({"messages": [{"role": "user", "content": "a"}]})" + "\n{oops\n" +
+          R"({"messages": [{"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]})" + "\n");
   const std::string recipe = write_recipe(tmp, "output_dir: " + tmp / "run" + "\n");
   auto result = run_recipe(recipe, "data.train=" + tmp / "bad.jsonl" + " train.steps=1");
   CHECK(result.exit_code == 2);
@@ -225,7 +244,8 @@ TEST_CASE("a non-finite loss stops the run naming the step, or is skipped when a
   CHECK(stopped.exit_code == 2);
   CHECK(stopped.output.find("step 1: loss or gradient is not finite") != std::string::npos);
   CHECK(nlohmann::json::parse(test::read_text(tmp / "stop/manifest.json"))["status"] == "failed");
-  auto skipped = run_recipe(recipe, "base=" + tmp / "nan-base" + " output_dir=" + tmp / "skip train.on_nonfinite=skip train.steps=2");
+  auto skipped = run_recipe(
+      recipe, "base=" + tmp / "nan-base" + " output_dir=" + tmp / "skip train.on_nonfinite=skip train.steps=2");
   CHECK(skipped.exit_code == 0);
   CHECK(skipped.output.find("step 2: non-finite loss or gradient, step skipped") != std::string::npos);
 }
