@@ -7,23 +7,9 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/rng.h"
 
 namespace posttrain {
-
-namespace {
-
-// splitmix64: a tiny, fully specified generator, so samples are identical on every platform and
-// device (std:: distributions are implementation-defined).
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-double uniform01(uint64_t& state) { return static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53; }
-
-}  // namespace
 
 int32_t sample_next_token(const float* logits, int64_t vocab, const GenerationOptions& options, uint64_t& state) {
   if (options.temperature <= 0.0) {

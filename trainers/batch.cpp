@@ -4,18 +4,12 @@
 
 #include <numeric>
 
+#include "core/rng.h"
 #include "models/logprobs.h"
 
 namespace posttrain {
 
 namespace {
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 // Fisher-Yates with splitmix64: the same permutation on every platform (std::shuffle is not).
 std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {

@@ -28,14 +28,6 @@ std::string recipe_args(const std::string& run_dir, int steps = 4) {
          " train.steps=" + std::to_string(steps) + " train.batch_size=4 train.micro_batch_size=2 checkpoint.every=2";
 }
 
-std::vector<double> losses(const std::string& run_dir) {
-  std::vector<double> out;
-  std::ifstream in(run_dir + "/metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
-  return out;
-}
-
 double max_weight_difference(const std::string& a, const std::string& b) {
   auto ma = posttrain::load_model(a), mb = posttrain::load_model(b);
   auto pb = mb->named_parameters();
@@ -57,7 +49,7 @@ const std::string& reference_run() {
 }
 
 void expect_same_as_reference(const std::string& run_dir) {
-  auto got = losses(run_dir), want = losses(reference_run());
+  auto got = test::run_losses(run_dir), want = test::run_losses(reference_run());
   REQUIRE(got.size() == want.size());
   for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == Approx(want[i]).epsilon(1e-5));
   CHECK(max_weight_difference(run_dir + "/final", reference_run() + "/final") < 1e-5);

@@ -37,14 +37,6 @@ test::CommandResult run_installed(const std::string& args) {
   return test::run("POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + installed().prefix + "/bin/posttrain " + args);
 }
 
-std::vector<double> losses(const std::string& run_dir) {
-  std::vector<double> out;
-  std::ifstream in(run_dir + "/metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("a plugin built against the installed package registers and trains a new method", "[plugins]") {
@@ -64,7 +56,7 @@ TEST_CASE("a plugin built against the installed package registers and trains a n
       run_installed("run " + recipe + common + " output_dir=" + tmp / "sft" + " method=sft sft_label_smoothing=null");
   INFO(sft.output);
   REQUIRE(sft.exit_code == 0);
-  auto a = losses(tmp / "eps0"), b = losses(tmp / "sft");
+  auto a = test::run_losses(tmp / "eps0"), b = test::run_losses(tmp / "sft");
   REQUIRE(a.size() == 3);
   for (size_t i = 0; i < a.size(); ++i) CHECK(a[i] == Approx(b[i]).epsilon(1e-6));
 
@@ -89,7 +81,7 @@ TEST_CASE("a plugin built against the installed package registers and trains a n
   int count = 0;
   for (size_t t = chat.assistant_spans[0].first; t < chat.assistant_spans[0].second; ++t, ++count)
     total += 0.7 * -logp[t - 1][chat.ids[t]].item<double>() + 0.3 * -logp[t - 1].mean().item<double>();
-  CHECK(losses(tmp / "one")[0] == Approx(total / count).epsilon(1e-5));
+  CHECK(test::run_losses(tmp / "one")[0] == Approx(total / count).epsilon(1e-5));
 
   // Loading failures are clear errors.
   auto missing = run_installed("run " + recipe + " plugins=[" + tmp / "nope.so" + "]");
