@@ -1,0 +1,46 @@
+// Preference-optimisation losses as pure functions of sequence log-probs, registered by name
+// (`dpo.loss:` in a recipe). Each takes per-pair tensors [P] and returns per-pair losses [P].
+//
+// Log-prob aggregation differs between methods, and frameworks disagree on it, so it is explicit:
+// each loss declares whether it wants SUMS over response tokens or MEANS (sum / response length).
+//   sigmoid (DPO), cdpo, hinge: sums.   ipo: means (as TRL; the IPO paper's beta is then per token).
+//   simpo, orpo: means, and no reference model.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace posttrain {
+
+struct PreferenceLogProbs {
+  torch::Tensor policy_chosen, policy_rejected;        // [P] sums or means, per the loss's aggregation
+  torch::Tensor reference_chosen, reference_rejected;  // [P]; undefined for reference-free losses
+};
+
+struct PreferenceLossOptions {
+  double beta = 0.1;
+  double label_smoothing = 0.0;  // cdpo: probability that a pair's label is flipped
+  double gamma = 0.5;            // simpo: target margin (in units of beta-scaled mean log-prob)
+  double orpo_lambda = 0.1;      // orpo: weight of the odds-ratio term
+};
+
+enum class LogProbAggregation { kSum, kMean };
+
+struct PreferenceLoss {
+  std::function<torch::Tensor(const PreferenceLogProbs&, const PreferenceLossOptions&)> loss;  // -> [P]
+  LogProbAggregation aggregation;
+  bool needs_reference;
+  std::string description;
+};
+
+void register_preference_loss(const std::string& name, PreferenceLoss loss);
+const PreferenceLoss* find_preference_loss(const std::string& name);
+std::vector<std::string> preference_loss_names();
+
+// The implicit reward margin h = (pi_c - ref_c) - (pi_r - ref_r), shared by the DPO family.
+torch::Tensor dpo_margin(const PreferenceLogProbs& lp);
+
+}  // namespace posttrain
