@@ -3,6 +3,7 @@
 
 #include "apps/cli.h"
 #include "trainers/plugin.h"
+#include "trainers/preference_losses.h"
 #include "trainers/run.h"
 
 namespace posttrain::cli {
@@ -18,6 +19,10 @@ int methods(const std::vector<std::string>& args) {
   for (const auto& name : trainer_names())
     std::cout << "  " << name << std::string(name.size() < 22 ? 22 - name.size() : 1, ' ') << trainer_description(name)
               << "\n";
+  std::cout << "preference losses (dpo.loss):\n";
+  for (const auto& name : preference_loss_names())
+    std::cout << "  " << name << std::string(name.size() < 22 ? 22 - name.size() : 1, ' ')
+              << find_preference_loss(name)->description << "\n";
   return 0;
 }
 

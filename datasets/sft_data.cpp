@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -139,16 +140,23 @@ int64_t read_int_attr(H5::H5File& file, const std::string& name) {
 
 }  // namespace
 
-TokenizedDataset tokenize_sft_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {
+namespace {
+
+// Reads spec.train line by line; `tokenize` turns one record into one or more examples (ids + mask).
+// Malformed lines fail with file:line, or are skipped and counted with skip_bad_records.
+using RecordTokenizer = std::function<void(const json&, const std::string&, std::vector<std::vector<int32_t>>&,
+                                           std::vector<std::vector<uint8_t>>&)>;
+
+TokenizedDataset tokenize_jsonl(const DataSpec& spec, const RecordTokenizer& tokenize) {
   std::ifstream in(spec.train, std::ios::binary);
   if (!in) fail(spec.train, "training data file not found");
   TokenizedDataset data;
   std::string line;
-  std::vector<int32_t> ids;
-  std::vector<uint8_t> mask;
   for (int64_t line_number = 1; std::getline(in, line); ++line_number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = spec.train + ":" + std::to_string(line_number);
+    std::vector<std::vector<int32_t>> examples;
+    std::vector<std::vector<uint8_t>> masks;
     try {
       json record;
       try {
@@ -156,24 +164,79 @@ TokenizedDataset tokenize_sft_jsonl(const DataSpec& spec, const Tokenizer& token
       } catch (const json::exception& e) {
         fail(where, std::string("not valid JSON: ") + e.what());
       }
-      tokenize_record(record, spec.format, tokenizer, where, ids, mask);
+      tokenize(record, where, examples, masks);
     } catch (const UserError& e) {
       if (!spec.skip_bad_records) throw;
       ++data.skipped;
       std::cerr << "posttrain: skipping bad record: " << e.what() << "\n";
       continue;
     }
-    if (static_cast<int64_t>(ids.size()) > spec.max_length) {
-      ids.resize(static_cast<size_t>(spec.max_length));
-      mask.resize(static_cast<size_t>(spec.max_length));
-      ++data.truncated;
+    for (size_t k = 0; k < examples.size(); ++k) {
+      auto& ids = examples[k];
+      auto& mask = masks[k];
+      if (static_cast<int64_t>(ids.size()) > spec.max_length) {
+        ids.resize(static_cast<size_t>(spec.max_length));
+        mask.resize(static_cast<size_t>(spec.max_length));
+        ++data.truncated;
+      }
+      data.tokens.insert(data.tokens.end(), ids.begin(), ids.end());
+      data.loss_mask.insert(data.loss_mask.end(), mask.begin(), mask.end());
+      data.offsets.push_back(static_cast<int64_t>(data.tokens.size()));
     }
-    data.tokens.insert(data.tokens.end(), ids.begin(), ids.end());
-    data.loss_mask.insert(data.loss_mask.end(), mask.begin(), mask.end());
-    data.offsets.push_back(static_cast<int64_t>(data.tokens.size()));
   }
   if (data.size() == 0) fail(spec.train, "no usable records");
   return data;
+}
+
+}  // namespace
+
+TokenizedDataset tokenize_preference_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {
+  return tokenize_jsonl(spec, [&](const json& record, const std::string& where,
+                                  std::vector<std::vector<int32_t>>& examples,
+                                  std::vector<std::vector<uint8_t>>& masks) {
+    if (!record.is_object()) fail(where, "record must be a JSON object");
+    for (const char* key : {"prompt", "chosen", "rejected"})
+      if (!record.contains(key))
+        fail(where, std::string("missing \"") + key + "\" (expected prompt, chosen, rejected)");
+    std::vector<int32_t> prompt;
+    if (record["prompt"].is_string())
+      prompt = tokenizer.encode(record["prompt"].get<std::string>());
+    else
+      prompt =
+          render_chat(tokenizer, parse_messages(record["prompt"], where, "prompt"), /*add_generation_prompt=*/true).ids;
+    for (const char* key : {"chosen", "rejected"}) {
+      const json& value = record[key];
+      std::string text;
+      if (value.is_string()) {
+        text = value.get<std::string>();
+      } else {
+        auto messages = parse_messages(value, where, key);
+        if (messages.size() != 1 || messages[0].role != "assistant")
+          fail(where, std::string("\"") + key + "\" must be a string or one assistant message");
+        text = messages[0].content;
+      }
+      std::vector<int32_t> ids = prompt;
+      std::vector<uint8_t> mask(prompt.size(), 0);
+      auto response = tokenizer.encode(text);
+      response.push_back(tokenizer.eos_id());
+      ids.insert(ids.end(), response.begin(), response.end());
+      mask.resize(ids.size(), 1);
+      examples.push_back(std::move(ids));
+      masks.push_back(std::move(mask));
+    }
+  });
+}
+
+TokenizedDataset tokenize_sft_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {
+  return tokenize_jsonl(spec,
+                        [&](const json& record, const std::string& where, std::vector<std::vector<int32_t>>& examples,
+                            std::vector<std::vector<uint8_t>>& masks) {
+                          std::vector<int32_t> ids;
+                          std::vector<uint8_t> mask;
+                          tokenize_record(record, spec.format, tokenizer, where, ids, mask);
+                          examples.push_back(std::move(ids));
+                          masks.push_back(std::move(mask));
+                        });
 }
 
 void write_sft_shard(const std::string& path, const TokenizedDataset& data, const ShardInfo& info) {
@@ -223,9 +286,10 @@ TokenizedDataset read_sft_shard(const std::string& path, ShardInfo* info) {
 }
 
 TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokenizer, const std::string& tokenizer_sha256,
-                                  const std::string& cache_dir, std::string* shard_path) {
+                                  const std::string& cache_dir, std::string* shard_path, const std::string& kind) {
   if (!fs::exists(spec.train)) fail(spec.train, "training data file not found");
-  ShardInfo wanted{tokenizer_sha256, sha256_file(spec.train), spec.format, spec.max_length};
+  const std::string format = kind == "sft" ? spec.format : kind;
+  ShardInfo wanted{tokenizer_sha256, sha256_file(spec.train), format, spec.max_length};
   fs::create_directories(cache_dir);
   const std::string path =
       (fs::path(cache_dir) / ("sft-" + wanted.source_sha256.substr(0, 16) + "-" + tokenizer_sha256.substr(0, 16) + "-" +
@@ -243,7 +307,8 @@ TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokeniz
       return data;
     }
   }
-  TokenizedDataset data = tokenize_sft_jsonl(spec, tokenizer);
+  TokenizedDataset data =
+      kind == "preference" ? tokenize_preference_jsonl(spec, tokenizer) : tokenize_sft_jsonl(spec, tokenizer);
   write_sft_shard(path, data, wanted);
   std::cerr << "posttrain: tokenized " << spec.train << " -> " << path << ": " << data.size() << " examples, "
             << data.tokens.size() << " tokens, " << data.truncated << " truncated (max_length " << spec.max_length

@@ -29,6 +29,12 @@ struct TokenizedDataset {
 // A malformed line is a UserError naming file:line and the field, unless skip_bad_records.
 TokenizedDataset tokenize_sft_jsonl(const DataSpec& spec, const Tokenizer& tokenizer);
 
+// Preference pairs {"prompt", "chosen", "rejected"}: prompt a string or a message list (rendered
+// with the assistant generation prompt), chosen / rejected strings or [{"role": "assistant", ...}].
+// Pair i becomes examples 2i (prompt + chosen) and 2i+1 (prompt + rejected), each with the loss mask
+// on its response and end token, so sequence log-probs are sums over response tokens only.
+TokenizedDataset tokenize_preference_jsonl(const DataSpec& spec, const Tokenizer& tokenizer);
+
 // HDF5 shard with datasets tokens / offsets / loss_mask (chunked, deflate) and attributes
 // tokenizer_sha256, source_sha256, format, max_length, truncated, skipped.
 struct ShardInfo {
@@ -40,7 +46,9 @@ TokenizedDataset read_sft_shard(const std::string& path, ShardInfo* info = nullp
 
 // Tokenizes spec.train into <cache_dir>/<source sha>-<tokenizer sha>.h5 unless a shard with the same
 // hashes and settings is already there; returns the dataset. Logs what it did to stderr.
+// kind: "sft" (tokenize_sft_jsonl) or "preference" (tokenize_preference_jsonl).
 TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokenizer, const std::string& tokenizer_sha256,
-                                  const std::string& cache_dir, std::string* shard_path = nullptr);
+                                  const std::string& cache_dir, std::string* shard_path = nullptr,
+                                  const std::string& kind = "sft");
 
 }  // namespace posttrain

@@ -27,11 +27,11 @@ double peak_rss_mib() {
 
 }  // namespace
 
-LMTraining setup_lm_training(RunContext& ctx) {
+LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind) {
   const Recipe& recipe = ctx.recipe;
   LMTraining t{Tokenizer::from_dir(ctx.tokenizer_dir)};
   std::string shard;
-  t.data = prepare_sft_data(recipe.data, t.tokenizer, ctx.tokenizer_sha256, ctx.cache_dir + "/data", &shard);
+  t.data = prepare_sft_data(recipe.data, t.tokenizer, ctx.tokenizer_sha256, ctx.cache_dir + "/data", &shard, data_kind);
   ctx.manifest["data"] = {{"train", recipe.data.train},
                           {"sha256", sha256_file(recipe.data.train)},
                           {"shard", shard},
@@ -88,6 +88,8 @@ bool finish_step(RunContext& ctx, LMTraining& t, int64_t step, StepStats stats) 
     ctx.dist->all_reduce_sum(grads);
     stats.loss = ctx.dist->all_reduce_sum(stats.loss);
     stats.tokens = static_cast<int64_t>(ctx.dist->all_reduce_sum(static_cast<double>(stats.tokens)));
+    for (auto& [name, sum] : stats.metric_sums) sum = ctx.dist->all_reduce_sum(sum);
+    stats.metric_count = ctx.dist->all_reduce_sum(stats.metric_count);
   }
   const double grad_norm = clip_grad_norm(t.params, spec.grad_clip);
   if (!std::isfinite(stats.loss) || !std::isfinite(grad_norm)) {
@@ -110,13 +112,15 @@ bool finish_step(RunContext& ctx, LMTraining& t, int64_t step, StepStats stats) 
       3.0 * forward_flops_per_token(t.model->config, stats.sequence_length) * static_cast<double>(stats.tokens);
   const double mfu = flops / seconds / (t.peak_flops * ctx.world_size);
   if (ctx.rank == 0 && ((step + 1) % spec.log_every == 0 || step + 1 == spec.steps)) {
-    ctx.log_metrics({{"step", step + 1},
-                     {"loss", stats.loss},
-                     {"lr", lr},
-                     {"grad_norm", grad_norm},
-                     {"tokens_per_s", tokens_per_s},
-                     {"mfu", mfu},
-                     {"peak_rss_mib", peak_rss_mib()}});
+    nlohmann::json record = {{"step", step + 1},
+                             {"loss", stats.loss},
+                             {"lr", lr},
+                             {"grad_norm", grad_norm},
+                             {"tokens_per_s", tokens_per_s},
+                             {"mfu", mfu},
+                             {"peak_rss_mib", peak_rss_mib()}};
+    for (const auto& [name, sum] : stats.metric_sums) record[name] = sum / std::max(1.0, stats.metric_count);
+    ctx.log_metrics(record);
     t.progress->update(step + 1, stats.loss, tokens_per_s);
   }
   const CheckpointSpec& checkpoint = ctx.recipe.checkpoint;

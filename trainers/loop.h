@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -34,8 +35,9 @@ struct LMTraining {
   std::unique_ptr<Progress> progress;
 };
 
-// Tokenizes (or reuses) the recipe's data, loads the base, builds AdamW, resumes when asked.
-LMTraining setup_lm_training(RunContext& ctx);
+// Tokenizes (or reuses) the recipe's data ("sft" or "preference" records), loads the base, builds
+// AdamW, resumes when asked.
+LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind = "sft");
 
 // This rank's example indices for `step`, and the loss-token count of the whole global batch.
 std::vector<int64_t> rank_examples(const RunContext& ctx, const TokenizedDataset& data, int64_t step,
@@ -48,6 +50,10 @@ struct StepStats {
   double loss = 0;  // this rank's share of the step's loss (sums to the global loss across ranks)
   int64_t tokens = 0;  // real tokens processed on this rank
   int64_t sequence_length = 0;
+  // Method metrics as sums over this rank's items (e.g. pairs): finish_step sums them over ranks and
+  // logs each divided by metric_count (summed likewise), e.g. "rewards/margins".
+  std::map<std::string, double> metric_sums;
+  double metric_count = 0;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 

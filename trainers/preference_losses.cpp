@@ -49,12 +49,18 @@ torch::Tensor orpo_loss(const PreferenceLogProbs& lp, const PreferenceLossOption
 }
 
 const bool registered = [] {
-  register_preference_loss("sigmoid", {sigmoid_loss, LogProbAggregation::kSum, true, "DPO: -log sigmoid(beta * margin)"});
-  register_preference_loss("cdpo", {sigmoid_loss, LogProbAggregation::kSum, true, "DPO with label smoothing (dpo.label_smoothing)"});
-  register_preference_loss("ipo", {ipo_loss, LogProbAggregation::kMean, true, "IPO: (margin - 1/(2 beta))^2 on mean log-probs"});
-  register_preference_loss("hinge", {hinge_loss, LogProbAggregation::kSum, true, "SLiC hinge: max(0, 1 - beta * margin)"});
-  register_preference_loss("simpo", {simpo_loss, LogProbAggregation::kMean, false, "SimPO: reference-free, length-normalised, margin gamma"});
-  register_preference_loss("orpo", {orpo_loss, LogProbAggregation::kMean, false, "ORPO: chosen NLL + lambda * odds-ratio term"});
+  register_preference_loss("sigmoid",
+                           {sigmoid_loss, LogProbAggregation::kSum, true, "DPO: -log sigmoid(beta * margin)"});
+  register_preference_loss(
+      "cdpo", {sigmoid_loss, LogProbAggregation::kSum, true, "DPO with label smoothing (dpo.label_smoothing)"});
+  register_preference_loss(
+      "ipo", {ipo_loss, LogProbAggregation::kMean, true, "IPO: (margin - 1/(2 beta))^2 on mean log-probs"});
+  register_preference_loss("hinge",
+                           {hinge_loss, LogProbAggregation::kSum, true, "SLiC hinge: max(0, 1 - beta * margin)"});
+  register_preference_loss("simpo", {simpo_loss, LogProbAggregation::kMean, false,
+                                     "SimPO: reference-free, length-normalised, margin gamma"});
+  register_preference_loss(
+      "orpo", {orpo_loss, LogProbAggregation::kMean, false, "ORPO: chosen NLL + lambda * odds-ratio term"});
   return true;
 }();
 

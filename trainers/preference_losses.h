@@ -16,15 +16,15 @@
 namespace posttrain {
 
 struct PreferenceLogProbs {
-  torch::Tensor policy_chosen, policy_rejected;        // [P] sums or means, per the loss's aggregation
+  torch::Tensor policy_chosen, policy_rejected;  // [P] sums or means, per the loss's aggregation
   torch::Tensor reference_chosen, reference_rejected;  // [P]; undefined for reference-free losses
 };
 
 struct PreferenceLossOptions {
   double beta = 0.1;
   double label_smoothing = 0.0;  // cdpo: probability that a pair's label is flipped
-  double gamma = 0.5;            // simpo: target margin (in units of beta-scaled mean log-prob)
-  double orpo_lambda = 0.1;      // orpo: weight of the odds-ratio term
+  double gamma = 0.5;  // simpo: target margin (in units of beta-scaled mean log-prob)
+  double orpo_lambda = 0.1;  // orpo: weight of the odds-ratio term
 };
 
 enum class LogProbAggregation { kSum, kMean };

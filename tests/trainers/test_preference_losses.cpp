@@ -1,7 +1,7 @@
 // Every preference loss against arithmetic worked out here from the papers' formulas, and its
 // gradient against central finite differences.
-#include <catch2/catch.hpp>
 #include <torch/torch.h>
+#include <catch2/catch.hpp>
 
 #include <cmath>
 
@@ -16,7 +16,8 @@ posttrain::PreferenceLogProbs one_pair() {
           torch::tensor({-11.0}, torch::kFloat64), torch::tensor({-12.0}, torch::kFloat64)};
 }
 
-double value(const std::string& name, const posttrain::PreferenceLogProbs& lp, const posttrain::PreferenceLossOptions& o) {
+double value(const std::string& name, const posttrain::PreferenceLogProbs& lp,
+             const posttrain::PreferenceLossOptions& o) {
   const auto* loss = posttrain::find_preference_loss(name);
   REQUIRE(loss != nullptr);
   return loss->loss(lp, o).item<double>();
@@ -48,7 +49,8 @@ TEST_CASE("preference losses equal hand-worked values", "[trainers][preference]"
   // -log sigmoid(2 * 0.4 - 0.5) = log(1 + exp(-0.3))
   o.beta = 2.0;
   o.gamma = 0.5;
-  posttrain::PreferenceLogProbs means{torch::tensor({-0.5}, torch::kFloat64), torch::tensor({-0.9}, torch::kFloat64), {}, {}};
+  posttrain::PreferenceLogProbs means{
+      torch::tensor({-0.5}, torch::kFloat64), torch::tensor({-0.9}, torch::kFloat64), {}, {}};
   CHECK(value("simpo", means, o) == Approx(softplus(-0.3)));
   // ORPO, lambda 0.1: log odds(m) = m - log(1 - e^m);
   // ratio = (-0.5 - log(1 - e^-0.5)) - (-0.9 - log(1 - e^-0.9)); loss = 0.5 + 0.1 * log(1 + e^-ratio)
@@ -80,7 +82,9 @@ TEST_CASE("preference loss gradients match central finite differences", "[traine
         plus[i] += h;
         minus[i] -= h;
         auto f = [&](const torch::Tensor& moved) {
-          return (t == &pc ? loss({moved, pr.detach(), rc, rr}, o) : loss({pc.detach(), moved, rc, rr}, o)).sum().item<double>();
+          return (t == &pc ? loss({moved, pr.detach(), rc, rr}, o) : loss({pc.detach(), moved, rc, rr}, o))
+              .sum()
+              .item<double>();
         };
         const double numeric = (f(plus) - f(minus)) / (2 * h);
         CHECK(t->grad()[i].item<double>() == Approx(numeric).margin(1e-6));

@@ -1,0 +1,97 @@
+// DPO end to end: at step 1 the policy equals the reference, so every loss has a closed form
+// (sigmoid: ln 2, ipo: (1 / (2 beta))^2, hinge: 1); a short run raises the reward margin; 2 ranks
+// equal 1 rank; a bad loss name is an error naming the key.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+#include <cmath>
+
+#include <fstream>
+
+#include "tests/test_util.h"
+
+namespace {
+
+test::CommandResult run(const std::string& args) {
+  return test::run("POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + test::posttrain_bin() + " " + args);
+}
+
+std::string recipe() { return test::source_dir() + "/recipes/quickstart/dpo.yaml"; }
+
+std::vector<nlohmann::json> metrics(const std::string& run_dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("DPO step-1 losses have their closed forms", "[trainers][dpo]") {
+  test::TempDir tmp("dpo-step1");
+  struct Case {
+    std::string loss;
+    double expected;
+  };
+  for (const Case& c :
+       {Case{"sigmoid", std::log(2.0)}, Case{"cdpo", std::log(2.0)}, Case{"ipo", 25.0}, Case{"hinge", 1.0}}) {
+    INFO(c.loss);
+    auto r = run("run " + recipe() + " output_dir=" + tmp / c.loss + " train.steps=1 dpo.loss=" + c.loss +
+                 " dpo.label_smoothing=" + (c.loss == "cdpo" ? "0.2" : "0"));
+    REQUIRE(r.exit_code == 0);
+    auto m = metrics(tmp / c.loss);
+    CHECK(m[0]["loss"].get<double>() == Approx(c.expected).epsilon(1e-6));
+    CHECK(m[0]["rewards/margins"].get<double>() == Approx(0.0).margin(1e-6));
+  }
+}
+
+TEST_CASE("a short DPO run raises the reward margin and preference accuracy", "[trainers][dpo]") {
+  test::TempDir tmp("dpo-run");
+  auto r = run("run " + recipe() + " output_dir=" + tmp / "run" + " train.steps=20");
+  REQUIRE(r.exit_code == 0);
+  auto m = metrics(tmp / "run");
+  REQUIRE(m.size() == 20);
+  CHECK(m.back()["loss"].get<double>() < m.front()["loss"].get<double>() - 0.03);
+  CHECK(m.back()["rewards/margins"].get<double>() > 0.05);
+  CHECK(m.back()["rewards/accuracy"].get<double>() > 0.6);
+  // Reference-free losses train too.
+  for (const char* loss : {"simpo", "orpo"}) {
+    auto rf = run("run " + recipe() + " output_dir=" + tmp / loss + " train.steps=8 dpo.loss=" + loss);
+    INFO(loss << ": " << rf.output);
+    REQUIRE(rf.exit_code == 0);
+    auto mm = metrics(tmp / loss);
+    CHECK(mm.back()["loss"].get<double>() < mm.front()["loss"].get<double>());
+  }
+}
+
+TEST_CASE("DPO on 2 ranks equals 1 rank", "[trainers][dpo][distributed]") {
+  test::TempDir tmp("dpo-ranks");
+  const std::string args = recipe() + " train.steps=3 checkpoint.every=0";
+  REQUIRE(run("run " + args + " output_dir=" + tmp / "one").exit_code == 0);
+  const int port = 20000 + static_cast<int>(::getpid()) % 20000;
+  auto two = run("launch --nproc-per-node 2 --master-port " + std::to_string(port) + " " + args +
+                 " output_dir=" + tmp / "two");
+  INFO(two.output);
+  REQUIRE(two.exit_code == 0);
+  auto a = metrics(tmp / "one"), b = metrics(tmp / "two");
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(b[i]["loss"].get<double>() == Approx(a[i]["loss"].get<double>()).epsilon(1e-5));
+    CHECK(b[i]["rewards/margins"].get<double>() == Approx(a[i]["rewards/margins"].get<double>()).margin(1e-6));
+  }
+}
+
+TEST_CASE("DPO options are validated", "[trainers][dpo]") {
+  test::TempDir tmp("dpo-bad");
+  auto bad = run("run " + recipe() + " output_dir=" + tmp / "x" + " dpo.loss=kto2");
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.output.find("dpo.loss \"kto2\" is not a registered preference loss") != std::string::npos);
+  auto typo = run("run " + recipe() + " output_dir=" + tmp / "y" + " dpo.betta=0.2");
+  CHECK(typo.exit_code == 2);
+  CHECK(typo.output.find("dpo.betta: unknown key; did you mean \"beta\"?") != std::string::npos);
+  test::write_text(tmp / "bad.jsonl", "{\"prompt\": \"x\", \"chosen\": \"y\"}\n");
+  auto data = run("run " + recipe() + " output_dir=" + tmp / "z" + " data.train=" + tmp / "bad.jsonl");
+  CHECK(data.exit_code == 2);
+  CHECK(data.output.find(tmp / "bad.jsonl" + ":1: missing \"rejected\"") != std::string::npos);
+}

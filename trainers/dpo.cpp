@@ -1,0 +1,105 @@
+// method: dpo. Direct preference optimisation and its relatives: the loss is chosen by name from the
+// registered preference losses (dpo.loss: sigmoid | cdpo | ipo | hinge | simpo | orpo). The
+// reference model is the frozen base; reference-free losses (simpo, orpo) skip it.
+#include <torch/torch.h>
+
+#include "core/yaml_reader.h"
+#include "models/checkpoint.h"
+#include "models/logprobs.h"
+#include "trainers/loop.h"
+#include "trainers/preference_losses.h"
+
+namespace posttrain {
+
+namespace {
+
+// Sequence log-probs of each row: sums over its response tokens, or means when `mean` (sum / count).
+torch::Tensor sequence_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch, bool mean) {
+  const int64_t B = batch.input_ids.size(0);
+  auto token_logp = batch_token_logprobs(model, batch).view({B, -1});  // [B, T-1], 0 off the response
+  auto sums = token_logp.sum(1);  // [B]
+  if (!mean) return sums;
+  auto counts = batch.targets.ne(kIgnoreIndex).sum(1).clamp_min(1).to(sums.device()).to(torch::kFloat32);
+  return sums / counts;
+}
+
+}  // namespace
+
+void train_dpo(RunContext& ctx) {
+  const TrainSpec& spec = ctx.recipe.train;
+  YamlSection options(ctx.recipe.method_options, "dpo", ctx.recipe.file, ctx.recipe.overrides);
+  const std::string loss_name = options.get<std::string>("loss", "sigmoid");
+  PreferenceLossOptions loss_options;
+  loss_options.beta = options.get<double>("beta", loss_options.beta);
+  loss_options.label_smoothing = options.get<double>("label_smoothing", loss_options.label_smoothing);
+  loss_options.gamma = options.get<double>("gamma", loss_options.gamma);
+  loss_options.orpo_lambda = options.get<double>("orpo_lambda", loss_options.orpo_lambda);
+  const PreferenceLoss* loss_fn = find_preference_loss(loss_name);
+  if (loss_fn == nullptr) {
+    std::string names;
+    for (const auto& n : preference_loss_names()) names += " " + n;
+    options.fail_at("loss", "\"" + loss_name + "\" is not a registered preference loss (known:" + names + ")");
+  }
+  if (loss_options.beta <= 0) options.fail_at("beta", "must be positive");
+  if (loss_options.label_smoothing < 0 || loss_options.label_smoothing >= 0.5)
+    options.fail_at("label_smoothing", "must be in [0, 0.5)");
+  options.finish();
+  const bool mean = loss_fn->aggregation == LogProbAggregation::kMean;
+
+  LMTraining t = setup_lm_training(ctx, "preference");
+  QwenForCausalLM reference{nullptr};
+  if (loss_fn->needs_reference) {
+    reference = load_model(ctx.base_dir, {torch::kFloat32, t.model->lm_head_weight().device()});
+    reference->eval();
+  }
+  const int64_t pair_count = t.data.size() / 2;  // pair p is examples 2p (chosen) and 2p+1 (rejected)
+  const int64_t per_rank = spec.batch_size / ctx.world_size;  // batch_size counts pairs here
+  for (int64_t step = t.start_step; step < spec.steps; ++step) {
+    StepStats stats;
+    const auto global = sample_indices(pair_count, ctx.recipe.seed, step * spec.batch_size, spec.batch_size);
+    const std::vector<int64_t> pairs(global.begin() + ctx.rank * per_rank, global.begin() + (ctx.rank + 1) * per_rank);
+    for (size_t first = 0; first < pairs.size(); first += static_cast<size_t>(spec.micro_batch_size)) {
+      std::vector<int64_t> examples;  // chosen, rejected, chosen, rejected, ...
+      for (size_t k = first; k < std::min(pairs.size(), first + spec.micro_batch_size); ++k) {
+        examples.push_back(2 * pairs[k]);
+        examples.push_back(2 * pairs[k] + 1);
+      }
+      const LMBatch batch = make_lm_batch(t.data, examples, t.tokenizer.pad_id());
+      auto policy = sequence_logprobs(*t.model, batch, mean).view({-1, 2});  // [P, 2]: chosen, rejected
+      PreferenceLogProbs lp{policy.select(1, 0), policy.select(1, 1), {}, {}};
+      if (reference) {
+        torch::NoGradGuard no_grad;
+        auto ref = sequence_logprobs(*reference, batch, mean).view({-1, 2});
+        lp.reference_chosen = ref.select(1, 0);
+        lp.reference_rejected = ref.select(1, 1);
+      }
+      // Sum over this micro-batch's pairs / pairs in the whole step: micro-steps and ranks add up.
+      auto loss = loss_fn->loss(lp, loss_options).sum() / static_cast<double>(spec.batch_size);
+      loss.backward();
+      stats.loss += loss.item<double>();
+      stats.tokens += batch.tokens;
+      stats.sequence_length = std::max(stats.sequence_length, batch.input_ids.size(1));
+      // Implicit rewards beta * (log pi - log ref) (reference-free: beta * log pi).
+      torch::NoGradGuard no_grad;
+      auto chosen = loss_options.beta *
+                    (lp.policy_chosen - (reference ? lp.reference_chosen : torch::zeros_like(lp.policy_chosen)));
+      auto rejected = loss_options.beta * (lp.policy_rejected -
+                                           (reference ? lp.reference_rejected : torch::zeros_like(lp.policy_rejected)));
+      stats.metric_sums["rewards/chosen"] += chosen.sum().item<double>();
+      stats.metric_sums["rewards/rejected"] += rejected.sum().item<double>();
+      stats.metric_sums["rewards/margins"] += (chosen - rejected).sum().item<double>();
+      stats.metric_sums["rewards/accuracy"] += (chosen > rejected).sum().item<double>();
+      stats.metric_count += static_cast<double>(chosen.size(0));
+    }
+    finish_step(ctx, t, step, stats);
+  }
+  finish_training(ctx, t);
+}
+
+namespace {
+const bool registered =
+    (register_trainer("dpo", train_dpo, "preference optimisation: DPO, cDPO, IPO, hinge, SimPO, ORPO (dpo.loss)"),
+     true);
+}
+
+}  // namespace posttrain
