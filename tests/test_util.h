@@ -72,6 +72,15 @@ inline std::string read_text(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
+// Every line of <run_dir>/metrics.jsonl.
+inline std::vector<nlohmann::json> run_metrics(const std::string& run_dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
 // The "loss" of every line of <run_dir>/metrics.jsonl.
 inline std::vector<double> run_losses(const std::string& run_dir) {
   std::vector<double> out;

@@ -18,13 +18,6 @@ test::CommandResult run(const std::string& args) {
 
 std::string recipe() { return test::source_dir() + "/recipes/quickstart/dpo.yaml"; }
 
-std::vector<nlohmann::json> metrics(const std::string& run_dir) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(run_dir + "/metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
 
 }  // namespace
 
@@ -40,7 +33,7 @@ TEST_CASE("DPO step-1 losses have their closed forms", "[trainers][dpo]") {
     auto r = run("run " + recipe() + " output_dir=" + tmp / c.loss + " train.steps=1 dpo.loss=" + c.loss +
                  " dpo.label_smoothing=" + (c.loss == "cdpo" ? "0.2" : "0"));
     REQUIRE(r.exit_code == 0);
-    auto m = metrics(tmp / c.loss);
+    auto m = test::run_metrics(tmp / c.loss);
     CHECK(m[0]["loss"].get<double>() == Approx(c.expected).epsilon(1e-6));
     CHECK(m[0]["rewards/margins"].get<double>() == Approx(0.0).margin(1e-6));
   }
@@ -50,7 +43,7 @@ TEST_CASE("a short DPO run raises the reward margin and preference accuracy", "[
   test::TempDir tmp("dpo-run");
   auto r = run("run " + recipe() + " output_dir=" + tmp / "run" + " train.steps=20");
   REQUIRE(r.exit_code == 0);
-  auto m = metrics(tmp / "run");
+  auto m = test::run_metrics(tmp / "run");
   REQUIRE(m.size() == 20);
   CHECK(m.back()["loss"].get<double>() < m.front()["loss"].get<double>() - 0.03);
   CHECK(m.back()["rewards/margins"].get<double>() > 0.05);
@@ -60,7 +53,7 @@ TEST_CASE("a short DPO run raises the reward margin and preference accuracy", "[
     auto rf = run("run " + recipe() + " output_dir=" + tmp / loss + " train.steps=8 dpo.loss=" + loss);
     INFO(loss << ": " << rf.output);
     REQUIRE(rf.exit_code == 0);
-    auto mm = metrics(tmp / loss);
+    auto mm = test::run_metrics(tmp / loss);
     CHECK(mm.back()["loss"].get<double>() < mm.front()["loss"].get<double>());
   }
 }
@@ -74,7 +67,7 @@ TEST_CASE("DPO on 2 ranks equals 1 rank", "[trainers][dpo][distributed]") {
                  " output_dir=" + tmp / "two");
   INFO(two.output);
   REQUIRE(two.exit_code == 0);
-  auto a = metrics(tmp / "one"), b = metrics(tmp / "two");
+  auto a = test::run_metrics(tmp / "one"), b = test::run_metrics(tmp / "two");
   REQUIRE(a.size() == b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     CHECK(b[i]["loss"].get<double>() == Approx(a[i]["loss"].get<double>()).epsilon(1e-5));

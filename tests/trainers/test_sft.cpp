@@ -39,13 +39,6 @@ std::string write_recipe(const test::TempDir& tmp, const std::string& extra = ""
   return path;
 }
 
-std::vector<nlohmann::json> metrics(const std::string& run_dir) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(run_dir + "/metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
 
 }  // namespace
 
@@ -60,7 +53,7 @@ TEST_CASE("SFT step-1 loss equals the mean -log p of the assistant tokens under 
   auto result = run_recipe(
       recipe, "data.train=" + tmp / "one.jsonl" + " train.steps=1 train.batch_size=2 train.micro_batch_size=1");
   REQUIRE(result.exit_code == 0);
-  const double reported = metrics(tmp / "run")[0]["loss"].get<double>();
+  const double reported = test::run_metrics(tmp / "run")[0]["loss"].get<double>();
 
   auto base = posttrain::load_model(test::test_cache_dir() + "/bases/tiny-seed0");
   auto tokenizer = posttrain::Tokenizer::from_dir(test::tokenizer_dir());
@@ -109,7 +102,7 @@ TEST_CASE("same recipe and seed give a bit-identical final checkpoint", "[traine
   const auto a = test::read_text(tmp / "a/final/model.safetensors"),
              b = test::read_text(tmp / "b/final/model.safetensors");
   CHECK(a == b);
-  auto ma = metrics(tmp / "a");
+  auto ma = test::run_metrics(tmp / "a");
   REQUIRE(ma.size() == 6);
   CHECK(ma.back()["loss"].get<double>() < ma.front()["loss"].get<double>());
   // The resolved recipe reproduces the run (it names its own output_dir, so point it elsewhere).
@@ -171,7 +164,7 @@ TEST_CASE("gradient accumulation: 4 micro-steps of 1 equal one micro-step of 4",
   const std::string recipe = write_recipe(tmp);
   REQUIRE(run_recipe(recipe, "output_dir=" + tmp / "big train.micro_batch_size=4 train.steps=3").exit_code == 0);
   REQUIRE(run_recipe(recipe, "output_dir=" + tmp / "small train.micro_batch_size=1 train.steps=3").exit_code == 0);
-  auto big = metrics(tmp / "big"), small = metrics(tmp / "small");
+  auto big = test::run_metrics(tmp / "big"), small = test::run_metrics(tmp / "small");
   for (size_t i = 0; i < big.size(); ++i)
     CHECK(small[i]["loss"].get<double>() == Approx(big[i]["loss"].get<double>()).epsilon(1e-5));
   auto a = posttrain::load_model(tmp / "big/final"), b = posttrain::load_model(tmp / "small/final");
