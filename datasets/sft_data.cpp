@@ -285,6 +285,36 @@ TokenizedDataset read_sft_shard(const std::string& path, ShardInfo* info) {
   return data;
 }
 
+void write_reference_logprobs(const std::string& path, const std::vector<double>& sums,
+                              const std::vector<double>& means, const std::string& base_sha256) {
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  try {
+    H5::H5File file(tmp, H5F_ACC_TRUNC);
+    write_vector(file, "sums", sums, H5::PredType::NATIVE_DOUBLE);
+    write_vector(file, "means", means, H5::PredType::NATIVE_DOUBLE);
+    write_string_attr(file, "base_sha256", base_sha256);
+  } catch (const H5::Exception& e) {
+    fail(tmp, "cannot write reference log-probs: " + e.getDetailMsg());
+  }
+  fs::rename(tmp, path);
+}
+
+bool read_reference_logprobs(const std::string& path, const std::string& base_sha256, std::vector<double>* sums,
+                             std::vector<double>* means) {
+  if (!fs::exists(path)) return false;
+  H5::Exception::dontPrint();
+  try {
+    H5::H5File file(path, H5F_ACC_RDONLY);
+    if (read_string_attr(file, "base_sha256") != base_sha256)
+      fail(path, "reference log-probs were computed for another base model");
+    *sums = read_vector<double>(file, "sums", H5::PredType::NATIVE_DOUBLE);
+    *means = read_vector<double>(file, "means", H5::PredType::NATIVE_DOUBLE);
+  } catch (const H5::Exception& e) {
+    fail(path, "unreadable reference log-probs: " + e.getDetailMsg());
+  }
+  return true;
+}
+
 TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokenizer, const std::string& tokenizer_sha256,
                                   const std::string& cache_dir, std::string* shard_path, const std::string& kind) {
   if (!fs::exists(spec.train)) fail(spec.train, "training data file not found");

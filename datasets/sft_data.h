@@ -46,6 +46,14 @@ TokenizedDataset read_sft_shard(const std::string& path, ShardInfo* info = nullp
 
 // Tokenizes spec.train into <cache_dir>/<source sha>-<tokenizer sha>.h5 unless a shard with the same
 // hashes and settings is already there; returns the dataset. Logs what it did to stderr.
+// Reference-model sequence log-probs of every example of a shard (sums and means over its loss
+// tokens), stored once per (shard, base model) so DPO can train without a reference model in memory.
+void write_reference_logprobs(const std::string& path, const std::vector<double>& sums,
+                              const std::vector<double>& means, const std::string& base_sha256);
+// False when the file is absent; UserError when it is unreadable or was made for another base.
+bool read_reference_logprobs(const std::string& path, const std::string& base_sha256, std::vector<double>* sums,
+                             std::vector<double>* means);
+
 // kind: "sft" (tokenize_sft_jsonl) or "preference" (tokenize_preference_jsonl).
 TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokenizer, const std::string& tokenizer_sha256,
                                   const std::string& cache_dir, std::string* shard_path = nullptr,

@@ -23,6 +23,37 @@ torch::Tensor sequence_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch
   return sums / counts;
 }
 
+// reference: precompute. The frozen base's sequence log-probs of every example, computed once per
+// (data shard, base model) and stored next to the shard; rank 0 computes, the others read.
+std::vector<double> precomputed_reference(RunContext& ctx, LMTraining& t, QwenForCausalLMImpl& reference, bool mean) {
+  const std::string shard = ctx.manifest["data"]["shard"].get<std::string>();
+  const std::string base_sha = ctx.manifest["base"]["sha256"].get<std::string>();
+  const std::string path = shard.substr(0, shard.size() - 3) + "-reference-" + base_sha.substr(0, 16) + ".h5";
+  std::vector<double> sums, means;
+  if (ctx.rank == 0 && !read_reference_logprobs(path, base_sha, &sums, &means)) {
+    torch::NoGradGuard no_grad;
+    const int64_t n = t.data.size(), chunk = std::max<int64_t>(2, 2 * ctx.recipe.train.micro_batch_size);
+    for (int64_t first = 0; first < n; first += chunk) {
+      std::vector<int64_t> examples;
+      for (int64_t e = first; e < std::min(n, first + chunk); ++e) examples.push_back(e);
+      const LMBatch batch = make_lm_batch(t.data, examples, t.tokenizer.pad_id());
+      auto s = sequence_logprobs(reference, batch, false).to(torch::kCPU, torch::kFloat64);
+      auto m = sequence_logprobs(reference, batch, true).to(torch::kCPU, torch::kFloat64);
+      for (int64_t k = 0; k < s.size(0); ++k) {
+        sums.push_back(s[k].item<double>());
+        means.push_back(m[k].item<double>());
+      }
+    }
+    write_reference_logprobs(path, sums, means, base_sha);
+    ctx.log_event("precomputed reference log-probs of " + std::to_string(n) + " examples into " + path);
+  }
+  ctx.dist->barrier();
+  if (ctx.rank != 0 && !read_reference_logprobs(path, base_sha, &sums, &means))
+    throw std::runtime_error("reference log-probs missing after rank 0 wrote them: " + path);
+  ctx.manifest["reference_logprobs"] = path;
+  return mean ? means : sums;
+}
+
 }  // namespace
 
 void train_dpo(RunContext& ctx) {
@@ -34,6 +65,9 @@ void train_dpo(RunContext& ctx) {
   loss_options.label_smoothing = options.get<double>("label_smoothing", loss_options.label_smoothing);
   loss_options.gamma = options.get<double>("gamma", loss_options.gamma);
   loss_options.orpo_lambda = options.get<double>("orpo_lambda", loss_options.orpo_lambda);
+  const std::string reference_mode = options.get<std::string>("reference", "model");
+  if (reference_mode != "model" && reference_mode != "precompute")
+    options.fail_at("reference", "must be model or precompute");
   const PreferenceLoss* loss_fn = find_preference_loss(loss_name);
   if (loss_fn == nullptr) {
     std::string names;
@@ -48,9 +82,14 @@ void train_dpo(RunContext& ctx) {
 
   LMTraining t = setup_lm_training(ctx, "preference");
   QwenForCausalLM reference{nullptr};
+  std::vector<double> stored;  // precomputed reference log-probs per example (sums or means)
   if (loss_fn->needs_reference) {
     reference = load_model(ctx.base_dir, {torch::kFloat32, t.model->lm_head_weight().device()});
     reference->eval();
+    if (reference_mode == "precompute") {
+      stored = precomputed_reference(ctx, t, *reference, mean);
+      reference = nullptr;  // not needed in memory any more
+    }
   }
   const int64_t pair_count = t.data.size() / 2;  // pair p is examples 2p (chosen) and 2p+1 (rejected)
   const int64_t per_rank = spec.batch_size / ctx.world_size;  // batch_size counts pairs here
@@ -72,6 +111,12 @@ void train_dpo(RunContext& ctx) {
         auto ref = sequence_logprobs(*reference, batch, mean).view({-1, 2});
         lp.reference_chosen = ref.select(1, 0);
         lp.reference_rejected = ref.select(1, 1);
+      } else if (!stored.empty()) {
+        std::vector<double> values;
+        for (int64_t e : examples) values.push_back(stored[static_cast<size_t>(e)]);
+        auto ref = torch::tensor(values, torch::kFloat64).to(policy.device(), torch::kFloat32).view({-1, 2});
+        lp.reference_chosen = ref.select(1, 0);
+        lp.reference_rejected = ref.select(1, 1);
       }
       // Sum over this micro-batch's pairs / pairs in the whole step: micro-steps and ranks add up.
       auto loss = loss_fn->loss(lp, loss_options).sum() / static_cast<double>(spec.batch_size);
@@ -82,9 +127,11 @@ void train_dpo(RunContext& ctx) {
       // Implicit rewards beta * (log pi - log ref) (reference-free: beta * log pi).
       torch::NoGradGuard no_grad;
       auto chosen = loss_options.beta *
-                    (lp.policy_chosen - (reference ? lp.reference_chosen : torch::zeros_like(lp.policy_chosen)));
-      auto rejected = loss_options.beta * (lp.policy_rejected -
-                                           (reference ? lp.reference_rejected : torch::zeros_like(lp.policy_rejected)));
+                    (lp.policy_chosen -
+                     (lp.reference_chosen.defined() ? lp.reference_chosen : torch::zeros_like(lp.policy_chosen)));
+      auto rejected = loss_options.beta *
+                      (lp.policy_rejected - (lp.reference_rejected.defined() ? lp.reference_rejected
+                                                                             : torch::zeros_like(lp.policy_rejected)));
       stats.metric_sums["rewards/chosen"] += chosen.sum().item<double>();
       stats.metric_sums["rewards/rejected"] += rejected.sum().item<double>();
       stats.metric_sums["rewards/margins"] += (chosen - rejected).sum().item<double>();

@@ -18,7 +18,6 @@ test::CommandResult run(const std::string& args) {
 
 std::string recipe() { return test::source_dir() + "/recipes/quickstart/dpo.yaml"; }
 
-
 }  // namespace
 
 TEST_CASE("DPO step-1 losses have their closed forms", "[trainers][dpo]") {
@@ -87,4 +86,21 @@ TEST_CASE("DPO options are validated", "[trainers][dpo]") {
   auto data = run("run " + recipe() + " output_dir=" + tmp / "z" + " data.train=" + tmp / "bad.jsonl");
   CHECK(data.exit_code == 2);
   CHECK(data.output.find(tmp / "bad.jsonl" + ":1: missing \"rejected\"") != std::string::npos);
+}
+
+TEST_CASE("DPO with precomputed reference log-probs equals DPO with the reference model", "[trainers][dpo]") {
+  test::TempDir tmp("dpo-precompute");
+  const std::string args = recipe() + " train.steps=4 checkpoint.every=0";
+  REQUIRE(run("run " + args + " output_dir=" + tmp / "model").exit_code == 0);
+  auto pre = run("run " + args + " output_dir=" + tmp / "pre dpo.reference=precompute");
+  INFO(pre.output);
+  REQUIRE(pre.exit_code == 0);
+  auto a = test::run_metrics(tmp / "model"), b = test::run_metrics(tmp / "pre");
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(b[i]["loss"].get<double>() == Approx(a[i]["loss"].get<double>()).epsilon(1e-5));
+    CHECK(b[i]["rewards/margins"].get<double>() == Approx(a[i]["rewards/margins"].get<double>()).margin(1e-5));
+  }
+  auto manifest = nlohmann::json::parse(test::read_text(tmp / "pre/manifest.json"));
+  CHECK(test::fs::exists(manifest["reference_logprobs"].get<std::string>()));
 }
