@@ -323,7 +323,7 @@ TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokeniz
   fs::create_directories(cache_dir);
   const std::string path =
       (fs::path(cache_dir) / ("sft-" + wanted.source_sha256.substr(0, 16) + "-" + tokenizer_sha256.substr(0, 16) + "-" +
-                              std::to_string(spec.max_length) + "-" + spec.format + ".h5"))
+                              std::to_string(spec.max_length) + "-" + format + ".h5"))
           .string();
   if (shard_path != nullptr) *shard_path = path;
   if (fs::exists(path)) {
