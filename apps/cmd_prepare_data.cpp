@@ -29,7 +29,7 @@ int prepare_data(const std::vector<std::string>& args) {
   const Tokenizer tokenizer = Tokenizer::from_dir(tokenizer_dir);
   std::string shard;
   const auto data = prepare_sft_data(recipe.data, tokenizer, sha256_file(tokenizer_dir + "/tokenizer.json"),
-                                     cache_root() + "/data", &shard);
+                                     cache_root() + "/data", nullptr, &shard);
   std::cout << shard << "\n";
   return data.size() > 0 ? 0 : 2;
 }

@@ -316,7 +316,8 @@ bool read_reference_logprobs(const std::string& path, const std::string& base_sh
 }
 
 TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokenizer, const std::string& tokenizer_sha256,
-                                  const std::string& cache_dir, std::string* shard_path, const std::string& kind) {
+                                  const std::string& cache_dir, ShardInfo* shard_info, std::string* shard_path,
+                                  const std::string& kind) {
   if (!fs::exists(spec.train)) fail(spec.train, "training data file not found");
   const std::string format = kind == "sft" ? spec.format : kind;
   ShardInfo wanted{tokenizer_sha256, sha256_file(spec.train), format, spec.max_length};
@@ -326,6 +327,7 @@ TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokeniz
                               std::to_string(spec.max_length) + "-" + format + ".h5"))
           .string();
   if (shard_path != nullptr) *shard_path = path;
+  if (shard_info != nullptr) *shard_info = wanted;
   if (fs::exists(path)) {
     ShardInfo found;
     TokenizedDataset data = read_sft_shard(path, &found);

@@ -56,7 +56,7 @@ bool read_reference_logprobs(const std::string& path, const std::string& base_sh
 
 // kind: "sft" (tokenize_sft_jsonl) or "preference" (tokenize_preference_jsonl).
 TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokenizer, const std::string& tokenizer_sha256,
-                                  const std::string& cache_dir, std::string* shard_path = nullptr,
-                                  const std::string& kind = "sft");
+                                  const std::string& cache_dir, ShardInfo* shard_info = nullptr,
+                                  std::string* shard_path = nullptr, const std::string& kind = "sft");
 
 }  // namespace posttrain

@@ -81,14 +81,20 @@ double Distributed::all_reduce_sum(double value) {
   return t.item<double>();
 }
 
+int launched_world_size() {
+  if (std::getenv("WORLD_SIZE") != nullptr) return std::max(1, env_int("WORLD_SIZE", 1));
+  if (std::getenv("SLURM_NTASKS") != nullptr && std::getenv("MASTER_ADDR") != nullptr)
+    return std::max(1, env_int("SLURM_NTASKS", 1));
+  return 1;
+}
+
 std::unique_ptr<Distributed> make_single_process() { return std::make_unique<SingleProcess>(); }
 
 std::unique_ptr<Distributed> init_distributed_from_env(const std::string& device) {
   // torchrun / posttrain launch first, then Slurm's srun.
-  const bool torchrun = std::getenv("WORLD_SIZE") != nullptr;
-  const bool slurm = !torchrun && std::getenv("SLURM_NTASKS") != nullptr && std::getenv("MASTER_ADDR") != nullptr;
-  const int world = torchrun ? env_int("WORLD_SIZE", 1) : slurm ? env_int("SLURM_NTASKS", 1) : 1;
+  const int world = launched_world_size();
   if (world <= 1) return make_single_process();
+  const bool torchrun = std::getenv("WORLD_SIZE") != nullptr;
   const int rank = torchrun ? env_int("RANK", -1) : env_int("SLURM_PROCID", -1);
   const int local_rank = torchrun ? env_int("LOCAL_RANK", 0) : env_int("SLURM_LOCALID", 0);
   if (rank < 0 || rank >= world)

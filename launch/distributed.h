@@ -27,6 +27,10 @@ class Distributed {
 // World of one: every collective is the identity.
 std::unique_ptr<Distributed> make_single_process();
 
+// The world size the environment announces (torchrun's WORLD_SIZE, or Slurm's SLURM_NTASKS when
+// MASTER_ADDR is set), 1 when it announces none. Known before the process group forms.
+int launched_world_size();
+
 // Reads the torchrun contract (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) or Slurm's
 // (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID; MASTER_ADDR / MASTER_PORT still required) and joins
 // the process group: NCCL when `device` is CUDA and NCCL is built in, Gloo otherwise. Without those

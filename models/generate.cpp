@@ -99,7 +99,7 @@ GenerationOutput generate(QwenForCausalLMImpl& model, const std::vector<std::vec
 
   KVCache cache;
   if (options.use_cache) cache = model.make_cache(B, capacity);
-  const auto head = model.lm_head_weight();
+  const auto head = model.lm_head_weight().to(torch::kFloat32);  // [V, H], cast once, not per step
   int64_t length = L;  // columns filled
   int64_t active = B;
   for (int64_t step = 0; step < options.max_new_tokens && active > 0; ++step) {
@@ -114,8 +114,7 @@ GenerationOutput generate(QwenForCausalLMImpl& model, const std::vector<std::vec
       hidden = model.hidden_states(tokens.narrow(1, 0, length), positions.narrow(1, 0, length), mask, nullptr);
     }
     auto last = hidden.select(1, hidden.size(1) - 1);  // [B, hidden]
-    auto logits =
-        torch::matmul(last.to(torch::kFloat32), head.to(torch::kFloat32).t()).to(torch::kCPU).contiguous();  // [B, V]
+    auto logits = torch::matmul(last.to(torch::kFloat32), head.t()).to(torch::kCPU).contiguous();  // [B, V]
     const int64_t V = logits.size(1);
     auto next = torch::zeros({B}, torch::kInt64);
     for (int64_t b = 0; b < B; ++b) {

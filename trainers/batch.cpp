@@ -37,6 +37,14 @@ std::vector<int64_t> sample_indices(int64_t dataset_size, uint64_t seed, int64_t
   return out;
 }
 
+std::vector<std::vector<int64_t>> split_micro_batches(const std::vector<int64_t>& indices, int64_t size) {
+  std::vector<std::vector<int64_t>> out;
+  for (size_t first = 0; first < indices.size(); first += static_cast<size_t>(size))
+    out.emplace_back(indices.begin() + static_cast<long>(first),
+                     indices.begin() + static_cast<long>(std::min(indices.size(), first + static_cast<size_t>(size))));
+  return out;
+}
+
 int64_t count_loss_tokens(const TokenizedDataset& data, const std::vector<int64_t>& indices) {
   int64_t count = 0;
   for (int64_t i : indices)  // the first token is never a target

@@ -35,6 +35,9 @@ LMBatch make_packed_lm_batch(const TokenizedDataset& data, const std::vector<int
 // Every rank derives the same stream without communication.
 std::vector<int64_t> sample_indices(int64_t dataset_size, uint64_t seed, int64_t first, int64_t count);
 
+// Consecutive slices of at most `size` indices (the micro-batches of a rank's share of a step).
+std::vector<std::vector<int64_t>> split_micro_batches(const std::vector<int64_t>& indices, int64_t size);
+
 // Loss tokens in examples `indices` (for normalising by the global count of an optimizer step).
 int64_t count_loss_tokens(const TokenizedDataset& data, const std::vector<int64_t>& indices);
 

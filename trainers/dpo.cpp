@@ -13,14 +13,18 @@ namespace posttrain {
 
 namespace {
 
-// Sequence log-probs of each row: sums over its response tokens, or means when `mean` (sum / count).
-torch::Tensor sequence_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch, bool mean) {
+struct ResponseLogProbs {
+  torch::Tensor sums;  // [B] log-prob summed over each row's response tokens
+  torch::Tensor means;  // [B] sums / response length
+};
+
+// One forward pass gives both aggregations of each row's response log-probs.
+ResponseLogProbs response_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch) {
   const int64_t B = batch.input_ids.size(0);
   auto token_logp = batch_token_logprobs(model, batch).view({B, -1});  // [B, T-1], 0 off the response
   auto sums = token_logp.sum(1);  // [B]
-  if (!mean) return sums;
   auto counts = batch.targets.ne(kIgnoreIndex).sum(1).clamp_min(1).to(sums.device()).to(torch::kFloat32);
-  return sums / counts;
+  return {sums, sums / counts};
 }
 
 // reference: precompute. The frozen base's sequence log-probs of every example, computed once per
@@ -37,8 +41,9 @@ std::vector<double> precomputed_reference(RunContext& ctx, LMTraining& t, QwenFo
       std::vector<int64_t> examples;
       for (int64_t e = first; e < std::min(n, first + chunk); ++e) examples.push_back(e);
       const LMBatch batch = make_lm_batch(t.data, examples, t.tokenizer.pad_id());
-      auto s = sequence_logprobs(reference, batch, false).to(torch::kCPU, torch::kFloat64);
-      auto m = sequence_logprobs(reference, batch, true).to(torch::kCPU, torch::kFloat64);
+      const ResponseLogProbs lp = response_logprobs(reference, batch);
+      auto s = lp.sums.to(torch::kCPU, torch::kFloat64);
+      auto m = lp.means.to(torch::kCPU, torch::kFloat64);
       for (int64_t k = 0; k < s.size(0); ++k) {
         sums.push_back(s[k].item<double>());
         means.push_back(m[k].item<double>());
@@ -97,18 +102,20 @@ void train_dpo(RunContext& ctx) {
     StepStats stats;
     const auto global = sample_indices(pair_count, ctx.recipe.seed, step * spec.batch_size, spec.batch_size);
     const std::vector<int64_t> pairs(global.begin() + ctx.rank * per_rank, global.begin() + (ctx.rank + 1) * per_rank);
-    for (size_t first = 0; first < pairs.size(); first += static_cast<size_t>(spec.micro_batch_size)) {
+    for (const auto& micro_pairs : split_micro_batches(pairs, spec.micro_batch_size)) {
       std::vector<int64_t> examples;  // chosen, rejected, chosen, rejected, ...
-      for (size_t k = first; k < std::min(pairs.size(), first + spec.micro_batch_size); ++k) {
-        examples.push_back(2 * pairs[k]);
-        examples.push_back(2 * pairs[k] + 1);
+      for (int64_t p : micro_pairs) {
+        examples.push_back(2 * p);
+        examples.push_back(2 * p + 1);
       }
       const LMBatch batch = make_lm_batch(t.data, examples, t.tokenizer.pad_id());
-      auto policy = sequence_logprobs(*t.model, batch, mean).view({-1, 2});  // [P, 2]: chosen, rejected
+      const ResponseLogProbs policy_lp = response_logprobs(*t.model, batch);
+      auto policy = (mean ? policy_lp.means : policy_lp.sums).view({-1, 2});  // [P, 2]: chosen, rejected
       PreferenceLogProbs lp{policy.select(1, 0), policy.select(1, 1), {}, {}};
       if (reference) {
         torch::NoGradGuard no_grad;
-        auto ref = sequence_logprobs(*reference, batch, mean).view({-1, 2});
+        const ResponseLogProbs ref_lp = response_logprobs(*reference, batch);
+        auto ref = (mean ? ref_lp.means : ref_lp.sums).view({-1, 2});
         lp.reference_chosen = ref.select(1, 0);
         lp.reference_rejected = ref.select(1, 1);
       } else if (!stored.empty()) {

@@ -31,13 +31,11 @@ LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind) {
   const Recipe& recipe = ctx.recipe;
   LMTraining t{Tokenizer::from_dir(ctx.tokenizer_dir)};
   std::string shard;
-  t.data = prepare_sft_data(recipe.data, t.tokenizer, ctx.tokenizer_sha256, ctx.cache_dir + "/data", &shard, data_kind);
-  ctx.manifest["data"] = {{"train", recipe.data.train},
-                          {"sha256", sha256_file(recipe.data.train)},
-                          {"shard", shard},
-                          {"examples", t.data.size()},
-                          {"truncated", t.data.truncated},
-                          {"skipped", t.data.skipped}};
+  ShardInfo info;
+  t.data = prepare_sft_data(recipe.data, t.tokenizer, ctx.tokenizer_sha256, ctx.cache_dir + "/data", &info, &shard,
+                            data_kind);
+  ctx.manifest["data"] = {{"train", recipe.data.train}, {"sha256", info.source_sha256},  {"shard", shard},
+                          {"examples", t.data.size()},  {"truncated", t.data.truncated}, {"skipped", t.data.skipped}};
   ctx.write_manifest();
 
   const auto device = parse_device(recipe.train.device);

@@ -123,10 +123,7 @@ void RunContext::write_manifest() const {
 void run_recipe(const std::string& recipe_path, const RunOptions& options) {
   RunContext ctx;
   // The recipe is validated against the launched world size before the process group forms.
-  const char* world_env = std::getenv("WORLD_SIZE");
-  if (world_env == nullptr) world_env = std::getenv("MASTER_ADDR") ? std::getenv("SLURM_NTASKS") : nullptr;
-  const int world_hint = world_env != nullptr ? std::max(1, std::atoi(world_env)) : 1;
-  ctx.recipe = parse_recipe(recipe_path, options.overrides, world_hint);
+  ctx.recipe = parse_recipe(recipe_path, options.overrides, launched_world_size());
   load_plugins(ctx.recipe.plugins);
   auto it = registry().find(ctx.recipe.method);
   if (it == registry().end()) {

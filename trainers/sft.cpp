@@ -17,10 +17,7 @@ void train_sft(RunContext& ctx) {
     StepStats stats;
     int64_t global_loss_tokens = 0;
     const auto examples = rank_examples(ctx, t.data, step, &global_loss_tokens);
-    for (size_t first = 0; first < examples.size(); first += static_cast<size_t>(spec.micro_batch_size)) {
-      const std::vector<int64_t> micro(
-          examples.begin() + static_cast<long>(first),
-          examples.begin() + static_cast<long>(std::min(examples.size(), first + spec.micro_batch_size)));
+    for (const auto& micro : split_micro_batches(examples, spec.micro_batch_size)) {
       const LMBatch batch = ctx.recipe.data.pack
                                 ? make_packed_lm_batch(t.data, micro, t.tokenizer.pad_id(), ctx.recipe.data.max_length)
                                 : make_lm_batch(t.data, micro, t.tokenizer.pad_id());

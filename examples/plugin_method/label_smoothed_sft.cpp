@@ -30,10 +30,7 @@ void train_sft_label_smoothing(RunContext& ctx) {
     StepStats stats;
     int64_t global_loss_tokens = 0;
     const auto examples = rank_examples(ctx, t.data, step, &global_loss_tokens);
-    for (size_t first = 0; first < examples.size(); first += static_cast<size_t>(spec.micro_batch_size)) {
-      const std::vector<int64_t> micro(
-          examples.begin() + static_cast<long>(first),
-          examples.begin() + static_cast<long>(std::min(examples.size(), first + spec.micro_batch_size)));
+    for (const auto& micro : split_micro_batches(examples, spec.micro_batch_size)) {
       const LMBatch batch = make_lm_batch(t.data, micro, t.tokenizer.pad_id());
       const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
       auto mask = causal_mask(batch.key_padding.to(device), B, T, 0, device);
