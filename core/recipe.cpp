@@ -81,6 +81,7 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
   t.grad_clip = train.get<double>("grad_clip", t.grad_clip);
   t.on_nonfinite = train.get<std::string>("on_nonfinite", t.on_nonfinite);
   t.device = train.get<std::string>("device", t.device);
+  t.precision = train.get<std::string>("precision", t.precision);
   t.log_every = train.get<int64_t>("log_every", t.log_every);
   t.activation_checkpointing = train.get<bool>("activation_checkpointing", t.activation_checkpointing);
   if (t.steps <= 0) train.fail_at("steps", "must be positive");
@@ -95,6 +96,9 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
   if (t.min_lr_ratio < 0 || t.min_lr_ratio > 1) train.fail_at("min_lr_ratio", "must be in [0, 1]");
   if (t.grad_clip < 0) train.fail_at("grad_clip", "must be >= 0 (0 disables clipping)");
   if (t.on_nonfinite != "stop" && t.on_nonfinite != "skip") train.fail_at("on_nonfinite", "must be stop or skip");
+  if (t.precision != "fp32" && t.precision != "bf16") train.fail_at("precision", "must be fp32 or bf16");
+  if (t.precision == "bf16" && t.device.rfind("cuda", 0) != 0)
+    train.fail_at("precision", "bf16 (autocast) needs train.device: cuda; CPU training runs in fp32");
   if (t.log_every <= 0) train.fail_at("log_every", "must be positive");
   if (t.micro_batch_size <= 0) train.fail_at("micro_batch_size", "must be positive");
   if (t.batch_size <= 0 || t.batch_size % (static_cast<int64_t>(world_size) * t.micro_batch_size) != 0)
@@ -154,7 +158,8 @@ std::string resolved_recipe_yaml(const Recipe& r) {
       << shortest(t.min_lr_ratio);
   out << YAML::Key << "grad_clip" << YAML::Value << shortest(t.grad_clip) << YAML::Key << "on_nonfinite" << YAML::Value
       << t.on_nonfinite;
-  out << YAML::Key << "device" << YAML::Value << t.device << YAML::Key << "log_every" << YAML::Value << t.log_every;
+  out << YAML::Key << "device" << YAML::Value << t.device << YAML::Key << "precision" << YAML::Value << t.precision
+      << YAML::Key << "log_every" << YAML::Value << t.log_every;
   out << YAML::Key << "activation_checkpointing" << YAML::Value << t.activation_checkpointing;
   out << YAML::EndMap;
   out << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;

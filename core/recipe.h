@@ -37,6 +37,9 @@ struct TrainSpec {
   double grad_clip = 1.0;  // global L2 norm; 0 disables
   std::string on_nonfinite = "stop";  // stop | skip: a NaN/Inf loss or gradient
   std::string device = "cpu";
+  // fp32 | bf16: bf16 runs forwards under CUDA autocast to bfloat16 while weights, gradients and
+  // AdamW moments stay float32 (master weights); CPU training is always float32.
+  std::string precision = "fp32";
   bool activation_checkpointing = false;  // recompute each layer in backward: less memory, ~1/3 more compute
   int64_t log_every = 1;
 };

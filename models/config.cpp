@@ -61,6 +61,7 @@ QwenConfig parse_qwen_config(const std::string& json_text, const std::string& so
   if (qwen3) read_key(j, "attention_bias", c.attention_bias, source, false);
   c.qk_norm = qwen3;
   read_key(j, "torch_dtype", c.torch_dtype, source, false);
+  read_key(j, "dtype", c.torch_dtype, source, false);  // transformers >= 5 name
   read_key(j, "bos_token_id", c.bos_token_id, source, false);
   if (j.contains("eos_token_id") && j["eos_token_id"].is_array() && !j["eos_token_id"].empty())
     c.eos_token_id = j["eos_token_id"][0].get<int64_t>();
@@ -73,10 +74,19 @@ QwenConfig parse_qwen_config(const std::string& json_text, const std::string& so
   bool sliding = false;
   read_key(j, "use_sliding_window", sliding, source, false);
   if (sliding) fail(source, "use_sliding_window: true is not supported (full attention only)");
-  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
-    const auto& rs = j["rope_scaling"];
-    std::string type = rs.value("rope_type", rs.value("type", std::string("default")));
-    if (type != "default") fail(source, "rope_scaling type \"" + type + "\" is not supported");
+  // transformers < 5 writes rope_theta + rope_scaling; transformers >= 5 writes rope_parameters
+  // {rope_type, rope_theta}. Only plain RoPE is implemented.
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    if (!j.contains(key) || j[key].is_null()) continue;
+    const auto& rope = j[key];
+    if (!rope.is_object()) fail(source, std::string("\"") + key + "\" must be an object");
+    const auto type_of = [&](const char* field) {
+      return rope.contains(field) && rope[field].is_string() ? rope[field].get<std::string>() : std::string();
+    };
+    const std::string type = !type_of("rope_type").empty() ? type_of("rope_type") : type_of("type");
+    if (!type.empty() && type != "default")
+      fail(source, std::string(key) + " type \"" + type + "\" is not supported (plain RoPE only)");
+    read_key(rope, "rope_theta", c.rope_theta, source + ": " + key, false);
   }
 
   auto positive = [&](const char* key, int64_t v) {

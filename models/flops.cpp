@@ -16,12 +16,12 @@ double forward_flops_per_token(const QwenConfig& c, int64_t sequence_length) {
          2.0 * h * static_cast<double>(c.vocab_size);
 }
 
-double measure_matmul_flops(const c10::Device& device) {
-  const int64_t n = 1024;
-  auto options = torch::TensorOptions().device(device);
+double measure_matmul_flops(const c10::Device& device, c10::ScalarType dtype) {
+  const int64_t n = device.is_cuda() ? 8192 : 1024;
+  auto options = torch::TensorOptions().device(device).dtype(dtype);
   auto a = torch::randn({n, n}, options), b = torch::randn({n, n}, options);
   auto sync = [&] {
-    if (device.is_cuda()) a.sum().item<float>();  // waits for queued kernels
+    if (device.is_cuda()) a.sum().item<double>();  // waits for queued kernels
   };
   torch::matmul(a, b);
   sync();

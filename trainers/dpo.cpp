@@ -19,9 +19,9 @@ struct ResponseLogProbs {
 };
 
 // One forward pass gives both aggregations of each row's response log-probs.
-ResponseLogProbs response_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch) {
+ResponseLogProbs response_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch, bool bf16_autocast) {
   const int64_t B = batch.input_ids.size(0);
-  auto token_logp = batch_token_logprobs(model, batch).view({B, -1});  // [B, T-1], 0 off the response
+  auto token_logp = batch_token_logprobs(model, batch, bf16_autocast).view({B, -1});  // [B, T-1], 0 off the response
   auto sums = token_logp.sum(1);  // [B]
   auto counts = batch.targets.ne(kIgnoreIndex).sum(1).clamp_min(1).to(sums.device()).to(torch::kFloat32);
   return {sums, sums / counts};
@@ -41,7 +41,7 @@ std::vector<double> precomputed_reference(RunContext& ctx, LMTraining& t, QwenFo
       std::vector<int64_t> examples;
       for (int64_t e = first; e < std::min(n, first + chunk); ++e) examples.push_back(e);
       const LMBatch batch = make_lm_batch(t.data, examples, t.tokenizer.pad_id());
-      const ResponseLogProbs lp = response_logprobs(reference, batch);
+      const ResponseLogProbs lp = response_logprobs(reference, batch, t.bf16_autocast);
       auto s = lp.sums.to(torch::kCPU, torch::kFloat64);
       auto m = lp.means.to(torch::kCPU, torch::kFloat64);
       for (int64_t k = 0; k < s.size(0); ++k) {
@@ -109,12 +109,12 @@ void train_dpo(RunContext& ctx) {
         examples.push_back(2 * p + 1);
       }
       const LMBatch batch = make_lm_batch(t.data, examples, t.tokenizer.pad_id());
-      const ResponseLogProbs policy_lp = response_logprobs(*t.model, batch);
+      const ResponseLogProbs policy_lp = response_logprobs(*t.model, batch, t.bf16_autocast);
       auto policy = (mean ? policy_lp.means : policy_lp.sums).view({-1, 2});  // [P, 2]: chosen, rejected
       PreferenceLogProbs lp{policy.select(1, 0), policy.select(1, 1), {}, {}};
       if (reference) {
         torch::NoGradGuard no_grad;
-        const ResponseLogProbs ref_lp = response_logprobs(*reference, batch);
+        const ResponseLogProbs ref_lp = response_logprobs(*reference, batch, t.bf16_autocast);
         auto ref = (mean ? ref_lp.means : ref_lp.sums).view({-1, 2});
         lp.reference_chosen = ref.select(1, 0);
         lp.reference_rejected = ref.select(1, 1);

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "models/autocast.h"
 #include "models/checkpoint.h"
 #include "models/flops.h"
 #include "models/logprobs.h"
@@ -50,7 +51,8 @@ LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind) {
       ctx.log_event("resumed from " + *latest + " at step " + std::to_string(t.start_step));
     }
   }
-  t.peak_flops = measure_matmul_flops(device);
+  t.bf16_autocast = recipe.train.precision == "bf16";
+  t.peak_flops = measure_matmul_flops(device, t.bf16_autocast ? torch::kBFloat16 : torch::kFloat32);
   t.progress = std::make_unique<Progress>(recipe.method, recipe.train.steps, t.start_step);
   return t;
 }
@@ -65,7 +67,8 @@ std::vector<int64_t> rank_examples(const RunContext& ctx, const TokenizedDataset
   return std::vector<int64_t>(global.begin() + ctx.rank * per_rank, global.begin() + (ctx.rank + 1) * per_rank);
 }
 
-torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch) {
+torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch, bool bf16_autocast) {
+  Bf16Autocast autocast(bf16_autocast);
   const auto device = model.lm_head_weight().device();
   const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
   auto mask = batch.attention.defined() ? batch.attention.to(device)  // packed: block-diagonal causal

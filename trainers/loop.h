@@ -31,6 +31,7 @@ struct LMTraining {
   std::vector<std::pair<std::string, torch::Tensor>> params;  // trainable, HF names
   std::unique_ptr<AdamW> optimizer;
   int64_t start_step = 0;  // > 0 when resumed from a checkpoint
+  bool bf16_autocast = false;  // train.precision: bf16 (forwards in bf16, fp32 master weights)
   double peak_flops = 0;  // bare matmul FLOP/s on this device, measured at setup (for MFU)
   std::unique_ptr<Progress> progress;
 };
@@ -44,7 +45,8 @@ std::vector<int64_t> rank_examples(const RunContext& ctx, const TokenizedDataset
                                    int64_t* global_loss_tokens);
 
 // log p(target) for every position of the batch, [B * (T-1)], kIgnoreIndex targets give 0.
-torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch);
+// bf16_autocast: run the forward under CUDA autocast to bfloat16 (train.precision: bf16).
+torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch, bool bf16_autocast = false);
 
 struct StepStats {
   double loss = 0;  // this rank's share of the step's loss (sums to the global loss across ranks)

@@ -21,7 +21,7 @@ void train_sft(RunContext& ctx) {
       const LMBatch batch = ctx.recipe.data.pack
                                 ? make_packed_lm_batch(t.data, micro, t.tokenizer.pad_id(), ctx.recipe.data.max_length)
                                 : make_lm_batch(t.data, micro, t.tokenizer.pad_id());
-      auto logp = batch_token_logprobs(*t.model, batch);  // [B * (T-1)], 0 where no loss
+      auto logp = batch_token_logprobs(*t.model, batch, t.bf16_autocast);  // [B * (T-1)], 0 where no loss
       // Divided by the step's global token count, so micro-steps and ranks add up to the mean.
       auto loss = -logp.sum() / static_cast<double>(global_loss_tokens);
       loss.backward();

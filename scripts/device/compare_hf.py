@@ -20,7 +20,7 @@ results = {}
 
 
 def hf_logprobs(model_dir, dtype):
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
     with torch.no_grad():
         logits = model(torch.tensor([ids])).logits[0].float()
     logp = torch.log_softmax(logits, -1)
@@ -43,7 +43,7 @@ def compare(name, model_dir, dtype):
 
 
 common = dict(vocab_size=151936, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, max_position_embeddings=512, rope_theta=10000.0, rms_norm_eps=1e-6)
+              num_key_value_heads=2, max_position_embeddings=512, rms_norm_eps=1e-6)
 torch.manual_seed(0)
 for name, config, dtype in [
     ("qwen2-bias-tied-f32", Qwen2Config(tie_word_embeddings=True, **common), torch.float32),

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 #include <catch2/catch.hpp>
 
+#include "core/error.h"
 #include "models/checkpoint.h"
 #include "models/safetensors.h"
 #include "tests/test_util.h"
@@ -238,4 +239,24 @@ TEST_CASE("corrupt model folders fail with one clear line and exit code 2", "[mo
   auto missing = test::run(test::posttrain_bin() + " logprobs --model " + tmp / "nowhere" + " --ids 1,2");
   CHECK(missing.exit_code == 2);
   CHECK(missing.output.find("model folder not found") != std::string::npos);
+}
+
+TEST_CASE("config.json RoPE settings: transformers 4 and 5 spellings give the same theta", "[models][config]") {
+  const std::string common =
+      R"("model_type": "qwen3", "vocab_size": 64, "hidden_size": 16, "intermediate_size": 32,
+         "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 8)";
+  const auto v4 =
+      posttrain::parse_qwen_config("{" + common + R"(, "rope_theta": 1000000, "rope_scaling": null})", "v4");
+  const auto v5 = posttrain::parse_qwen_config(
+      "{" + common + R"(, "rope_parameters": {"rope_type": "default", "rope_theta": 1000000}, "dtype": "bfloat16"})",
+      "v5");
+  CHECK(v4.rope_theta == 1000000.0);
+  CHECK(v5.rope_theta == 1000000.0);
+  CHECK(v5.torch_dtype == "bfloat16");
+  try {
+    posttrain::parse_qwen_config("{" + common + R"(, "rope_parameters": {"rope_type": "yarn", "factor": 4}})", "cfg");
+    FAIL("yarn RoPE was accepted");
+  } catch (const posttrain::UserError& e) {
+    CHECK(std::string(e.what()).find("rope_parameters type \"yarn\" is not supported") != std::string::npos);
+  }
 }
