@@ -114,7 +114,9 @@ GenerationOutput generate(QwenForCausalLMImpl& model, const std::vector<std::vec
       hidden = model.hidden_states(tokens.narrow(1, 0, length), positions.narrow(1, 0, length), mask, nullptr);
     }
     auto last = hidden.select(1, hidden.size(1) - 1);  // [B, hidden]
-    auto logits = torch::matmul(last.to(torch::kFloat32), head.t()).to(torch::kCPU).contiguous();  // [B, V]
+    // Sampling reads float32 on the CPU (under bf16 autocast the matmul itself returns bf16).
+    auto logits =
+        torch::matmul(last.to(torch::kFloat32), head.t()).to(torch::kCPU, torch::kFloat32).contiguous();  // [B, V]
     const int64_t V = logits.size(1);
     auto next = torch::zeros({B}, torch::kInt64);
     for (int64_t b = 0; b < B; ++b) {

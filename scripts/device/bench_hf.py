@@ -23,7 +23,7 @@ parser.add_argument("--seq", type=int, default=1024)
 parser.add_argument("--new-tokens", type=int, default=64)
 args = parser.parse_args()
 
-folder = tempfile.mkdtemp()
+folder = tempfile.mkdtemp() + "/base"
 subprocess.run([f"{args.build}/bin/posttrain", "init-base", "--preset", args.preset, "--seed", "0", "--out", folder,
                 "--dtype", "bfloat16"], check=True, capture_output=True)
 config = AutoConfig.from_pretrained(folder)

@@ -32,17 +32,22 @@ torch_include=$(cd "$torch_prefix/../../include" && pwd)
 tokenizer=$PWD/.device-kit/tokenizer
 
 TAIL=25 step configure 120 cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$torch_prefix" -DPOSTTRAIN_TOKENIZER_DIR="$tokenizer" || exit 1
+  -DCMAKE_PREFIX_PATH="$torch_prefix" -DPOSTTRAIN_TOKENIZER_DIR="$tokenizer" \
+  -DBoost_DIR=/usr/lib/x86_64-linux-gnu/cmake/Boost-1.74.0 || exit 1
 TAIL=40 step build 330 cmake --build build-cuda -j 16 --target posttrain posttrain_tests bench_model -- -k 0 || {
   grep -B2 -A6 "error" "$out/build.log" | head -150
   exit 1
 }
 
 # The npm peer (node) is not on that machine: its generated-corpus test is left to CPU CI.
-TAIL=30 step ctest 200 bash -c "cd build-cuda && ctest -j 8 --timeout 150 -E 'npm peer' --output-on-failure"
-grep -A12 "cuda" "$out/ctest.log" | grep -i "warn\|fail\|pass" | head -20
+# 8 tests at a time with 2 threads each: 16 cores, no oversubscription. CTEST_REGEX picks a subset.
+export OMP_NUM_THREADS=2
+TAIL=30 step ctest "${CTEST_LIMIT_S:-200}" bash -c "cd build-cuda && ctest -j 8 --timeout 150 -E 'npm peer' \
+  -R '${CTEST_REGEX:-.}' --output-on-failure"
+grep -E "Test +#" "$out/ctest.log" | sed 's/\.\.\.*/ /'
+unset OMP_NUM_THREADS
 
-step compare_hf 120 python3 scripts/device/compare_hf.py build-cuda "$tokenizer" "$out"
+[ -n "${SKIP_COMPARE:-}" ] || step compare_hf 120 python3 scripts/device/compare_hf.py build-cuda "$tokenizer" "$out"
 
 # Throughput at the qwen2.5-0.5b shape, ours and HF's, same batch x seq, bf16 autocast.
 step bench_ours 90 build-cuda/bin/bench_model --preset qwen2.5-0.5b --batch 8 --seq 1024 --new-tokens 64 \
