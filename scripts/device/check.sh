@@ -33,7 +33,7 @@ tokenizer=$PWD/.device-kit/tokenizer
 
 TAIL=25 step configure 120 cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$torch_prefix" -DPOSTTRAIN_TOKENIZER_DIR="$tokenizer" \
-  -DBoost_DIR=/usr/lib/x86_64-linux-gnu/cmake/Boost-1.74.0 || exit 1
+  -DBoost_DIR=/usr/lib/x86_64-linux-gnu/cmake/Boost-1.74.0 || exit 1  # the image has a partial Boost 1.83
 TAIL=40 step build 330 cmake --build build-cuda -j 16 --target posttrain posttrain_tests bench_model -- -k 0 || {
   grep -B2 -A6 "error" "$out/build.log" | head -150
   exit 1
