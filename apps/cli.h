@@ -32,5 +32,6 @@ int run(const std::vector<std::string>& args);
 int launch(const std::vector<std::string>& args);
 int methods(const std::vector<std::string>& args);
 int prepare_data(const std::vector<std::string>& args);
+int score(const std::vector<std::string>& args);
 
 }  // namespace posttrain::cli

@@ -51,6 +51,8 @@ int generate(const std::vector<std::string>& args) {
   if (auto endoftext = tokenizer.token_to_id("<|endoftext|>")) gen.stop_ids.push_back(*endoftext);
 
   auto model = load_model(model_dir, {parse_dtype(dtype, "--dtype"), parse_device(device)});
+  if (model->is_classifier())
+    throw UserError(model_dir + ": a reward model / classifier has no LM head (use posttrain score)");
   const GenerationOutput result = posttrain::generate(*model, {ids}, gen);
   const auto& new_ids = result.new_ids[0];
   std::vector<int32_t> text_ids = new_ids;

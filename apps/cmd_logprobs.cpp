@@ -31,6 +31,8 @@ int logprobs(const std::vector<std::string>& args) {
     for (int32_t id : Tokenizer::from_dir(model_dir).encode(text)) ids.push_back(id);
   }
   auto model = load_model(model_dir, {parse_dtype(dtype, "--dtype"), parse_device(device)});
+  if (model->is_classifier())
+    throw UserError(model_dir + ": a reward model / classifier has no LM head (use posttrain score)");
   for (int64_t id : ids)
     if (id >= model->config.vocab_size)
       throw UserError("--ids: token id " + std::to_string(id) + " is outside the model's vocabulary (" +

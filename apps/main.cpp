@@ -30,6 +30,7 @@ const std::vector<Subcommand>& subcommands() {
       {"run", "train one recipe (YAML) in this process: posttrain run RECIPE.yaml [key.sub=value ...]", run},
       {"launch", "run a recipe on N worker processes (torchrun-style; Gloo on CPU)", launch},
       {"methods", "list the registered training methods (and those of --plugin libraries)", methods},
+      {"score", "score prompt/response JSONL with a reward model (one JSON line per record)", score},
       {"tokenize", "encode JSONL {\"text\"} lines to {\"ids\"} (or --decode the reverse)", tokenize},
   };
   return table;

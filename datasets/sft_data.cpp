@@ -190,41 +190,80 @@ TokenizedDataset tokenize_jsonl(const DataSpec& spec, const RecordTokenizer& tok
 
 }  // namespace
 
+std::vector<int32_t> encode_prompt(const json& prompt, const Tokenizer& tokenizer, const std::string& where) {
+  if (prompt.is_string()) return tokenizer.encode(prompt.get<std::string>());
+  return render_chat(tokenizer, parse_messages(prompt, where, "prompt"), /*add_generation_prompt=*/true).ids;
+}
+
+std::string response_text(const json& value, const std::string& where, const std::string& field) {
+  if (value.is_string()) return value.get<std::string>();
+  auto messages = parse_messages(value, where, field);
+  if (messages.size() != 1 || messages[0].role != "assistant")
+    fail(where, "\"" + field + "\" must be a string or one assistant message");
+  return messages[0].content;
+}
+
+std::vector<int32_t> encode_prompt_response(const std::vector<int32_t>& prompt, const std::string& response,
+                                            const Tokenizer& tokenizer) {
+  std::vector<int32_t> ids = prompt;
+  const auto response_ids = tokenizer.encode(response);
+  ids.insert(ids.end(), response_ids.begin(), response_ids.end());
+  ids.push_back(tokenizer.eos_id());
+  return ids;
+}
+
 TokenizedDataset tokenize_preference_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {
-  return tokenize_jsonl(spec, [&](const json& record, const std::string& where,
-                                  std::vector<std::vector<int32_t>>& examples,
-                                  std::vector<std::vector<uint8_t>>& masks) {
-    if (!record.is_object()) fail(where, "record must be a JSON object");
-    for (const char* key : {"prompt", "chosen", "rejected"})
-      if (!record.contains(key))
-        fail(where, std::string("missing \"") + key + "\" (expected prompt, chosen, rejected)");
-    std::vector<int32_t> prompt;
-    if (record["prompt"].is_string())
-      prompt = tokenizer.encode(record["prompt"].get<std::string>());
-    else
-      prompt =
-          render_chat(tokenizer, parse_messages(record["prompt"], where, "prompt"), /*add_generation_prompt=*/true).ids;
-    for (const char* key : {"chosen", "rejected"}) {
-      const json& value = record[key];
-      std::string text;
-      if (value.is_string()) {
-        text = value.get<std::string>();
-      } else {
-        auto messages = parse_messages(value, where, key);
-        if (messages.size() != 1 || messages[0].role != "assistant")
-          fail(where, std::string("\"") + key + "\" must be a string or one assistant message");
-        text = messages[0].content;
+  return tokenize_jsonl(
+      spec, [&](const json& record, const std::string& where, std::vector<std::vector<int32_t>>& examples,
+                std::vector<std::vector<uint8_t>>& masks) {
+        if (!record.is_object()) fail(where, "record must be a JSON object");
+        for (const char* key : {"prompt", "chosen", "rejected"})
+          if (!record.contains(key))
+            fail(where, std::string("missing \"") + key + "\" (expected prompt, chosen, rejected)");
+        const std::vector<int32_t> prompt = encode_prompt(record["prompt"], tokenizer, where);
+        for (const char* key : {"chosen", "rejected"}) {
+          std::vector<int32_t> ids = encode_prompt_response(prompt, response_text(record[key], where, key), tokenizer);
+          std::vector<uint8_t> mask(ids.size(), 1);
+          std::fill(mask.begin(), mask.begin() + static_cast<long>(prompt.size()), 0);
+          examples.push_back(std::move(ids));
+          masks.push_back(std::move(mask));
+        }
+      });
+}
+
+PromptDataset read_prompt_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {
+  std::ifstream in(spec.train, std::ios::binary);
+  if (!in) fail(spec.train, "prompt data file not found");
+  PromptDataset data;
+  std::string line;
+  for (int64_t line_number = 1; std::getline(in, line); ++line_number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = spec.train + ":" + std::to_string(line_number);
+    try {
+      json record;
+      try {
+        record = json::parse(line);
+      } catch (const json::exception& e) {
+        fail(where, std::string("not valid JSON: ") + e.what());
       }
-      std::vector<int32_t> ids = prompt;
-      std::vector<uint8_t> mask(prompt.size(), 0);
-      auto response = tokenizer.encode(text);
-      response.push_back(tokenizer.eos_id());
-      ids.insert(ids.end(), response.begin(), response.end());
-      mask.resize(ids.size(), 1);
-      examples.push_back(std::move(ids));
-      masks.push_back(std::move(mask));
+      if (!record.is_object()) fail(where, "record must be a JSON object");
+      if (!record.contains("prompt")) fail(where, "missing \"prompt\" (a string or a message list)");
+      auto ids = encode_prompt(record["prompt"], tokenizer, where);
+      if (ids.empty()) fail(where, "empty prompt");
+      if (static_cast<int64_t>(ids.size()) > spec.max_length) {  // keep the end: it holds the question
+        ids.erase(ids.begin(), ids.end() - spec.max_length);
+        ++data.truncated;
+      }
+      data.prompts.push_back(std::move(ids));
+      data.records.push_back(record.dump());
+    } catch (const UserError& e) {
+      if (!spec.skip_bad_records) throw;
+      ++data.skipped;
+      std::cerr << "posttrain: skipping bad record: " << e.what() << "\n";
     }
-  });
+  }
+  if (data.size() == 0) fail(spec.train, "no usable records");
+  return data;
 }
 
 TokenizedDataset tokenize_sft_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {

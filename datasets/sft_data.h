@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "core/recipe.h"
 #include "models/tokenizer.h"
 
@@ -34,6 +36,27 @@ TokenizedDataset tokenize_sft_jsonl(const DataSpec& spec, const Tokenizer& token
 // Pair i becomes examples 2i (prompt + chosen) and 2i+1 (prompt + rejected), each with the loss mask
 // on its response and end token, so sequence log-probs are sums over response tokens only.
 TokenizedDataset tokenize_preference_jsonl(const DataSpec& spec, const Tokenizer& tokenizer);
+
+// A prompt as the preference, score and RL formats take it: a string (encoded as is) or a message list
+// (rendered as ChatML with the assistant generation prompt). UserError naming `where`.
+std::vector<int32_t> encode_prompt(const nlohmann::json& prompt, const Tokenizer& tokenizer, const std::string& where);
+
+// A response field: a string or one assistant message [{"role": "assistant", "content": ...}].
+std::string response_text(const nlohmann::json& value, const std::string& where, const std::string& field);
+
+// prompt ids + response ids + the end token (<|im_end|>), and where the response starts.
+std::vector<int32_t> encode_prompt_response(const std::vector<int32_t>& prompt, const std::string& response,
+                                            const Tokenizer& tokenizer);
+
+// RL prompts: {"prompt": string | messages, ...}. Every other field (e.g. "answer") is kept for
+// reward functions. Lines are checked like training data (file:line, skip_bad_records).
+struct PromptDataset {
+  std::vector<std::vector<int32_t>> prompts;  // token ids, truncated from the left to max_length
+  std::vector<std::string> records;  // the JSON object of each line, as text
+  int64_t skipped = 0, truncated = 0;
+  int64_t size() const { return static_cast<int64_t>(prompts.size()); }
+};
+PromptDataset read_prompt_jsonl(const DataSpec& spec, const Tokenizer& tokenizer);
 
 // HDF5 shard with datasets tokens / offsets / loss_mask (chunked, deflate) and attributes
 // tokenizer_sha256, source_sha256, format, max_length, truncated, skipped.

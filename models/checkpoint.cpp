@@ -1,5 +1,6 @@
 #include "models/checkpoint.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -208,11 +209,27 @@ QwenForCausalLM load_model(const std::string& dir, const LoadOptions& options) {
     fail(dir, "no model.safetensors or model.safetensors.index.json");
   }
 
+  bool fresh_head = false;
+  if (options.classifier_labels > 0) {
+    if (config.num_labels == 0) {
+      config.num_labels = options.classifier_labels;
+      fresh_head = true;
+    } else if (config.num_labels != options.classifier_labels) {
+      fail(config_path, "a classifier with " + std::to_string(config.num_labels) + " labels, expected " +
+                            std::to_string(options.classifier_labels));
+    }
+  }
   QwenForCausalLM model(config);
   torch::NoGradGuard no_grad;
   std::set<std::string> used;
   for (auto& item : model->named_parameters()) {
     const std::string& name = item.key();
+    if (fresh_head && name == "score.weight") {
+      auto generator = at::detail::createCPUGenerator(options.head_seed);
+      item.value().copy_(at::normal(0.0, config.initializer_range, item.value().sizes(), generator,
+                                    torch::TensorOptions().dtype(torch::kFloat32)));
+      continue;
+    }
     auto it = tensors.find(name);
     if (it == tensors.end())
       fail(dir, "missing tensor '" + name + "' required by config.json (" + config.model_type + ")");
@@ -226,7 +243,8 @@ QwenForCausalLM load_model(const std::string& dir, const LoadOptions& options) {
   }
   for (const auto& [name, tensor] : tensors) {
     if (used.count(name)) continue;
-    if (name == "lm_head.weight" && config.tie_word_embeddings) continue;  // redundant copy of the tie
+    if (name == "lm_head.weight" && (config.tie_word_embeddings || fresh_head))
+      continue;  // tie copy / LM -> classifier
     fail(source[name],
          "unexpected tensor '" + name + "' (not part of a " + config.architecture() + " with this config)");
   }

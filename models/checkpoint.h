@@ -26,6 +26,11 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
 struct LoadOptions {
   c10::ScalarType dtype = c10::kFloat;  // parameters are converted to this on load
   c10::Device device = c10::Device(c10::kCPU);
+  // > 0: the result must be a sequence classifier with this many labels. A causal-LM folder becomes
+  // one: its body is loaded, lm_head is dropped, and `score` is drawn from normal(0, initializer_range)
+  // with head_seed. A classifier folder must already have this many labels.
+  int64_t classifier_labels = 0;
+  uint64_t head_seed = 0;
 };
 
 // Loads a HF model folder: config.json and model.safetensors or model.safetensors.index.json.

@@ -68,6 +68,22 @@ QwenConfig parse_qwen_config(const std::string& json_text, const std::string& so
   else
     read_key(j, "eos_token_id", c.eos_token_id, source, false);
 
+  read_key(j, "pad_token_id", c.pad_token_id, source, false);
+  // A sequence classifier says so in "architectures"; its label count is the size of id2label
+  // (transformers writes no num_labels key; its default is 2).
+  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+      j["architectures"][0].is_string()) {
+    const std::string arch = j["architectures"][0].get<std::string>();
+    const std::string suffix = "ForSequenceClassification";
+    if (arch.size() > suffix.size() && arch.compare(arch.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      c.num_labels = 2;
+      if (j.contains("id2label") && j["id2label"].is_object() && !j["id2label"].empty())
+        c.num_labels = static_cast<int64_t>(j["id2label"].size());
+      read_key(j, "num_labels", c.num_labels, source, false);
+      if (c.num_labels <= 0) fail(source, "a sequence classifier needs at least one label");
+    }
+  }
+
   std::string act = "silu";
   read_key(j, "hidden_act", act, source, false);
   if (act != "silu") fail(source, "hidden_act \"" + act + "\" is not supported (Qwen uses silu)");
@@ -138,6 +154,16 @@ std::string qwen_config_to_json(const QwenConfig& c) {
   j["torch_dtype"] = c.torch_dtype;
   j["bos_token_id"] = c.bos_token_id;
   j["eos_token_id"] = c.eos_token_id;
+  j["pad_token_id"] = c.pad_token_id;
+  if (c.num_labels > 0) {
+    nlohmann::ordered_json id2label, label2id;
+    for (int64_t i = 0; i < c.num_labels; ++i) {
+      id2label[std::to_string(i)] = "LABEL_" + std::to_string(i);
+      label2id["LABEL_" + std::to_string(i)] = i;
+    }
+    j["id2label"] = id2label;
+    j["label2id"] = label2id;
+  }
   return j.dump(2) + "\n";
 }
 

@@ -27,9 +27,16 @@ struct QwenConfig {
   std::string torch_dtype = "float32";
   int64_t bos_token_id = 151643;
   int64_t eos_token_id = 151645;
+  int64_t pad_token_id = 151643;  // <|endoftext|>; a sequence classifier pools the last non-pad token
+  // 0: causal LM (lm_head). > 0: sequence classifier / reward model, HF's Qwen*ForSequenceClassification:
+  // the same body with `score` [num_labels, hidden] in place of lm_head (a reward model has 1 label).
+  int64_t num_labels = 0;
 
   int64_t num_key_value_groups() const { return num_attention_heads / num_key_value_heads; }
-  std::string architecture() const { return model_type == "qwen2" ? "Qwen2ForCausalLM" : "Qwen3ForCausalLM"; }
+  std::string architecture() const {
+    return std::string(model_type == "qwen2" ? "Qwen2" : "Qwen3") +
+           (num_labels > 0 ? "ForSequenceClassification" : "ForCausalLM");
+  }
 };
 
 // Parses config.json text; UserError naming `source` and the key on anything we cannot honour

@@ -163,7 +163,10 @@ torch::Tensor QwenModelImpl::forward(const torch::Tensor& input_ids, const torch
 
 QwenForCausalLMImpl::QwenForCausalLMImpl(const QwenConfig& c) : config(c) {
   model = register_module("model", QwenModel(c));
-  if (!c.tie_word_embeddings) lm_head = register_module("lm_head", make_linear(c.hidden_size, c.vocab_size, false));
+  if (c.num_labels > 0)
+    score = register_module("score", make_linear(c.hidden_size, c.num_labels, false));
+  else if (!c.tie_word_embeddings)
+    lm_head = register_module("lm_head", make_linear(c.hidden_size, c.vocab_size, false));
 }
 
 torch::Tensor QwenForCausalLMImpl::hidden_states(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
@@ -175,6 +178,7 @@ torch::Tensor QwenForCausalLMImpl::hidden_states(const torch::Tensor& input_ids,
 }
 
 torch::Tensor QwenForCausalLMImpl::lm_head_weight() const {
+  TORCH_CHECK(!is_classifier(), "a sequence classifier has no LM head");
   return lm_head ? lm_head->weight : model->embed_tokens->weight;
 }
 
@@ -198,6 +202,22 @@ torch::Tensor causal_mask(const torch::Tensor& key_padding, int64_t batch, int64
   auto mask = (key_pos <= query_pos).view({1, 1, new_tokens, S}).expand({batch, 1, new_tokens, S});
   if (key_padding.defined()) mask = mask.logical_and(key_padding.to(torch::kBool).view({batch, 1, 1, S}));
   return mask;
+}
+
+torch::Tensor last_token_scores(QwenForCausalLMImpl& model, const torch::Tensor& input_ids,
+                                const torch::Tensor& key_padding) {
+  TORCH_CHECK(model.is_classifier(), "last_token_scores needs a model with a score head");
+  const auto device = model.device();
+  const int64_t B = input_ids.size(0), T = input_ids.size(1);
+  auto real = key_padding.to(device, torch::kBool);  // [B, T]
+  auto positions = (real.to(torch::kInt64).cumsum(1) - 1).clamp_min(0);  // [B, T], 0-based per row
+  auto hidden = model.hidden_states(input_ids.to(device), positions, causal_mask(real, B, T, 0, device));  // [B, T, H]
+  // Index of the last real token: the largest t with real[b, t] (right or left padding alike).
+  auto index = (torch::arange(T, torch::TensorOptions().dtype(torch::kInt64).device(device)).unsqueeze(0) *
+                real.to(torch::kInt64))
+                   .argmax(1);  // [B]
+  auto pooled = hidden.gather(1, index.view({B, 1, 1}).expand({B, 1, hidden.size(2)})).squeeze(1);  // [B, H]
+  return model.score->forward(pooled.to(model.score->weight.scalar_type()));  // [B, num_labels]
 }
 
 void init_weights(QwenForCausalLMImpl& model, uint64_t seed) {

@@ -85,6 +85,8 @@ class QwenModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(QwenModel);
 
+// The causal LM, and (config.num_labels > 0) the sequence classifier / reward model: one body, with
+// `lm_head` or `score` on top, named as HF names them.
 class QwenForCausalLMImpl : public torch::nn::Module {
  public:
   explicit QwenForCausalLMImpl(const QwenConfig& config);
@@ -92,13 +94,16 @@ class QwenForCausalLMImpl : public torch::nn::Module {
   // Final hidden states [B, T, hidden]. mask may be undefined: plain causal attention.
   torch::Tensor hidden_states(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
                               const torch::Tensor& mask = {}, KVCache* cache = nullptr);
-  // The LM head's weight [vocab, hidden]: embed_tokens.weight when tied.
+  // The LM head's weight [vocab, hidden]: embed_tokens.weight when tied. Not for a classifier.
   torch::Tensor lm_head_weight() const;
+  bool is_classifier() const { return config.num_labels > 0; }
+  torch::Device device() const { return model->embed_tokens->weight.device(); }
 
   KVCache make_cache(int64_t batch, int64_t capacity) const;
 
   QwenModel model{nullptr};
-  torch::nn::Linear lm_head{nullptr};  // registered only when embeddings are untied
+  torch::nn::Linear lm_head{nullptr};  // registered only for an untied causal LM
+  torch::nn::Linear score{nullptr};  // [num_labels, hidden], registered only for a classifier
   QwenConfig config;
 };
 TORCH_MODULE(QwenForCausalLM);
@@ -107,6 +112,11 @@ TORCH_MODULE(QwenForCausalLM);
 // keys where key_padding [B, S] is false are hidden. key_padding may be undefined (no padding).
 torch::Tensor causal_mask(const torch::Tensor& key_padding, int64_t batch, int64_t new_tokens, int64_t past,
                           const torch::Device& device);
+
+// Classifier scores [B, num_labels] read at the last real token of each row, as HF's
+// Qwen*ForSequenceClassification pools. key_padding [B, T]: true on real tokens.
+torch::Tensor last_token_scores(QwenForCausalLMImpl& model, const torch::Tensor& input_ids,
+                                const torch::Tensor& key_padding);
 
 // HF's initialisation: normal(0, initializer_range) for linear and embedding weights, zero biases,
 // unit norm weights; deterministic for a given seed (drawn on the CPU in registration order).

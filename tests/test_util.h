@@ -81,13 +81,20 @@ inline std::vector<nlohmann::json> run_metrics(const std::string& run_dir) {
   return out;
 }
 
-// The "loss" of every line of <run_dir>/metrics.jsonl.
+// The "loss" of every training-step line of <run_dir>/metrics.jsonl (eval lines carry none).
 inline std::vector<double> run_losses(const std::string& run_dir) {
   std::vector<double> out;
-  std::ifstream in(run_dir + "/metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  for (const auto& record : run_metrics(run_dir))
+    if (record.contains("loss")) out.push_back(record["loss"].get<double>());
   return out;
+}
+
+// The last metrics.jsonl line that has `key`.
+inline nlohmann::json last_metric_with(const std::string& run_dir, const std::string& key) {
+  nlohmann::json found;
+  for (const auto& record : run_metrics(run_dir))
+    if (record.contains(key)) found = record;
+  return found;
 }
 
 // float -> bfloat16 bits with round-to-nearest-even (what torch does).

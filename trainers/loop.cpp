@@ -28,7 +28,7 @@ double peak_rss_mib() {
 
 }  // namespace
 
-LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind) {
+LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind, int64_t classifier_labels) {
   const Recipe& recipe = ctx.recipe;
   LMTraining t{Tokenizer::from_dir(ctx.tokenizer_dir)};
   std::string shard;
@@ -40,7 +40,11 @@ LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind) {
   ctx.write_manifest();
 
   const auto device = parse_device(recipe.train.device);
-  t.model = load_model(ctx.base_dir, {torch::kFloat32, device});
+  LoadOptions load;
+  load.device = device;
+  load.classifier_labels = classifier_labels;
+  load.head_seed = recipe.seed;
+  t.model = load_model(ctx.base_dir, load);
   t.model->model->checkpoint_layers = recipe.train.activation_checkpointing;
   t.model->train();
   for (const auto& item : t.model->named_parameters()) t.params.emplace_back(item.key(), item.value());

@@ -37,8 +37,9 @@ struct LMTraining {
 };
 
 // Tokenizes (or reuses) the recipe's data ("sft" or "preference" records), loads the base, builds
-// AdamW, resumes when asked.
-LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind = "sft");
+// AdamW, resumes when asked. classifier_labels > 0 loads the base as a sequence classifier (reward
+// model) with a fresh `score` head drawn from the recipe seed.
+LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind = "sft", int64_t classifier_labels = 0);
 
 // This rank's example indices for `step`, and the loss-token count of the whole global batch.
 std::vector<int64_t> rank_examples(const RunContext& ctx, const TokenizedDataset& data, int64_t step,

@@ -1,0 +1,152 @@
+// Reward model end to end: the step-1 loss equals -log sigmoid(r_c - r_r) + c (r_c + r_r)^2 with
+// rewards recomputed here one sequence at a time (no padding, no batching, pooled at the last token by
+// hand); the folder is HF's Qwen3ForSequenceClassification layout; a short run generalises to
+// held-out pairs; `posttrain score` gives the same numbers as the hand-pooled forward; a run resumed
+// from a mid-run checkpoint ends with the same weights.
+#include <torch/torch.h>
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+#include "models/chat.h"
+#include "models/checkpoint.h"
+#include "models/tokenizer.h"
+#include "tests/test_util.h"
+
+namespace {
+
+test::CommandResult cli(const std::string& args) {
+  return test::run("POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + test::posttrain_bin() + " " + args);
+}
+
+std::string recipe() { return test::source_dir() + "/recipes/quickstart/reward.yaml"; }
+
+// ChatML prompt with the generation prompt, then the response and <|im_end|>: what training sees.
+std::vector<int64_t> pair_ids(const posttrain::Tokenizer& tok, const std::string& question, const std::string& answer) {
+  auto prompt = posttrain::render_chat(tok, {{"user", question}}, /*add_generation_prompt=*/true).ids;
+  std::vector<int64_t> ids(prompt.begin(), prompt.end());
+  for (int32_t id : tok.encode(answer)) ids.push_back(id);
+  ids.push_back(*tok.token_to_id("<|im_end|>"));
+  return ids;
+}
+
+// score . h_last for one unpadded sequence, the dot product written out.
+double reward_alone(posttrain::QwenForCausalLMImpl& model, const std::vector<int64_t>& ids) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = static_cast<int64_t>(ids.size());
+  auto input = torch::tensor(ids, torch::kInt64).unsqueeze(0);
+  auto hidden = model.hidden_states(input, torch::arange(n, torch::kInt64).unsqueeze(0));  // [1, n, H]
+  auto last = hidden[0][n - 1].to(torch::kFloat64);
+  auto w = model.score->weight[0].to(torch::kFloat64);
+  double sum = 0;
+  for (int64_t i = 0; i < last.size(0); ++i) sum += last[i].item<double>() * w[i].item<double>();
+  return sum;
+}
+
+const char* kQuestion = "What is the capital of Peru?";
+const char* kChosen = "The capital of Peru is Lima.";
+const char* kRejected = "I cannot help with that.";
+
+}  // namespace
+
+TEST_CASE("reward step-1 loss is the Bradley-Terry loss of hand-pooled rewards", "[trainers][reward]") {
+  test::TempDir tmp("reward-step1");
+  test::write_text(tmp / "one.jsonl", std::string(R"({"prompt": [{"role": "user", "content": ")") + kQuestion +
+                                          R"("}], "chosen": ")" + kChosen + R"(", "rejected": ")" + kRejected +
+                                          "\"}\n");
+  const double center = 0.05;
+  auto r = cli("run " + recipe() + " output_dir=" + tmp / "run" + " data.train=" + tmp / "one.jsonl" +
+               " train.steps=1 train.batch_size=2 train.micro_batch_size=2 reward.eval_fraction=0"
+               " reward.center_coefficient=" +
+               std::to_string(center));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const double reported = test::run_losses(tmp / "run").at(0);
+
+  // The base as the trainer loads it: body from the cached preset, `score` drawn from the recipe seed (0).
+  posttrain::LoadOptions load;
+  load.classifier_labels = 1;
+  load.head_seed = 0;
+  auto model = posttrain::load_model(test::test_cache_dir() + "/bases/tiny-seed0", load);
+  auto tok = posttrain::Tokenizer::from_dir(test::tokenizer_dir());
+  const double rc = reward_alone(*model, pair_ids(tok, kQuestion, kChosen));
+  const double rr = reward_alone(*model, pair_ids(tok, kQuestion, kRejected));
+  const double expected = std::log1p(std::exp(-(rc - rr))) + center * (rc + rr) * (rc + rr);
+  CHECK(reported == Approx(expected).epsilon(1e-5));
+  CHECK(std::abs(rc - rr) > 1e-4);  // the two rows differ, so pooling the wrong token would show
+}
+
+TEST_CASE("a reward run generalises to held-out pairs and saves HF's classifier layout", "[trainers][reward]") {
+  test::TempDir tmp("reward-run");
+  auto r = cli("run " + recipe() + " output_dir=" + tmp / "run");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const auto losses = test::run_losses(tmp / "run");
+  REQUIRE(losses.size() == 30);
+  CHECK(losses.back() < 0.5 * losses.front());
+  const auto held = test::last_metric_with(tmp / "run", "eval/accuracy");
+  CHECK(held["eval/pairs"].get<int>() == 8);
+  CHECK(held["eval/accuracy"].get<double>() >= 0.875);  // chance is 0.5
+
+  const auto config = nlohmann::json::parse(test::read_text(tmp / "run/final/config.json"));
+  CHECK(config["architectures"][0] == "Qwen3ForSequenceClassification");
+  CHECK(config["id2label"].size() == 1);
+  CHECK(config["pad_token_id"] == 151643);
+  auto tensors = posttrain::read_safetensors(tmp / "run/final/model.safetensors");
+  REQUIRE(tensors.count("score.weight") == 1);
+  CHECK(tensors["score.weight"].sizes() == torch::IntArrayRef({1, 64}));
+  CHECK(tensors.count("lm_head.weight") == 0);
+
+  // posttrain score == the hand-pooled forward of the trained model, for a pair and a single response.
+  test::write_text(tmp / "in.jsonl", std::string(R"({"prompt": [{"role": "user", "content": ")") + kQuestion +
+                                         R"("}], "chosen": ")" + kChosen + R"(", "rejected": ")" + kRejected +
+                                         "\"}\n\n" + R"({"prompt": [{"role": "user", "content": ")" + kQuestion +
+                                         R"("}], "response": ")" + kRejected + "\"}\n");
+  auto scored = cli("score --model " + tmp / "run/final" + " --input " + tmp / "in.jsonl");
+  REQUIRE(scored.exit_code == 0);
+  std::istringstream lines(scored.output);
+  std::string first, second;
+  std::getline(lines, first);
+  std::getline(lines, second);
+  auto model = posttrain::load_model(tmp / "run/final");
+  auto tok = posttrain::Tokenizer::from_dir(test::tokenizer_dir());
+  const double rc = reward_alone(*model, pair_ids(tok, kQuestion, kChosen));
+  const double rr = reward_alone(*model, pair_ids(tok, kQuestion, kRejected));
+  const auto pair = nlohmann::json::parse(first), single = nlohmann::json::parse(second);
+  CHECK(pair["line"] == 1);
+  CHECK(pair["chosen"].get<double>() == Approx(rc).margin(1e-4));
+  CHECK(pair["rejected"].get<double>() == Approx(rr).margin(1e-4));
+  CHECK(single["line"] == 3);
+  CHECK(single["score"].get<double>() == Approx(rr).margin(1e-4));
+  CHECK(rc > rr);
+
+  // Bad input names the line; a causal LM is refused.
+  test::write_text(tmp / "bad.jsonl", R"({"prompt": "x", "response": "y"})"
+                                      "\n"
+                                      R"({"prompt": "x"})"
+                                      "\n");
+  auto bad = cli("score --model " + tmp / "run/final" + " --input " + tmp / "bad.jsonl");
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.output.find("bad.jsonl:2: missing \"response\"") != std::string::npos);
+  auto lm = cli("score --model " + test::test_cache_dir() + "/bases/tiny-seed0 --input " + tmp / "in.jsonl");
+  CHECK(lm.exit_code == 2);
+  CHECK(lm.output.find("not a reward model") != std::string::npos);
+}
+
+TEST_CASE("a reward run resumed from its step-10 checkpoint ends with the same weights", "[trainers][reward]") {
+  test::TempDir tmp("reward-resume");
+  const std::string args = "run " + recipe() + " train.steps=20 checkpoint.every=10 checkpoint.keep_last=5";
+  REQUIRE(cli(args + " output_dir=" + tmp / "full").exit_code == 0);
+  // A second run directory that holds only the step-10 checkpoint, as if the first run had died there.
+  std::filesystem::create_directories(tmp / "resumed/checkpoints");
+  std::filesystem::copy(tmp / "full/checkpoints/step-000010", tmp / "resumed/checkpoints/step-000010",
+                        std::filesystem::copy_options::recursive);
+  auto r = cli(args + " output_dir=" + tmp / "resumed");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("resumed from") != std::string::npos);
+  CHECK(test::read_text(tmp / "resumed/final/model.safetensors") ==
+        test::read_text(tmp / "full/final/model.safetensors"));
+}
