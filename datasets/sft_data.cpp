@@ -147,16 +147,16 @@ namespace {
 using RecordTokenizer = std::function<void(const json&, const std::string&, std::vector<std::vector<int32_t>>&,
                                            std::vector<std::vector<uint8_t>>&)>;
 
-TokenizedDataset tokenize_jsonl(const DataSpec& spec, const RecordTokenizer& tokenize) {
+// Calls `use` with each non-blank line of spec.train parsed as JSON and its "file:line". A UserError
+// from parsing or from `use` propagates, or (skip_bad_records) is reported, counted and skipped.
+int64_t for_each_jsonl_record(const DataSpec& spec, const std::function<void(const json&, const std::string&)>& use) {
   std::ifstream in(spec.train, std::ios::binary);
   if (!in) fail(spec.train, "training data file not found");
-  TokenizedDataset data;
+  int64_t skipped = 0;
   std::string line;
   for (int64_t line_number = 1; std::getline(in, line); ++line_number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = spec.train + ":" + std::to_string(line_number);
-    std::vector<std::vector<int32_t>> examples;
-    std::vector<std::vector<uint8_t>> masks;
     try {
       json record;
       try {
@@ -164,13 +164,22 @@ TokenizedDataset tokenize_jsonl(const DataSpec& spec, const RecordTokenizer& tok
       } catch (const json::exception& e) {
         fail(where, std::string("not valid JSON: ") + e.what());
       }
-      tokenize(record, where, examples, masks);
+      use(record, where);
     } catch (const UserError& e) {
       if (!spec.skip_bad_records) throw;
-      ++data.skipped;
+      ++skipped;
       std::cerr << "posttrain: skipping bad record: " << e.what() << "\n";
-      continue;
     }
+  }
+  return skipped;
+}
+
+TokenizedDataset tokenize_jsonl(const DataSpec& spec, const RecordTokenizer& tokenize) {
+  TokenizedDataset data;
+  data.skipped = for_each_jsonl_record(spec, [&](const json& record, const std::string& where) {
+    std::vector<std::vector<int32_t>> examples;
+    std::vector<std::vector<uint8_t>> masks;
+    tokenize(record, where, examples, masks);
     for (size_t k = 0; k < examples.size(); ++k) {
       auto& ids = examples[k];
       auto& mask = masks[k];
@@ -183,7 +192,7 @@ TokenizedDataset tokenize_jsonl(const DataSpec& spec, const RecordTokenizer& tok
       data.loss_mask.insert(data.loss_mask.end(), mask.begin(), mask.end());
       data.offsets.push_back(static_cast<int64_t>(data.tokens.size()));
     }
-  }
+  });
   if (data.size() == 0) fail(spec.train, "no usable records");
   return data;
 }
@@ -232,36 +241,19 @@ TokenizedDataset tokenize_preference_jsonl(const DataSpec& spec, const Tokenizer
 }
 
 PromptDataset read_prompt_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {
-  std::ifstream in(spec.train, std::ios::binary);
-  if (!in) fail(spec.train, "prompt data file not found");
   PromptDataset data;
-  std::string line;
-  for (int64_t line_number = 1; std::getline(in, line); ++line_number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = spec.train + ":" + std::to_string(line_number);
-    try {
-      json record;
-      try {
-        record = json::parse(line);
-      } catch (const json::exception& e) {
-        fail(where, std::string("not valid JSON: ") + e.what());
-      }
-      if (!record.is_object()) fail(where, "record must be a JSON object");
-      if (!record.contains("prompt")) fail(where, "missing \"prompt\" (a string or a message list)");
-      auto ids = encode_prompt(record["prompt"], tokenizer, where);
-      if (ids.empty()) fail(where, "empty prompt");
-      if (static_cast<int64_t>(ids.size()) > spec.max_length) {  // keep the end: it holds the question
-        ids.erase(ids.begin(), ids.end() - spec.max_length);
-        ++data.truncated;
-      }
-      data.prompts.push_back(std::move(ids));
-      data.records.push_back(record.dump());
-    } catch (const UserError& e) {
-      if (!spec.skip_bad_records) throw;
-      ++data.skipped;
-      std::cerr << "posttrain: skipping bad record: " << e.what() << "\n";
+  data.skipped = for_each_jsonl_record(spec, [&](const json& record, const std::string& where) {
+    if (!record.is_object()) fail(where, "record must be a JSON object");
+    if (!record.contains("prompt")) fail(where, "missing \"prompt\" (a string or a message list)");
+    auto ids = encode_prompt(record["prompt"], tokenizer, where);
+    if (ids.empty()) fail(where, "empty prompt");
+    if (static_cast<int64_t>(ids.size()) > spec.max_length) {  // keep the end: it holds the question
+      ids.erase(ids.begin(), ids.end() - spec.max_length);
+      ++data.truncated;
     }
-  }
+    data.prompts.push_back(std::move(ids));
+    data.records.push_back(record.dump());
+  });
   if (data.size() == 0) fail(spec.train, "no usable records");
   return data;
 }
