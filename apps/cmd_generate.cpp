@@ -49,6 +49,7 @@ int generate(const std::vector<std::string>& args) {
   }
   gen.stop_ids = {tokenizer.eos_id()};
   if (auto endoftext = tokenizer.token_to_id("<|endoftext|>")) gen.stop_ids.push_back(*endoftext);
+  gen.vocab_limit = tokenizer.id_count();  // never draw the embedding's unused rows
 
   auto model = load_model(model_dir, {parse_dtype(dtype, "--dtype"), parse_device(device)});
   if (model->is_classifier())

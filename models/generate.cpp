@@ -91,9 +91,10 @@ GenerationOutput generate(QwenForCausalLMImpl& model, const std::vector<std::vec
   GenerationOutput out;
   out.new_ids.resize(static_cast<size_t>(B));
   out.stopped.assign(static_cast<size_t>(B), false);
+  if (options.record_entropy) out.entropies.resize(static_cast<size_t>(B));
   std::vector<uint64_t> rng(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b) {
-    uint64_t s = options.seed ^ (0xD1B54A32D192ED03ull * static_cast<uint64_t>(b + 1));
+    uint64_t s = options.seed ^ (0xD1B54A32D192ED03ull * (options.first_stream + static_cast<uint64_t>(b) + 1));
     rng[static_cast<size_t>(b)] = splitmix64(s);
   }
 
@@ -118,12 +119,20 @@ GenerationOutput generate(QwenForCausalLMImpl& model, const std::vector<std::vec
     auto logits =
         torch::matmul(last.to(torch::kFloat32), head.t()).to(torch::kCPU, torch::kFloat32).contiguous();  // [B, V]
     const int64_t V = logits.size(1);
+    const int64_t drawable = options.vocab_limit > 0 ? std::min(V, options.vocab_limit) : V;
+    torch::Tensor entropy;  // [B]: -sum p log p of the untempered distribution
+    if (options.record_entropy) {
+      auto logp = torch::log_softmax(logits, 1);
+      entropy = -(logp.exp() * logp).sum(1).contiguous();
+    }
     auto next = torch::zeros({B}, torch::kInt64);
     for (int64_t b = 0; b < B; ++b) {
       if (out.stopped[static_cast<size_t>(b)]) continue;
-      const int32_t id = sample_next_token(logits.data_ptr<float>() + b * V, V, options, rng[static_cast<size_t>(b)]);
+      const int32_t id =
+          sample_next_token(logits.data_ptr<float>() + b * V, drawable, options, rng[static_cast<size_t>(b)]);
       next[b] = id;
       out.new_ids[static_cast<size_t>(b)].push_back(id);
+      if (options.record_entropy) out.entropies[static_cast<size_t>(b)].push_back(entropy[b].item<float>());
       if (std::find(options.stop_ids.begin(), options.stop_ids.end(), id) != options.stop_ids.end()) {
         out.stopped[static_cast<size_t>(b)] = true;
         --active;

@@ -14,14 +14,20 @@ struct GenerationOptions {
   double temperature = 0.0;  // 0 = greedy (argmax)
   int64_t top_k = 0;  // 0 = no top-k filter
   double top_p = 1.0;  // 1 = no nucleus filter
-  uint64_t seed = 0;  // sequence i draws from its own stream derived from (seed, i)
+  uint64_t seed = 0;  // sequence i draws from its own stream derived from (seed, first_stream + i)
+  uint64_t first_stream = 0;  // lets separate calls (ranks, prompt groups) draw the streams of one batch
+  bool record_entropy = false;  // GenerationOutput::entropies: of the model's (T = 1) distribution
   std::vector<int32_t> stop_ids;  // e.g. <|im_end|>, <|endoftext|>
+  // > 0: ids >= this are never drawn. Qwen's embedding has rows past the tokenizer's last id
+  // (151,936 vs 151,669) that decode to nothing; pass tokenizer.id_count().
+  int64_t vocab_limit = 0;
   bool use_cache = true;  // false recomputes the whole prefix each step (for testing the cache)
 };
 
 struct GenerationOutput {
   std::vector<std::vector<int32_t>> new_ids;  // per prompt; ends with the stop id if one was hit
   std::vector<bool> stopped;  // true: ended by a stop id; false: hit max_new_tokens
+  std::vector<std::vector<float>> entropies;  // per new token, nats (only with record_entropy)
 };
 
 GenerationOutput generate(QwenForCausalLMImpl& model, const std::vector<std::vector<int32_t>>& prompts,

@@ -89,6 +89,18 @@ inline std::vector<double> run_losses(const std::string& run_dir) {
   return out;
 }
 
+// The bandit policy of the RL tests: the tiny base after recipes/quickstart/bandit_sft.yaml (picks one
+// of 8 words about uniformly; 4 contain "e"). Trained once into the test cache, then reused.
+inline std::string bandit_base() {
+  const std::string run_dir = test_cache_dir() + "/bandit-sft";
+  if (!fs::exists(run_dir + "/final/config.json")) {
+    fs::remove_all(run_dir);
+    run("POSTTRAIN_CACHE=" + test_cache_dir() + " " + posttrain_bin() + " run " + source_dir() +
+        "/recipes/quickstart/bandit_sft.yaml output_dir=" + run_dir);
+  }
+  return run_dir + "/final";
+}
+
 // The last metrics.jsonl line that has `key`.
 inline nlohmann::json last_metric_with(const std::string& run_dir, const std::string& key) {
   nlohmann::json found;

@@ -31,12 +31,21 @@ double peak_rss_mib() {
 LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind, int64_t classifier_labels) {
   const Recipe& recipe = ctx.recipe;
   LMTraining t{Tokenizer::from_dir(ctx.tokenizer_dir)};
-  std::string shard;
-  ShardInfo info;
-  t.data = prepare_sft_data(recipe.data, t.tokenizer, ctx.tokenizer_sha256, ctx.cache_dir + "/data", &info, &shard,
-                            data_kind);
-  ctx.manifest["data"] = {{"train", recipe.data.train}, {"sha256", info.source_sha256},  {"shard", shard},
-                          {"examples", t.data.size()},  {"truncated", t.data.truncated}, {"skipped", t.data.skipped}};
+  if (data_kind == "prompts") {  // RL: prompts are small and read directly
+    t.prompts = read_prompt_jsonl(recipe.data, t.tokenizer);
+    ctx.manifest["data"] = {{"train", recipe.data.train},
+                            {"sha256", sha256_file(recipe.data.train)},
+                            {"prompts", t.prompts.size()},
+                            {"truncated", t.prompts.truncated},
+                            {"skipped", t.prompts.skipped}};
+  } else {
+    std::string shard;
+    ShardInfo info;
+    t.data = prepare_sft_data(recipe.data, t.tokenizer, ctx.tokenizer_sha256, ctx.cache_dir + "/data", &info, &shard,
+                              data_kind);
+    ctx.manifest["data"] = {{"train", recipe.data.train}, {"sha256", info.source_sha256},  {"shard", shard},
+                            {"examples", t.data.size()},  {"truncated", t.data.truncated}, {"skipped", t.data.skipped}};
+  }
   ctx.write_manifest();
 
   const auto device = parse_device(recipe.train.device);
@@ -82,33 +91,44 @@ torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& ba
                                 batch.targets.reshape({-1}).to(device));  // [B * (T-1)]
 }
 
-bool finish_step(RunContext& ctx, LMTraining& t, int64_t step, StepStats stats) {
+double apply_update(RunContext& ctx, LMTraining& t, int64_t step, double rank_loss) {
   const TrainSpec& spec = ctx.recipe.train;
+  double loss = rank_loss;
   if (ctx.world_size > 1) {
-    // One all-reduce per optimizer step, after the last micro-step: each rank's gradient is its
-    // share of the global sum (losses were divided by the global token count), so summing is exact.
+    // One all-reduce per update, after its last micro-step: each rank's gradient is its share of the
+    // global sum (losses were divided by the global token count), so summing is exact.
     std::vector<torch::Tensor> grads;
     for (auto& [name, p] : t.params)
       if (p.grad().defined()) grads.push_back(p.mutable_grad());
     ctx.dist->all_reduce_sum(grads);
+    loss = ctx.dist->all_reduce_sum(loss);
+  }
+  const double grad_norm = clip_grad_norm(t.params, spec.grad_clip);
+  if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
+    t.optimizer->zero_grad();
+    if (spec.on_nonfinite == "stop")
+      throw UserError("step " + std::to_string(step + 1) + ": loss or gradient is not finite (loss " +
+                      std::to_string(loss) + ", grad norm " + std::to_string(grad_norm) +
+                      "); lower train.lr or set train.on_nonfinite=skip");
+    ctx.log_event("step " + std::to_string(step + 1) + ": non-finite loss or gradient, step skipped");
+    return std::nan("");
+  }
+  t.optimizer->step(learning_rate(spec, step));
+  t.optimizer->zero_grad();
+  return grad_norm;
+}
+
+bool finish_step(RunContext& ctx, LMTraining& t, int64_t step, StepStats stats) {
+  const TrainSpec& spec = ctx.recipe.train;
+  const double grad_norm = apply_update(ctx, t, step, stats.loss);
+  if (std::isnan(grad_norm)) return false;
+  if (ctx.world_size > 1) {
     stats.loss = ctx.dist->all_reduce_sum(stats.loss);
     stats.tokens = static_cast<int64_t>(ctx.dist->all_reduce_sum(static_cast<double>(stats.tokens)));
     for (auto& [name, sum] : stats.metric_sums) sum = ctx.dist->all_reduce_sum(sum);
     stats.metric_count = ctx.dist->all_reduce_sum(stats.metric_count);
   }
-  const double grad_norm = clip_grad_norm(t.params, spec.grad_clip);
-  if (!std::isfinite(stats.loss) || !std::isfinite(grad_norm)) {
-    t.optimizer->zero_grad();
-    if (spec.on_nonfinite == "stop")
-      throw UserError("step " + std::to_string(step + 1) + ": loss or gradient is not finite (loss " +
-                      std::to_string(stats.loss) + ", grad norm " + std::to_string(grad_norm) +
-                      "); lower train.lr or set train.on_nonfinite=skip");
-    ctx.log_event("step " + std::to_string(step + 1) + ": non-finite loss or gradient, step skipped");
-    return false;
-  }
   const double lr = learning_rate(spec, step);
-  t.optimizer->step(lr);
-  t.optimizer->zero_grad();
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - stats.started).count();
   const double tokens_per_s = static_cast<double>(stats.tokens) / seconds;
@@ -125,6 +145,7 @@ bool finish_step(RunContext& ctx, LMTraining& t, int64_t step, StepStats stats) 
                              {"mfu", mfu},
                              {"peak_rss_mib", peak_rss_mib()}};
     for (const auto& [name, sum] : stats.metric_sums) record[name] = sum / std::max(1.0, stats.metric_count);
+    for (const auto& [name, value] : stats.rank0_values) record[name] = value;
     ctx.log_metrics(record);
     t.progress->update(step + 1, stats.loss, tokens_per_s);
   }

@@ -26,7 +26,8 @@ namespace posttrain {
 
 struct LMTraining {
   Tokenizer tokenizer;
-  TokenizedDataset data;
+  TokenizedDataset data;  // sft / preference examples
+  PromptDataset prompts;  // RL prompts (data kind "prompts")
   QwenForCausalLM model{nullptr};
   std::vector<std::pair<std::string, torch::Tensor>> params;  // trainable, HF names
   std::unique_ptr<AdamW> optimizer;
@@ -36,7 +37,7 @@ struct LMTraining {
   std::unique_ptr<Progress> progress;
 };
 
-// Tokenizes (or reuses) the recipe's data ("sft" or "preference" records), loads the base, builds
+// Tokenizes (or reuses) the recipe's data ("sft" or "preference" records; "prompts" for RL), loads the base, builds
 // AdamW, resumes when asked. classifier_labels > 0 loads the base as a sequence classifier (reward
 // model) with a fresh `score` head drawn from the recipe seed.
 LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind = "sft", int64_t classifier_labels = 0);
@@ -57,8 +58,15 @@ struct StepStats {
   // logs each divided by metric_count (summed likewise), e.g. "rewards/margins".
   std::map<std::string, double> metric_sums;
   double metric_count = 0;
+  std::map<std::string, double> rank0_values;  // logged as rank 0 has them (e.g. the time breakdown)
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
+
+// One optimizer update after the backward passes that make it up: all-reduce the gradients, clip, check
+// the global loss and gradient norm are finite, AdamW at the step's learning rate. Returns the
+// gradient norm, or NaN when the update was skipped (on_nonfinite=skip); throws for on_nonfinite=stop.
+// For methods that update several times per step (PPO / GRPO epochs); finish_step does the last.
+double apply_update(RunContext& ctx, LMTraining& training, int64_t step, double rank_loss);
 
 // Everything after the last backward of a step. Returns false if the step was skipped
 // (non-finite, train.on_nonfinite=skip); throws UserError naming the step for on_nonfinite=stop.

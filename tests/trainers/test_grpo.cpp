@@ -1,0 +1,95 @@
+// GRPO on the bandit (tests/test_util.h bandit_base): the mean reward rises while the KL to the
+// reference stays bounded, a large KL coefficient keeps the policy near the reference, every
+// estimator trains, 2 ranks equal 1 rank, and a resumed run ends with the same weights.
+#include <unistd.h>
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <numeric>
+
+#include "tests/test_util.h"
+
+namespace {
+
+test::CommandResult cli(const std::string& args) {
+  return test::run("POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + test::posttrain_bin() + " " + args);
+}
+
+std::string grpo_args(const std::string& out, const std::string& extra = "") {
+  return "run " + test::source_dir() + "/recipes/quickstart/grpo.yaml base=" + test::bandit_base() +
+         " output_dir=" + out + " " + extra;
+}
+
+double mean_of(const std::vector<nlohmann::json>& m, const std::string& key, size_t from, size_t to) {
+  double sum = 0;
+  for (size_t i = from; i < to; ++i) sum += m[i][key].get<double>();
+  return sum / static_cast<double>(to - from);
+}
+
+}  // namespace
+
+TEST_CASE("GRPO raises the bandit reward with a bounded KL, and a large KL coefficient holds it back",
+          "[trainers][grpo]") {
+  test::TempDir tmp("grpo-bandit");
+  auto r = cli(grpo_args(tmp / "free"));
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  auto m = test::run_metrics(tmp / "free");
+  REQUIRE(m.size() == 20);
+  const double start = mean_of(m, "reward/mean", 0, 4), end = mean_of(m, "reward/mean", 16, 20);
+  CHECK(start < 0.7);  // the SFT'd policy picks an "e" word about half the time
+  CHECK(end > start + 0.2);
+  CHECK(mean_of(m, "kl", 16, 20) < 5.0);
+  for (const char* key : {"entropy", "clip_fraction", "response_length", "time/generate_s", "reward/regex"})
+    CHECK(m.back().contains(key));
+
+  auto held = cli(grpo_args(tmp / "held", "grpo.kl_coef=1.0"));
+  REQUIRE(held.exit_code == 0);
+  auto h = test::run_metrics(tmp / "held");
+  CHECK(mean_of(h, "kl", 16, 20) < 0.5 * mean_of(m, "kl", 16, 20));
+}
+
+TEST_CASE("GRPO's other estimators train too (rloo, reinforce++)", "[trainers][grpo]") {
+  test::TempDir tmp("grpo-estimators");
+  for (const char* estimator : {"rloo", "reinforce++"}) {
+    INFO(estimator);
+    auto r = cli(grpo_args(tmp / estimator, std::string("grpo.estimator=") + estimator));
+    REQUIRE(r.exit_code == 0);
+    auto m = test::run_metrics(tmp / estimator);
+    CHECK(mean_of(m, "reward/mean", 16, 20) > mean_of(m, "reward/mean", 0, 4) + 0.15);
+  }
+}
+
+TEST_CASE("GRPO on 2 ranks equals 1 rank", "[trainers][grpo][distributed]") {
+  test::TempDir tmp("grpo-ranks");
+  const std::string extra = "train.steps=3 checkpoint.every=0";
+  REQUIRE(cli(grpo_args(tmp / "one", extra)).exit_code == 0);
+  const int port = 21000 + static_cast<int>(::getpid()) % 19000;
+  auto two = cli("launch --nproc-per-node 2 --master-port " + std::to_string(port) + " " + test::source_dir() +
+                 "/recipes/quickstart/grpo.yaml base=" + test::bandit_base() + " output_dir=" + tmp / "two" +
+                 " train.micro_batch_size=2 " + extra);
+  INFO(two.output);
+  REQUIRE(two.exit_code == 0);
+  // 1 rank: one micro-batch of 4 prompts; 2 ranks: 2 prompts each. Rollouts depend on neither.
+  const auto one_losses = test::run_losses(tmp / "one"), two_losses = test::run_losses(tmp / "two");
+  const auto one_m = test::run_metrics(tmp / "one"), two_m = test::run_metrics(tmp / "two");
+  REQUIRE(one_losses.size() == 3);
+  REQUIRE(two_losses.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(two_losses[i] == Approx(one_losses[i]).margin(1e-5));
+    CHECK(two_m[i]["reward/mean"].get<double>() == Approx(one_m[i]["reward/mean"].get<double>()));
+  }
+}
+
+TEST_CASE("a GRPO run resumed from its step-10 checkpoint ends with the same weights", "[trainers][grpo]") {
+  test::TempDir tmp("grpo-resume");
+  REQUIRE(cli(grpo_args(tmp / "full", "checkpoint.keep_last=5")).exit_code == 0);
+  std::filesystem::create_directories(tmp / "resumed/checkpoints");
+  std::filesystem::copy(tmp / "full/checkpoints/step-000010", tmp / "resumed/checkpoints/step-000010",
+                        std::filesystem::copy_options::recursive);
+  auto r = cli(grpo_args(tmp / "resumed", "checkpoint.keep_last=5"));
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("resumed from") != std::string::npos);
+  CHECK(test::read_text(tmp / "resumed/final/model.safetensors") ==
+        test::read_text(tmp / "full/final/model.safetensors"));
+}

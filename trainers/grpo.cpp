@@ -1,0 +1,197 @@
+// method: grpo. Group-based policy optimisation without a value model: each prompt gets G sampled
+// responses, each scored by the recipe's reward functions; an advantage estimator turns the rewards
+// of a group into one advantage per response (grpo: group-normalised, rloo: leave-one-out,
+// reinforce++: batch-normalised), shared by all of its tokens. The loss per response token is PPO's
+// clipped surrogate plus, when the KL is placed in the loss, beta * k3(policy, reference):
+//   L = sum_tokens [ -min(rho A, clip(rho, 1 - eps, 1 + eps) A) + beta KL_t ] / (response tokens of the step)
+// with rho = pi / pi_old. The sum runs over every rank and micro-batch of the step, so the result does
+// not depend on how the step is split.
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "core/yaml_reader.h"
+#include "models/autocast.h"
+#include "models/checkpoint.h"
+#include "models/logprobs.h"
+#include "trainers/loop.h"
+#include "trainers/rl_math.h"
+#include "trainers/rollouts.h"
+
+namespace posttrain {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+void train_grpo(RunContext& ctx) {
+  const TrainSpec& spec = ctx.recipe.train;
+  YamlSection options(ctx.recipe.method_options, "grpo", ctx.recipe.file, ctx.recipe.overrides);
+  const int64_t group = options.get<int64_t>("group_size", 4);
+  const std::string estimator_name = options.get<std::string>("estimator", "grpo");
+  const double beta = options.get<double>("kl_coef", 0.04);
+  const std::string kl_estimator = options.get<std::string>("kl_estimator", "k3");
+  const double clip_eps = options.get<double>("clip_eps", 0.2);
+  const int64_t epochs = options.get<int64_t>("epochs", 1);
+  const double missing_eos_penalty = options.get<double>("missing_eos_penalty", 0.0);
+  GenerationOptions sampling;
+  sampling.max_new_tokens = options.get<int64_t>("max_new_tokens", 32);
+  sampling.temperature = options.get<double>("temperature", 1.0);
+  sampling.top_k = options.get<int64_t>("top_k", 0);
+  sampling.top_p = options.get<double>("top_p", 1.0);
+  const AdvantageEstimator* estimator = find_advantage_estimator(estimator_name);
+  if (estimator == nullptr) {
+    std::string known;
+    for (const auto& n : advantage_estimator_names()) known += " " + n;
+    options.fail_at("estimator",
+                    "\"" + estimator_name + "\" is not a registered advantage estimator (known:" + known + ")");
+  }
+  const std::string kl_placement = options.get<std::string>("kl_in", estimator->default_kl_placement);
+  if (group < 2) options.fail_at("group_size", "must be at least 2 (advantages compare samples of one prompt)");
+  if (beta < 0) options.fail_at("kl_coef", "must be >= 0");
+  if (kl_estimator != "k1" && kl_estimator != "k3") options.fail_at("kl_estimator", "must be k1 or k3");
+  if (kl_placement != "loss" && kl_placement != "reward") options.fail_at("kl_in", "must be loss or reward");
+  if (clip_eps <= 0) options.fail_at("clip_eps", "must be positive");
+  if (epochs < 1) options.fail_at("epochs", "must be at least 1");
+  if (sampling.max_new_tokens < 1) options.fail_at("max_new_tokens", "must be at least 1");
+  if (sampling.temperature <= 0) options.fail_at("temperature", "must be positive (sampling)");
+  RewardMix rewards(options.raw("rewards"), "grpo.rewards", ctx.recipe.file, ctx.recipe.overrides,
+                    RewardSetup{spec.device});
+  options.finish();
+
+  LMTraining t = setup_lm_training(ctx, "prompts");
+  QwenForCausalLM reference{nullptr};
+  if (beta > 0) {
+    reference = load_model(ctx.base_dir, {torch::kFloat32, t.model->device()});
+    reference->eval();
+  }
+  const int64_t per_rank = spec.batch_size / ctx.world_size;  // batch_size counts prompts
+  for (int64_t step = t.start_step; step < spec.steps; ++step) {
+    StepStats stats;
+    // 1. This rank's prompts: every rank draws the same global batch and takes its slice.
+    const auto global = sample_indices(t.prompts.size(), ctx.recipe.seed, step * spec.batch_size, spec.batch_size);
+    const std::vector<int64_t> mine(global.begin() + ctx.rank * per_rank, global.begin() + (ctx.rank + 1) * per_rank);
+
+    // 2. Rollouts: G responses per prompt from the current policy.
+    auto clock = std::chrono::steady_clock::now();
+    std::vector<double> entropies;
+    const auto rollouts = sample_rollouts(*t.model, t.tokenizer, t.prompts, mine, ctx.rank * per_rank, group, sampling,
+                                          ctx.recipe.seed, step, &entropies);
+    stats.rank0_values["time/generate_s"] = seconds_since(clock);
+
+    // 3. No-grad pass: log-probs of the sampled tokens under the sampling policy and the reference.
+    clock = std::chrono::steady_clock::now();
+    const TokenizedDataset rows = rollout_dataset(rollouts);
+    std::vector<RolloutBatch> micro_batches;
+    std::vector<double> sequence_kl(rollouts.size(), 0.0);  // sum over tokens of k1 = log pi - log ref
+    double rank_tokens = 0;
+    for (const auto& prompts_in_micro : split_micro_batches(
+             [&] {
+               std::vector<int64_t> all(static_cast<size_t>(per_rank));
+               for (int64_t i = 0; i < per_rank; ++i) all[static_cast<size_t>(i)] = i;
+               return all;
+             }(),
+             spec.micro_batch_size)) {
+      RolloutBatch mb;
+      for (int64_t p : prompts_in_micro)
+        for (int64_t k = 0; k < group; ++k) mb.rows.push_back(p * group + k);
+      mb.batch = make_lm_batch(rows, mb.rows, t.tokenizer.pad_id());
+      const int64_t B = static_cast<int64_t>(mb.rows.size());
+      mb.mask = mb.batch.targets.ne(kIgnoreIndex).to(t.model->device(), torch::kFloat32);  // [B, T-1]
+      torch::NoGradGuard no_grad;
+      mb.old_logp = batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast).view({B, -1});
+      if (reference) {
+        mb.ref_logp = batch_token_logprobs(*reference, mb.batch, t.bf16_autocast).view({B, -1});
+        auto kl = (kl_estimate("k1", mb.old_logp, mb.ref_logp) * mb.mask).sum(1).to(torch::kCPU, torch::kFloat64);
+        for (int64_t b = 0; b < B; ++b)
+          sequence_kl[static_cast<size_t>(mb.rows[static_cast<size_t>(b)])] = kl[b].item<double>();
+      }
+      rank_tokens += mb.mask.sum().item<double>();
+      micro_batches.push_back(std::move(mb));
+    }
+
+    // 4. Rewards, then advantages. The KL to the reference is either subtracted from the reward here
+    // or added to the loss below.
+    std::vector<std::pair<std::string, double>> component_means;
+    std::vector<double> reward = rewards.score(rollouts, &component_means);
+    for (size_t i = 0; i < rollouts.size(); ++i) {
+      if (!rollouts[i].stopped) reward[i] -= missing_eos_penalty;
+      stats.metric_sums["reward/mean"] += reward[i];
+      if (reference && kl_placement == "reward") reward[i] -= beta * sequence_kl[i];
+    }
+    double sum = 0, sum_sq = 0;
+    for (double r : reward) {
+      sum += r;
+      sum_sq += r * r;
+    }
+    const double n = static_cast<double>(spec.batch_size * group);
+    sum = ctx.dist->all_reduce_sum(sum);
+    sum_sq = ctx.dist->all_reduce_sum(sum_sq);
+    const double mean = sum / n, std = std::sqrt(std::max(0.0, sum_sq / n - mean * mean) * n / std::max(1.0, n - 1));
+    const auto advantages =
+        estimator->advantages(torch::tensor(reward, torch::kFloat64).view({per_rank, group}), mean, std)
+            .view({-1})
+            .to(t.model->device(), torch::kFloat32);  // [rollouts]
+    const double global_tokens = std::max(1.0, ctx.dist->all_reduce_sum(rank_tokens));
+    stats.rank0_values["time/score_s"] = seconds_since(clock);
+
+    // 5. Updates: `epochs` passes over the rollouts, one optimizer update each.
+    clock = std::chrono::steady_clock::now();
+    for (int64_t epoch = 0; epoch < epochs; ++epoch) {
+      double epoch_loss = 0, clipped = 0;
+      for (const auto& mb : micro_batches) {
+        const int64_t B = static_cast<int64_t>(mb.rows.size());
+        auto logp = batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast).view({B, -1});  // [B, T-1]
+        auto rows_advantage = advantages.index_select(0, torch::tensor(mb.rows, torch::kInt64).to(advantages.device()))
+                                  .unsqueeze(1);  // [B, 1]
+        auto ratio = torch::exp(logp - mb.old_logp);
+        auto surrogate =
+            torch::min(ratio * rows_advantage, torch::clamp(ratio, 1 - clip_eps, 1 + clip_eps) * rows_advantage);
+        auto per_token = -surrogate;
+        if (reference && kl_placement == "loss")
+          per_token = per_token + beta * kl_estimate(kl_estimator, logp, mb.ref_logp);
+        auto loss = (per_token * mb.mask).sum() / global_tokens;
+        loss.backward();
+        epoch_loss += loss.item<double>();
+        clipped += (((ratio - 1).abs() > clip_eps).to(torch::kFloat32) * mb.mask).sum().item<double>();
+      }
+      if (epoch + 1 < epochs) {
+        apply_update(ctx, t, step, epoch_loss);
+      } else {
+        stats.loss = epoch_loss;
+        stats.metric_sums["clip_fraction"] =
+            clipped / std::max(1.0, rank_tokens) * static_cast<double>(rollouts.size());
+      }
+    }
+    for (size_t i = 0; i < rollouts.size(); ++i) {
+      stats.metric_sums["kl"] += sequence_kl[i];
+      stats.metric_sums["entropy"] += entropies[i];
+      stats.metric_sums["response_length"] += static_cast<double>(rollouts[i].response_ids.size());
+      stats.metric_sums["stopped_fraction"] += rollouts[i].stopped ? 1.0 : 0.0;
+      stats.tokens += static_cast<int64_t>(rollouts[i].prompt_ids.size() + rollouts[i].response_ids.size());
+    }
+    for (const auto& [name, value] : component_means)
+      stats.metric_sums["reward/" + name] += value * static_cast<double>(rollouts.size());
+    stats.metric_count = static_cast<double>(rollouts.size());
+    for (const auto& mb : micro_batches)
+      stats.sequence_length = std::max(stats.sequence_length, mb.batch.input_ids.size(1));
+    stats.rank0_values["time/update_s"] = seconds_since(clock);
+    stats.rank0_values["reward/std"] = std;  // of the rewards the estimator saw (after an in-reward KL)
+    finish_step(ctx, t, step, stats);
+  }
+  finish_training(ctx, t);
+}
+
+namespace {
+const bool registered =
+    (register_trainer("grpo", train_grpo,
+                      "group RL without a critic: grpo / rloo / reinforce++ advantages (grpo.estimator)"),
+     true);
+}
+
+}  // namespace posttrain

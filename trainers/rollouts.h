@@ -1,0 +1,40 @@
+// Sampling rollouts from the policy for RL trainers (GRPO, PPO), and turning them into training rows.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "datasets/sft_data.h"
+#include "models/generate.h"
+#include "models/qwen.h"
+#include "models/tokenizer.h"
+#include "trainers/batch.h"
+#include "trainers/rewards.h"
+
+namespace posttrain {
+
+// `group` sampled responses to each of `prompt_indices`. Sample k of the prompt at position p of the
+// step's global batch draws from stream p * group + k of a generator seeded by (seed, step), so the
+// rollouts do not depend on how prompts are split across ranks. `entropies` (optional) receives the
+// mean per-token entropy of each response's sampling distribution.
+std::vector<Rollout> sample_rollouts(QwenForCausalLMImpl& policy, const Tokenizer& tokenizer,
+                                     const PromptDataset& prompts, const std::vector<int64_t>& prompt_indices,
+                                     int64_t first_position, int64_t group, GenerationOptions options, uint64_t seed,
+                                     int64_t step, std::vector<double>* entropies = nullptr);
+
+// Rollouts as examples (prompt + response, loss mask on the response), so make_lm_batch builds rows
+// and targets exactly as for SFT.
+TokenizedDataset rollout_dataset(const std::vector<Rollout>& rollouts);
+
+// One micro-batch of rollouts with what the update needs, all [B, T-1] over next-token positions.
+struct RolloutBatch {
+  std::vector<int64_t> rows;  // rollout indices
+  LMBatch batch;
+  torch::Tensor mask;  // 1 on response tokens (float)
+  torch::Tensor old_logp;  // log pi_old(token): the policy that sampled (no grad)
+  torch::Tensor ref_logp;  // log pi_ref(token); undefined without a reference model
+};
+
+}  // namespace posttrain
