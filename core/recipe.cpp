@@ -1,5 +1,7 @@
 #include "core/recipe.h"
 
+#include <algorithm>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -36,6 +38,14 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
   YamlSection root(tree.root, "", path, tree.override_paths);
   Recipe r;
   r.file = path;
+  // A path in the recipe is relative to the recipe's folder; one given on the command line
+  // (key=value) is relative to the working directory, as any command-line path.
+  auto resolve = [&](const std::string& key, const std::string& value) {
+    const auto& set_here = tree.override_paths;
+    if (std::find(set_here.begin(), set_here.end(), key) != set_here.end())
+      return value.empty() ? value : fs::absolute(value).lexically_normal().string();
+    return resolve_path(path, value);
+  };
   r.method = root.require<std::string>("method");
   r.seed = root.get<uint64_t>("seed", 0);
   r.output_dir = root.get<std::string>("output_dir", "runs/" + fs::path(path).stem().string());
@@ -46,7 +56,7 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
   YAML::Node base = root.raw("base");
   if (!base || base.IsNull()) root.fail_at("base", "is required (a HF model folder or {preset: tiny, seed: 0})");
   if (base.IsScalar()) {
-    r.base.path = resolve_path(path, base.as<std::string>());
+    r.base.path = resolve("base", base.as<std::string>());
   } else {
     YamlSection b(base, "base", path, tree.override_paths);
     r.base.preset = b.require<std::string>("preset");
@@ -55,7 +65,7 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
   }
 
   YamlSection data = root.section("data");
-  r.data.train = resolve_path(path, data.require<std::string>("train"));
+  r.data.train = resolve("data.train", data.require<std::string>("train"));
   r.data.format = data.get<std::string>("format", r.data.format);
   r.data.max_length = data.get<int64_t>("max_length", r.data.max_length);
   r.data.skip_bad_records = data.get<bool>("skip_bad_records", r.data.skip_bad_records);

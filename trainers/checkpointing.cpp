@@ -39,7 +39,8 @@ std::vector<std::pair<int64_t, std::string>> complete_checkpoints(const std::str
 }  // namespace
 
 void save_training_checkpoint(QwenForCausalLMImpl& model, const AdamW& optimizer, int64_t step,
-                              const std::string& run_dir, const std::string& tokenizer_dir, int64_t keep_last) {
+                              const std::string& run_dir, const std::string& tokenizer_dir, int64_t keep_last,
+                              const nlohmann::json* method_state) {
   const fs::path final_dir = fs::path(run_dir) / "checkpoints" / step_name(step);
   const fs::path partial = final_dir.string() + ".partial";
   fs::create_directories(final_dir.parent_path());
@@ -49,6 +50,7 @@ void save_training_checkpoint(QwenForCausalLMImpl& model, const AdamW& optimizer
   save_model(model, partial.string(), options);  // itself written via <partial>.partial then renamed
   write_safetensors((partial / "optimizer.safetensors").string(), optimizer.state_tensors());
   nlohmann::json state = {{"step", step}, {"optimizer_steps", optimizer.steps_taken()}};
+  if (method_state != nullptr && !method_state->is_null()) state["method"] = *method_state;
   write_file_atomic((partial / "trainer_state.json").string(), state.dump(2) + "\n");
   fs::remove_all(final_dir);
   fs::rename(partial, final_dir);
@@ -63,7 +65,8 @@ std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
   return all.back().second;
 }
 
-int64_t load_training_checkpoint(const std::string& dir, QwenForCausalLMImpl& model, AdamW& optimizer) {
+int64_t load_training_checkpoint(const std::string& dir, QwenForCausalLMImpl& model, AdamW& optimizer,
+                                 nlohmann::json* method_state) {
   auto saved = load_model(dir);
   {
     torch::NoGradGuard no_grad;
@@ -79,6 +82,7 @@ int64_t load_training_checkpoint(const std::string& dir, QwenForCausalLMImpl& mo
     fail(dir + "/trainer_state.json", std::string("not valid JSON: ") + e.what());
   }
   optimizer.set_steps_taken(state.at("optimizer_steps").get<int64_t>());
+  if (method_state != nullptr && state.contains("method")) *method_state = state["method"];
   return state.at("step").get<int64_t>();
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 
@@ -12,13 +13,17 @@
 
 namespace posttrain {
 
+// `method_state` (optional): a method's own resumable state (e.g. PPO's adaptive KL coefficient),
+// stored in trainer_state.json under "method" and handed back by load_training_checkpoint.
 void save_training_checkpoint(QwenForCausalLMImpl& model, const AdamW& optimizer, int64_t step,
-                              const std::string& run_dir, const std::string& tokenizer_dir, int64_t keep_last);
+                              const std::string& run_dir, const std::string& tokenizer_dir, int64_t keep_last,
+                              const nlohmann::json* method_state = nullptr);
 
 // The newest complete checkpoint folder in the run, if any.
 std::optional<std::string> latest_checkpoint(const std::string& run_dir);
 
 // Restores weights and optimizer state; returns the number of optimizer steps already taken.
-int64_t load_training_checkpoint(const std::string& dir, QwenForCausalLMImpl& model, AdamW& optimizer);
+int64_t load_training_checkpoint(const std::string& dir, QwenForCausalLMImpl& model, AdamW& optimizer,
+                                 nlohmann::json* method_state = nullptr);
 
 }  // namespace posttrain

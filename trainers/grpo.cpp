@@ -21,14 +21,6 @@
 
 namespace posttrain {
 
-namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-}  // namespace
-
 void train_grpo(RunContext& ctx) {
   const TrainSpec& spec = ctx.recipe.train;
   YamlSection options(ctx.recipe.method_options, "grpo", ctx.recipe.file, ctx.recipe.overrides);
@@ -39,11 +31,7 @@ void train_grpo(RunContext& ctx) {
   const double clip_eps = options.get<double>("clip_eps", 0.2);
   const int64_t epochs = options.get<int64_t>("epochs", 1);
   const double missing_eos_penalty = options.get<double>("missing_eos_penalty", 0.0);
-  GenerationOptions sampling;
-  sampling.max_new_tokens = options.get<int64_t>("max_new_tokens", 32);
-  sampling.temperature = options.get<double>("temperature", 1.0);
-  sampling.top_k = options.get<int64_t>("top_k", 0);
-  sampling.top_p = options.get<double>("top_p", 1.0);
+  const GenerationOptions sampling = read_sampling_options(options);
   const AdvantageEstimator* estimator = find_advantage_estimator(estimator_name);
   if (estimator == nullptr) {
     std::string known;
@@ -58,8 +46,6 @@ void train_grpo(RunContext& ctx) {
   if (kl_placement != "loss" && kl_placement != "reward") options.fail_at("kl_in", "must be loss or reward");
   if (clip_eps <= 0) options.fail_at("clip_eps", "must be positive");
   if (epochs < 1) options.fail_at("epochs", "must be at least 1");
-  if (sampling.max_new_tokens < 1) options.fail_at("max_new_tokens", "must be at least 1");
-  if (sampling.temperature <= 0) options.fail_at("temperature", "must be positive (sampling)");
   RewardMix rewards(options.raw("rewards"), "grpo.rewards", ctx.recipe.file, ctx.recipe.overrides,
                     RewardSetup{spec.device});
   options.finish();
@@ -73,18 +59,13 @@ void train_grpo(RunContext& ctx) {
   const int64_t per_rank = spec.batch_size / ctx.world_size;  // batch_size counts prompts
   for (int64_t step = t.start_step; step < spec.steps; ++step) {
     StepStats stats;
-    // 1. This rank's prompts: every rank draws the same global batch and takes its slice.
-    const auto global = sample_indices(t.prompts.size(), ctx.recipe.seed, step * spec.batch_size, spec.batch_size);
-    const std::vector<int64_t> mine(global.begin() + ctx.rank * per_rank, global.begin() + (ctx.rank + 1) * per_rank);
-
-    // 2. Rollouts: G responses per prompt from the current policy.
+    // 1. Rollouts: G responses to each of this rank's prompts, from the current policy.
     auto clock = std::chrono::steady_clock::now();
     std::vector<double> entropies;
-    const auto rollouts = sample_rollouts(*t.model, t.tokenizer, t.prompts, mine, ctx.rank * per_rank, group, sampling,
-                                          ctx.recipe.seed, step, &entropies);
+    const auto rollouts = step_rollouts(ctx, t, step, group, sampling, &entropies);
     stats.rank0_values["time/generate_s"] = seconds_since(clock);
 
-    // 3. No-grad pass: log-probs of the sampled tokens under the sampling policy and the reference.
+    // 2. No-grad pass: log-probs of the sampled tokens under the sampling policy and the reference.
     clock = std::chrono::steady_clock::now();
     const TokenizedDataset rows = rollout_dataset(rollouts);
     std::vector<RolloutBatch> micro_batches;
@@ -115,7 +96,7 @@ void train_grpo(RunContext& ctx) {
       micro_batches.push_back(std::move(mb));
     }
 
-    // 4. Rewards, then advantages. The KL to the reference is either subtracted from the reward here
+    // 3. Rewards, then advantages. The KL to the reference is either subtracted from the reward here
     // or added to the loss below.
     std::vector<std::pair<std::string, double>> component_means;
     std::vector<double> reward = rewards.score(rollouts, &component_means);
@@ -140,7 +121,7 @@ void train_grpo(RunContext& ctx) {
     const double global_tokens = std::max(1.0, ctx.dist->all_reduce_sum(rank_tokens));
     stats.rank0_values["time/score_s"] = seconds_since(clock);
 
-    // 5. Updates: `epochs` passes over the rollouts, one optimizer update each.
+    // 4. Updates: `epochs` passes over the rollouts, one optimizer update each.
     clock = std::chrono::steady_clock::now();
     for (int64_t epoch = 0; epoch < epochs; ++epoch) {
       double epoch_loss = 0, clipped = 0;
@@ -150,9 +131,7 @@ void train_grpo(RunContext& ctx) {
         auto rows_advantage = advantages.index_select(0, torch::tensor(mb.rows, torch::kInt64).to(advantages.device()))
                                   .unsqueeze(1);  // [B, 1]
         auto ratio = torch::exp(logp - mb.old_logp);
-        auto surrogate =
-            torch::min(ratio * rows_advantage, torch::clamp(ratio, 1 - clip_eps, 1 + clip_eps) * rows_advantage);
-        auto per_token = -surrogate;
+        auto per_token = clipped_surrogate_loss(logp, mb.old_logp, rows_advantage, clip_eps);
         if (reference && kl_placement == "loss")
           per_token = per_token + beta * kl_estimate(kl_estimator, logp, mb.ref_logp);
         auto loss = (per_token * mb.mask).sum() / global_tokens;
@@ -168,16 +147,7 @@ void train_grpo(RunContext& ctx) {
             clipped / std::max(1.0, rank_tokens) * static_cast<double>(rollouts.size());
       }
     }
-    for (size_t i = 0; i < rollouts.size(); ++i) {
-      stats.metric_sums["kl"] += sequence_kl[i];
-      stats.metric_sums["entropy"] += entropies[i];
-      stats.metric_sums["response_length"] += static_cast<double>(rollouts[i].response_ids.size());
-      stats.metric_sums["stopped_fraction"] += rollouts[i].stopped ? 1.0 : 0.0;
-      stats.tokens += static_cast<int64_t>(rollouts[i].prompt_ids.size() + rollouts[i].response_ids.size());
-    }
-    for (const auto& [name, value] : component_means)
-      stats.metric_sums["reward/" + name] += value * static_cast<double>(rollouts.size());
-    stats.metric_count = static_cast<double>(rollouts.size());
+    add_rollout_metrics(stats, rollouts, sequence_kl, entropies, component_means);
     for (const auto& mb : micro_batches)
       stats.sequence_length = std::max(stats.sequence_length, mb.batch.input_ids.size(1));
     stats.rank0_values["time/update_s"] = seconds_since(clock);

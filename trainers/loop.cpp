@@ -60,7 +60,7 @@ LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind, int6
   t.optimizer = std::make_unique<AdamW>(t.params, recipe.train);
   if (recipe.checkpoint.resume == "auto") {
     if (auto latest = latest_checkpoint(ctx.run_dir)) {
-      t.start_step = load_training_checkpoint(*latest, *t.model, *t.optimizer);
+      t.start_step = load_training_checkpoint(*latest, *t.model, *t.optimizer, &t.method_state);
       ctx.log_event("resumed from " + *latest + " at step " + std::to_string(t.start_step));
     }
   }
@@ -91,7 +91,7 @@ torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& ba
                                 batch.targets.reshape({-1}).to(device));  // [B * (T-1)]
 }
 
-double apply_update(RunContext& ctx, LMTraining& t, int64_t step, double rank_loss) {
+double apply_update(RunContext& ctx, LMTraining& t, int64_t step, double rank_loss, double lr_scale) {
   const TrainSpec& spec = ctx.recipe.train;
   double loss = rank_loss;
   if (ctx.world_size > 1) {
@@ -113,7 +113,7 @@ double apply_update(RunContext& ctx, LMTraining& t, int64_t step, double rank_lo
     ctx.log_event("step " + std::to_string(step + 1) + ": non-finite loss or gradient, step skipped");
     return std::nan("");
   }
-  t.optimizer->step(learning_rate(spec, step));
+  t.optimizer->step(learning_rate(spec, step) * lr_scale);
   t.optimizer->zero_grad();
   return grad_norm;
 }
@@ -152,7 +152,8 @@ bool finish_step(RunContext& ctx, LMTraining& t, int64_t step, StepStats stats) 
   const CheckpointSpec& checkpoint = ctx.recipe.checkpoint;
   if (checkpoint.every > 0 && (step + 1) % checkpoint.every == 0 && step + 1 < spec.steps) {
     if (ctx.rank == 0)
-      save_training_checkpoint(*t.model, *t.optimizer, step + 1, ctx.run_dir, ctx.tokenizer_dir, checkpoint.keep_last);
+      save_training_checkpoint(*t.model, *t.optimizer, step + 1, ctx.run_dir, ctx.tokenizer_dir, checkpoint.keep_last,
+                               &t.method_state);
     ctx.dist->barrier();  // nobody runs ahead of a checkpoint that a restart may resume from
   }
   return true;
@@ -162,7 +163,7 @@ void finish_training(RunContext& ctx, LMTraining& t) {
   t.progress->finish();
   if (ctx.rank != 0) return;
   save_training_checkpoint(*t.model, *t.optimizer, ctx.recipe.train.steps, ctx.run_dir, ctx.tokenizer_dir,
-                           ctx.recipe.checkpoint.keep_last);
+                           ctx.recipe.checkpoint.keep_last, &t.method_state);
   const std::string final_dir = (fs::path(ctx.run_dir) / "final").string();
   fs::remove_all(final_dir);
   SaveOptions save;

@@ -32,6 +32,7 @@ struct LMTraining {
   std::vector<std::pair<std::string, torch::Tensor>> params;  // trainable, HF names
   std::unique_ptr<AdamW> optimizer;
   int64_t start_step = 0;  // > 0 when resumed from a checkpoint
+  nlohmann::json method_state;  // saved with every checkpoint, restored on resume (e.g. PPO's KL coefficient)
   bool bf16_autocast = false;  // train.precision: bf16 (forwards in bf16, fp32 master weights)
   double peak_flops = 0;  // bare matmul FLOP/s on this device, measured at setup (for MFU)
   std::unique_ptr<Progress> progress;
@@ -66,7 +67,8 @@ struct StepStats {
 // the global loss and gradient norm are finite, AdamW at the step's learning rate. Returns the
 // gradient norm, or NaN when the update was skipped (on_nonfinite=skip); throws for on_nonfinite=stop.
 // For methods that update several times per step (PPO / GRPO epochs); finish_step does the last.
-double apply_update(RunContext& ctx, LMTraining& training, int64_t step, double rank_loss);
+// lr_scale multiplies the schedule's learning rate (e.g. PPO's critic).
+double apply_update(RunContext& ctx, LMTraining& training, int64_t step, double rank_loss, double lr_scale = 1.0);
 
 // Everything after the last backward of a step. Returns false if the step was skipped
 // (non-finite, train.on_nonfinite=skip); throws UserError naming the step for on_nonfinite=stop.

@@ -3,8 +3,8 @@
 #include <torch/torch.h>
 
 #include <map>
-#include <regex>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "core/error.h"
 #include "datasets/sft_data.h"

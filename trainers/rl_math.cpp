@@ -72,6 +72,12 @@ std::vector<std::string> advantage_estimator_names() {
   return names;
 }
 
+torch::Tensor clipped_surrogate_loss(const torch::Tensor& logp, const torch::Tensor& old_logp,
+                                     const torch::Tensor& advantages, double clip_eps) {
+  auto ratio = torch::exp(logp - old_logp);
+  return -torch::min(ratio * advantages, torch::clamp(ratio, 1 - clip_eps, 1 + clip_eps) * advantages);
+}
+
 torch::Tensor gae_advantages(const torch::Tensor& rewards, const torch::Tensor& values, const torch::Tensor& mask,
                              double gamma, double lambda) {
   const int64_t T = rewards.size(1);

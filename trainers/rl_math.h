@@ -31,6 +31,11 @@ void register_advantage_estimator(const std::string& name, AdvantageEstimator es
 const AdvantageEstimator* find_advantage_estimator(const std::string& name);
 std::vector<std::string> advantage_estimator_names();
 
+// PPO's clipped surrogate as a per-token loss: -min(rho A, clip(rho, 1 - eps, 1 + eps) A), with
+// rho = exp(logp - old_logp). Shapes broadcast (A may be per sequence [B, 1] or per token [B, T]).
+torch::Tensor clipped_surrogate_loss(const torch::Tensor& logp, const torch::Tensor& old_logp,
+                                     const torch::Tensor& advantages, double clip_eps);
+
 // Generalised advantage estimation over the response tokens of each row. rewards, values, mask:
 // [B, T]; mask is 1 on one contiguous run of response tokens per row. The value after a row's last
 // response token is 0 (the episode ends there). Returns advantages [B, T], 0 off the mask; the

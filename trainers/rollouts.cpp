@@ -43,6 +43,43 @@ std::vector<Rollout> sample_rollouts(QwenForCausalLMImpl& policy, const Tokenize
   return rollouts;
 }
 
+std::vector<Rollout> step_rollouts(const RunContext& ctx, LMTraining& t, int64_t step, int64_t group,
+                                   const GenerationOptions& sampling, std::vector<double>* entropies) {
+  const int64_t batch = ctx.recipe.train.batch_size, per_rank = batch / ctx.world_size;
+  const auto global = sample_indices(t.prompts.size(), ctx.recipe.seed, step * batch, batch);
+  const std::vector<int64_t> mine(global.begin() + ctx.rank * per_rank, global.begin() + (ctx.rank + 1) * per_rank);
+  return sample_rollouts(*t.model, t.tokenizer, t.prompts, mine, ctx.rank * per_rank, group, sampling, ctx.recipe.seed,
+                         step, entropies);
+}
+
+GenerationOptions read_sampling_options(YamlSection& options) {
+  GenerationOptions sampling;
+  sampling.max_new_tokens = options.get<int64_t>("max_new_tokens", 32);
+  sampling.temperature = options.get<double>("temperature", 1.0);
+  sampling.top_k = options.get<int64_t>("top_k", 0);
+  sampling.top_p = options.get<double>("top_p", 1.0);
+  if (sampling.max_new_tokens < 1) options.fail_at("max_new_tokens", "must be at least 1");
+  if (sampling.temperature <= 0) options.fail_at("temperature", "must be positive (sampling)");
+  if (sampling.top_k < 0) options.fail_at("top_k", "must be >= 0 (0: off)");
+  if (sampling.top_p <= 0 || sampling.top_p > 1) options.fail_at("top_p", "must be in (0, 1]");
+  return sampling;
+}
+
+void add_rollout_metrics(StepStats& stats, const std::vector<Rollout>& rollouts, const std::vector<double>& sequence_kl,
+                         const std::vector<double>& entropies,
+                         const std::vector<std::pair<std::string, double>>& reward_means) {
+  for (size_t i = 0; i < rollouts.size(); ++i) {
+    stats.metric_sums["kl"] += sequence_kl[i];
+    stats.metric_sums["entropy"] += entropies[i];
+    stats.metric_sums["response_length"] += static_cast<double>(rollouts[i].response_ids.size());
+    stats.metric_sums["stopped_fraction"] += rollouts[i].stopped ? 1.0 : 0.0;
+    stats.tokens += static_cast<int64_t>(rollouts[i].prompt_ids.size() + rollouts[i].response_ids.size());
+  }
+  for (const auto& [name, value] : reward_means)
+    stats.metric_sums["reward/" + name] += value * static_cast<double>(rollouts.size());
+  stats.metric_count = static_cast<double>(rollouts.size());
+}
+
 TokenizedDataset rollout_dataset(const std::vector<Rollout>& rollouts) {
   TokenizedDataset data;
   for (const auto& r : rollouts) {

@@ -3,14 +3,19 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <chrono>
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <vector>
 
+#include "core/yaml_reader.h"
 #include "datasets/sft_data.h"
 #include "models/generate.h"
 #include "models/qwen.h"
 #include "models/tokenizer.h"
 #include "trainers/batch.h"
+#include "trainers/loop.h"
 #include "trainers/rewards.h"
 
 namespace posttrain {
@@ -23,6 +28,25 @@ std::vector<Rollout> sample_rollouts(QwenForCausalLMImpl& policy, const Tokenize
                                      const PromptDataset& prompts, const std::vector<int64_t>& prompt_indices,
                                      int64_t first_position, int64_t group, GenerationOptions options, uint64_t seed,
                                      int64_t step, std::vector<double>* entropies = nullptr);
+
+// This rank's rollouts for `step`: every rank draws the same global batch of train.batch_size prompts
+// and samples `group` responses to each prompt of its own slice.
+std::vector<Rollout> step_rollouts(const RunContext& ctx, LMTraining& t, int64_t step, int64_t group,
+                                   const GenerationOptions& sampling, std::vector<double>* entropies);
+
+// max_new_tokens, temperature, top_k, top_p of a method's options, checked.
+GenerationOptions read_sampling_options(YamlSection& options);
+
+// The per-response metrics every RL method logs, as sums over this rank's rollouts (metric_count is
+// set to their number): kl (sum over tokens of k1), entropy, response_length, stopped_fraction, and
+// reward/<fn> from the reward mix's means; adds the rollouts' tokens.
+void add_rollout_metrics(StepStats& stats, const std::vector<Rollout>& rollouts, const std::vector<double>& sequence_kl,
+                         const std::vector<double>& entropies,
+                         const std::vector<std::pair<std::string, double>>& reward_means);
+
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 // Rollouts as examples (prompt + response, loss mask on the response), so make_lm_batch builds rows
 // and targets exactly as for SFT.
