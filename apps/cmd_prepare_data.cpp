@@ -3,10 +3,12 @@
 #include <iostream>
 
 #include "apps/cli.h"
+#include "core/error.h"
 #include "core/files.h"
 #include "core/recipe.h"
 #include "datasets/sft_data.h"
 #include "models/tokenizer.h"
+#include "trainers/plugin.h"
 #include "trainers/run.h"
 
 namespace posttrain::cli {
@@ -27,9 +29,17 @@ int prepare_data(const std::vector<std::string>& args) {
   const Recipe recipe = parse_recipe(recipe_path, overrides, 1);
   if (tokenizer_dir.empty()) tokenizer_dir = recipe.base.preset.empty() ? recipe.base.path : default_tokenizer_dir();
   const Tokenizer tokenizer = Tokenizer::from_dir(tokenizer_dir);
+  load_plugins(recipe.plugins);
+  const std::string kind = trainer_data_kind(recipe.method);
+  if (kind.empty()) throw UserError(recipe_path + ": method \"" + recipe.method + "\" is not registered");
+  if (kind == "prompts") {  // RL prompts are read directly at the start of a run; nothing to cache
+    const auto prompts = read_prompt_jsonl(recipe.data, tokenizer);
+    std::cout << recipe.data.train << ": " << prompts.size() << " prompts (read directly by the run)\n";
+    return 0;
+  }
   std::string shard;
   const auto data = prepare_sft_data(recipe.data, tokenizer, sha256_file(tokenizer_dir + "/tokenizer.json"),
-                                     cache_root() + "/data", nullptr, &shard);
+                                     cache_root() + "/data", nullptr, &shard, kind);
   std::cout << shard << "\n";
   return data.size() > 0 ? 0 : 2;
 }

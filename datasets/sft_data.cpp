@@ -240,6 +240,38 @@ TokenizedDataset tokenize_preference_jsonl(const DataSpec& spec, const Tokenizer
       });
 }
 
+TokenizedDataset tokenize_unpaired_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {
+  std::vector<uint8_t> labels;
+  TokenizedDataset data =
+      tokenize_jsonl(spec, [&](const json& record, const std::string& where,
+                               std::vector<std::vector<int32_t>>& examples, std::vector<std::vector<uint8_t>>& masks) {
+        if (!record.is_object()) fail(where, "record must be a JSON object");
+        if (!record.contains("prompt")) fail(where, "missing \"prompt\"");
+        std::vector<std::pair<std::string, uint8_t>> responses;  // text, label
+        if (record.contains("completion")) {
+          if (!record.contains("label") || !record["label"].is_boolean())
+            fail(where, "\"label\" must be true (desirable) or false (undesirable)");
+          responses.emplace_back(response_text(record["completion"], where, "completion"), record["label"].get<bool>());
+        } else if (record.contains("chosen") && record.contains("rejected")) {
+          responses.emplace_back(response_text(record["chosen"], where, "chosen"), 1);
+          responses.emplace_back(response_text(record["rejected"], where, "rejected"), 0);
+        } else {
+          fail(where, "expected {\"prompt\", \"completion\", \"label\"} or {\"prompt\", \"chosen\", \"rejected\"}");
+        }
+        const std::vector<int32_t> prompt = encode_prompt(record["prompt"], tokenizer, where);
+        for (const auto& [text, label] : responses) {
+          std::vector<int32_t> ids = encode_prompt_response(prompt, text, tokenizer);
+          std::vector<uint8_t> mask(ids.size(), 1);
+          std::fill(mask.begin(), mask.begin() + static_cast<long>(prompt.size()), 0);
+          examples.push_back(std::move(ids));
+          masks.push_back(std::move(mask));
+          labels.push_back(label);
+        }
+      });
+  data.labels = std::move(labels);
+  return data;
+}
+
 PromptDataset read_prompt_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {
   PromptDataset data;
   data.skipped = for_each_jsonl_record(spec, [&](const json& record, const std::string& where) {
@@ -277,6 +309,7 @@ void write_sft_shard(const std::string& path, const TokenizedDataset& data, cons
     write_vector(file, "tokens", data.tokens, H5::PredType::NATIVE_INT32);
     write_vector(file, "offsets", data.offsets, H5::PredType::NATIVE_INT64);
     write_vector(file, "loss_mask", data.loss_mask, H5::PredType::NATIVE_UINT8);
+    if (!data.labels.empty()) write_vector(file, "labels", data.labels, H5::PredType::NATIVE_UINT8);
     write_string_attr(file, "tokenizer_sha256", info.tokenizer_sha256);
     write_string_attr(file, "source_sha256", info.source_sha256);
     write_string_attr(file, "format", info.format);
@@ -297,6 +330,8 @@ TokenizedDataset read_sft_shard(const std::string& path, ShardInfo* info) {
     data.tokens = read_vector<int32_t>(file, "tokens", H5::PredType::NATIVE_INT32);
     data.offsets = read_vector<int64_t>(file, "offsets", H5::PredType::NATIVE_INT64);
     data.loss_mask = read_vector<uint8_t>(file, "loss_mask", H5::PredType::NATIVE_UINT8);
+    if (H5Lexists(file.getId(), "labels", H5P_DEFAULT) > 0)
+      data.labels = read_vector<uint8_t>(file, "labels", H5::PredType::NATIVE_UINT8);
     data.truncated = read_int_attr(file, "truncated");
     data.skipped = read_int_attr(file, "skipped");
     if (info != nullptr) {
@@ -311,6 +346,8 @@ TokenizedDataset read_sft_shard(const std::string& path, ShardInfo* info) {
   if (data.offsets.empty() || data.offsets.front() != 0 ||
       data.offsets.back() != static_cast<int64_t>(data.tokens.size()) || data.loss_mask.size() != data.tokens.size())
     fail(path, "inconsistent shard (offsets / tokens / loss_mask sizes disagree)");
+  if (!data.labels.empty() && static_cast<int64_t>(data.labels.size()) != data.size())
+    fail(path, "inconsistent shard (one label per example expected)");
   for (size_t i = 1; i < data.offsets.size(); ++i)
     if (data.offsets[i] < data.offsets[i - 1]) fail(path, "inconsistent shard (offsets decrease)");
   return data;
@@ -370,8 +407,9 @@ TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokeniz
       return data;
     }
   }
-  TokenizedDataset data =
-      kind == "preference" ? tokenize_preference_jsonl(spec, tokenizer) : tokenize_sft_jsonl(spec, tokenizer);
+  TokenizedDataset data = kind == "preference" ? tokenize_preference_jsonl(spec, tokenizer)
+                          : kind == "unpaired" ? tokenize_unpaired_jsonl(spec, tokenizer)
+                                               : tokenize_sft_jsonl(spec, tokenizer);
   write_sft_shard(path, data, wanted);
   std::cerr << "posttrain: tokenized " << spec.train << " -> " << path << ": " << data.size() << " examples, "
             << data.tokens.size() << " tokens, " << data.truncated << " truncated (max_length " << spec.max_length

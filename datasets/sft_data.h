@@ -19,6 +19,7 @@ struct TokenizedDataset {
   std::vector<int32_t> tokens;
   std::vector<int64_t> offsets{0};
   std::vector<uint8_t> loss_mask;
+  std::vector<uint8_t> labels;  // "unpaired" data only: per example, 1 desirable / 0 undesirable
   int64_t truncated = 0;  // examples cut to max_length
   int64_t skipped = 0;  // malformed records skipped (only with skip_bad_records)
 
@@ -58,6 +59,11 @@ struct PromptDataset {
 };
 PromptDataset read_prompt_jsonl(const DataSpec& spec, const Tokenizer& tokenizer);
 
+// Unpaired feedback (KTO): {"prompt", "completion", "label": true | false}, one example each, or
+// {"prompt", "chosen", "rejected"}, which gives a desirable and an undesirable example. Loss mask on
+// the completion and its end token; `labels` set.
+TokenizedDataset tokenize_unpaired_jsonl(const DataSpec& spec, const Tokenizer& tokenizer);
+
 // HDF5 shard with datasets tokens / offsets / loss_mask (chunked, deflate) and attributes
 // tokenizer_sha256, source_sha256, format, max_length, truncated, skipped.
 struct ShardInfo {
@@ -77,7 +83,8 @@ void write_reference_logprobs(const std::string& path, const std::vector<double>
 bool read_reference_logprobs(const std::string& path, const std::string& base_sha256, std::vector<double>* sums,
                              std::vector<double>* means);
 
-// kind: "sft" (tokenize_sft_jsonl) or "preference" (tokenize_preference_jsonl).
+// kind: "sft" (tokenize_sft_jsonl), "preference" (tokenize_preference_jsonl) or "unpaired"
+// (tokenize_unpaired_jsonl).
 TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokenizer, const std::string& tokenizer_sha256,
                                   const std::string& cache_dir, ShardInfo* shard_info = nullptr,
                                   std::string* shard_path = nullptr, const std::string& kind = "sft");

@@ -152,7 +152,8 @@ void train_dpo(RunContext& ctx) {
 
 namespace {
 const bool registered =
-    (register_trainer("dpo", train_dpo, "preference optimisation: DPO, cDPO, IPO, hinge, SimPO, ORPO (dpo.loss)"),
+    (register_trainer("dpo", train_dpo, "preference optimisation: DPO, cDPO, IPO, hinge, SimPO, ORPO (dpo.loss)",
+                      "preference"),
      true);
 }
 

@@ -160,7 +160,7 @@ void train_grpo(RunContext& ctx) {
 namespace {
 const bool registered =
     (register_trainer("grpo", train_grpo,
-                      "group RL without a critic: grpo / rloo / reinforce++ advantages (grpo.estimator)"),
+                      "group RL without a critic: grpo / rloo / reinforce++ advantages (grpo.estimator)", "prompts"),
      true);
 }
 

@@ -270,7 +270,8 @@ void train_ppo(RunContext& ctx) {
 
 namespace {
 const bool registered =
-    (register_trainer("ppo", train_ppo, "RLHF with PPO: critic, GAE, KL penalty (fixed or adaptive), clipped losses"),
+    (register_trainer("ppo", train_ppo, "RLHF with PPO: critic, GAE, KL penalty (fixed or adaptive), clipped losses",
+                      "prompts"),
      true);
 }
 

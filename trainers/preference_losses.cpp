@@ -79,6 +79,14 @@ std::vector<std::string> preference_loss_names() {
   return names;
 }
 
+torch::Tensor kto_loss(const torch::Tensor& policy, const torch::Tensor& reference, const torch::Tensor& desirable,
+                       double z, double beta, double lambda_d, double lambda_u) {
+  auto r = policy - reference;
+  auto d = desirable.to(policy.scalar_type());
+  return d * lambda_d * (1 - torch::sigmoid(beta * (r - z))) +
+         (1 - d) * lambda_u * (1 - torch::sigmoid(beta * (z - r)));
+}
+
 torch::Tensor dpo_margin(const PreferenceLogProbs& lp) {
   return (lp.policy_chosen - lp.reference_chosen) - (lp.policy_rejected - lp.reference_rejected);
 }

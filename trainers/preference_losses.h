@@ -40,6 +40,15 @@ void register_preference_loss(const std::string& name, PreferenceLoss loss);
 const PreferenceLoss* find_preference_loss(const std::string& name);
 std::vector<std::string> preference_loss_names();
 
+// KTO (Ethayarajh et al. 2024) on unpaired examples, per example [N]: with the implicit reward
+// r = log pi(y|x) - log ref(y|x) (sums over response tokens) and the reference point z (a batch
+// estimate of KL(pi || ref), detached, >= 0):
+//   desirable:   lambda_d (1 - sigmoid(beta (r - z)))
+//   undesirable: lambda_u (1 - sigmoid(beta (z - r)))
+// `desirable` [N] is 1 / 0.
+torch::Tensor kto_loss(const torch::Tensor& policy, const torch::Tensor& reference, const torch::Tensor& desirable,
+                       double z, double beta, double lambda_d, double lambda_u);
+
 // The implicit reward margin h = (pi_c - ref_c) - (pi_r - ref_r), shared by the DPO family.
 torch::Tensor dpo_margin(const PreferenceLogProbs& lp);
 

@@ -141,7 +141,8 @@ void train_reward(RunContext& ctx) {
 
 namespace {
 const bool registered =
-    (register_trainer("reward", train_reward, "reward model: Bradley-Terry on preference pairs, scalar head `score`"),
+    (register_trainer("reward", train_reward, "reward model: Bradley-Terry on preference pairs, scalar head `score`",
+                      "preference"),
      true);
 }
 

@@ -25,6 +25,7 @@ namespace {
 struct RegisteredTrainer {
   Trainer run;
   std::string description;
+  std::string data_kind;
 };
 
 std::map<std::string, RegisteredTrainer>& registry() {
@@ -67,8 +68,14 @@ std::string resolve_base(const BaseSpec& base, const std::string& tokenizer_dir)
 
 }  // namespace
 
-void register_trainer(const std::string& method, Trainer trainer, const std::string& description) {
-  registry()[method] = {std::move(trainer), description};
+void register_trainer(const std::string& method, Trainer trainer, const std::string& description,
+                      const std::string& data_kind) {
+  registry()[method] = {std::move(trainer), description, data_kind};
+}
+
+std::string trainer_data_kind(const std::string& method) {
+  auto it = registry().find(method);
+  return it == registry().end() ? "" : it->second.data_kind;
 }
 
 std::string trainer_description(const std::string& method) {

@@ -35,8 +35,12 @@ struct RunContext {
 
 using Trainer = std::function<void(RunContext&)>;
 
-// The registry of trainers by method name (`method:` in a recipe), each with a one-line description.
-void register_trainer(const std::string& method, Trainer trainer, const std::string& description);
+// The registry of trainers by method name (`method:` in a recipe), each with a one-line description
+// and the kind of records its data holds ("sft", "preference", "unpaired" or "prompts"), which
+// `posttrain prepare-data` tokenizes ahead of a run.
+void register_trainer(const std::string& method, Trainer trainer, const std::string& description,
+                      const std::string& data_kind = "sft");
+std::string trainer_data_kind(const std::string& method);  // "" for an unknown method
 std::vector<std::string> trainer_names();
 std::string trainer_description(const std::string& method);
 

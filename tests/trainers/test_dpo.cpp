@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <cmath>
 
+#include <filesystem>
 #include <fstream>
 
 #include "tests/test_util.h"
@@ -103,4 +104,18 @@ TEST_CASE("DPO with precomputed reference log-probs equals DPO with the referenc
   }
   auto manifest = nlohmann::json::parse(test::read_text(tmp / "pre/manifest.json"));
   CHECK(test::fs::exists(manifest["reference_logprobs"].get<std::string>()));
+}
+
+TEST_CASE("a DPO run resumed from its step-10 checkpoint ends with the same weights", "[trainers][dpo]") {
+  test::TempDir tmp("dpo-resume");
+  const std::string args = "run " + recipe() + " train.steps=20 checkpoint.every=10 checkpoint.keep_last=5";
+  REQUIRE(run(args + " output_dir=" + tmp / "full").exit_code == 0);
+  std::filesystem::create_directories(tmp / "resumed/checkpoints");
+  std::filesystem::copy(tmp / "full/checkpoints/step-000010", tmp / "resumed/checkpoints/step-000010",
+                        std::filesystem::copy_options::recursive);
+  auto r = run(args + " output_dir=" + tmp / "resumed");
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("resumed from") != std::string::npos);
+  CHECK(test::read_text(tmp / "resumed/final/model.safetensors") ==
+        test::read_text(tmp / "full/final/model.safetensors"));
 }

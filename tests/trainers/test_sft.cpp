@@ -39,7 +39,6 @@ std::string write_recipe(const test::TempDir& tmp, const std::string& extra = ""
   return path;
 }
 
-
 }  // namespace
 
 TEST_CASE("SFT step-1 loss equals the mean -log p of the assistant tokens under the base", "[trainers][sft]") {
