@@ -101,6 +101,24 @@ inline std::string bandit_base() {
   return run_dir + "/final";
 }
 
+// Resume == uninterrupted: runs `command` (a posttrain command line without output_dir) into
+// <tmp>/full, copies the checkpoint of `step` (from checkpoints/ and each of `more_dirs`, e.g.
+// "critic/checkpoints") into an empty <tmp>/resumed as if the first run had died there, reruns the
+// command in it, and returns that run's output. The caller compares <tmp>/full with <tmp>/resumed.
+inline CommandResult rerun_from_checkpoint(const TempDir& tmp, const std::string& command, int step,
+                                           std::vector<std::string> more_dirs = {}) {
+  auto full = run(command + " output_dir=" + tmp / "full");
+  if (full.exit_code != 0) return full;
+  char name[32];
+  std::snprintf(name, sizeof(name), "/step-%06d", step);
+  more_dirs.insert(more_dirs.begin(), "checkpoints");
+  for (const auto& dir : more_dirs) {
+    fs::create_directories(tmp / ("resumed/" + dir));
+    fs::copy(tmp / ("full/" + dir + name), tmp / ("resumed/" + dir + name), fs::copy_options::recursive);
+  }
+  return run(command + " output_dir=" + tmp / "resumed");
+}
+
 // The last metrics.jsonl line that has `key`.
 inline nlohmann::json last_metric_with(const std::string& run_dir, const std::string& key) {
   nlohmann::json found;

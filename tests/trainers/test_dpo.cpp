@@ -108,12 +108,10 @@ TEST_CASE("DPO with precomputed reference log-probs equals DPO with the referenc
 
 TEST_CASE("a DPO run resumed from its step-10 checkpoint ends with the same weights", "[trainers][dpo]") {
   test::TempDir tmp("dpo-resume");
-  const std::string args = "run " + recipe() + " train.steps=20 checkpoint.every=10 checkpoint.keep_last=5";
-  REQUIRE(run(args + " output_dir=" + tmp / "full").exit_code == 0);
-  std::filesystem::create_directories(tmp / "resumed/checkpoints");
-  std::filesystem::copy(tmp / "full/checkpoints/step-000010", tmp / "resumed/checkpoints/step-000010",
-                        std::filesystem::copy_options::recursive);
-  auto r = run(args + " output_dir=" + tmp / "resumed");
+  auto r = test::rerun_from_checkpoint(tmp,
+                                       "POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + test::posttrain_bin() +
+                                           " run " + recipe() + " train.steps=20 checkpoint.every=10",
+                                       10);
   REQUIRE(r.exit_code == 0);
   CHECK(r.output.find("resumed from") != std::string::npos);
   CHECK(test::read_text(tmp / "resumed/final/model.safetensors") ==

@@ -83,11 +83,11 @@ TEST_CASE("GRPO on 2 ranks equals 1 rank", "[trainers][grpo][distributed]") {
 
 TEST_CASE("a GRPO run resumed from its step-10 checkpoint ends with the same weights", "[trainers][grpo]") {
   test::TempDir tmp("grpo-resume");
-  REQUIRE(cli(grpo_args(tmp / "full", "checkpoint.keep_last=5")).exit_code == 0);
-  std::filesystem::create_directories(tmp / "resumed/checkpoints");
-  std::filesystem::copy(tmp / "full/checkpoints/step-000010", tmp / "resumed/checkpoints/step-000010",
-                        std::filesystem::copy_options::recursive);
-  auto r = cli(grpo_args(tmp / "resumed", "checkpoint.keep_last=5"));
+  auto r =
+      test::rerun_from_checkpoint(tmp,
+                                  "POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + test::posttrain_bin() + " run " +
+                                      test::source_dir() + "/recipes/quickstart/grpo.yaml base=" + test::bandit_base(),
+                                  10);
   REQUIRE(r.exit_code == 0);
   CHECK(r.output.find("resumed from") != std::string::npos);
   CHECK(test::read_text(tmp / "resumed/final/model.safetensors") ==

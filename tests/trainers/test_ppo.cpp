@@ -15,8 +15,8 @@ test::CommandResult cli(const std::string& args) {
 }
 
 std::string recipe_args(const std::string& out, const std::string& extra = "") {
-  return test::source_dir() + "/recipes/quickstart/ppo.yaml base=" + test::bandit_base() + " output_dir=" + out + " " +
-         extra;
+  return test::source_dir() + "/recipes/quickstart/ppo.yaml base=" + test::bandit_base() +
+         (out.empty() ? "" : " output_dir=" + out) + " " + extra;
 }
 
 double mean_of(const std::vector<nlohmann::json>& m, const std::string& key, size_t from, size_t to) {
@@ -78,16 +78,12 @@ TEST_CASE("PPO on 2 ranks equals 1 rank", "[trainers][ppo][distributed]") {
 
 TEST_CASE("a PPO run resumed from its step-4 checkpoint ends with the same weights", "[trainers][ppo]") {
   test::TempDir tmp("ppo-resume");
-  const std::string extra =
-      "train.steps=8 checkpoint.every=4 checkpoint.keep_last=5 ppo.kl_target=0.5";  // the adaptive coefficient resumes
-                                                                                    // too
-  REQUIRE(cli("run " + recipe_args(tmp / "full", extra)).exit_code == 0);
-  for (const std::string dir : {"checkpoints", "critic/checkpoints"}) {
-    std::filesystem::create_directories(tmp / ("resumed/" + dir));
-    std::filesystem::copy(tmp / ("full/" + dir + "/step-000004"), tmp / ("resumed/" + dir + "/step-000004"),
-                          std::filesystem::copy_options::recursive);
-  }
-  auto r = cli("run " + recipe_args(tmp / "resumed", extra));
+  // The adaptive KL coefficient and the critic resume too.
+  auto r = test::rerun_from_checkpoint(
+      tmp,
+      "POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + test::posttrain_bin() + " run " +
+          recipe_args("", "train.steps=8 checkpoint.every=4 checkpoint.keep_last=5 ppo.kl_target=0.5"),
+      4, {"critic/checkpoints"});
   REQUIRE(r.exit_code == 0);
   CHECK(r.output.find("resumed from") != std::string::npos);
   CHECK(test::read_text(tmp / "resumed/final/model.safetensors") ==

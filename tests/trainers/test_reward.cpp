@@ -137,14 +137,10 @@ TEST_CASE("a reward run generalises to held-out pairs and saves HF's classifier 
 
 TEST_CASE("a reward run resumed from its step-10 checkpoint ends with the same weights", "[trainers][reward]") {
   test::TempDir tmp("reward-resume");
-  const std::string args = "run " + recipe() + " train.steps=20 checkpoint.every=10 checkpoint.keep_last=5";
-  REQUIRE(cli(args + " output_dir=" + tmp / "full").exit_code == 0);
-  // A second run directory that holds only the step-10 checkpoint, as if the first run had died there.
-  std::filesystem::create_directories(tmp / "resumed/checkpoints");
-  std::filesystem::copy(tmp / "full/checkpoints/step-000010", tmp / "resumed/checkpoints/step-000010",
-                        std::filesystem::copy_options::recursive);
-  auto r = cli(args + " output_dir=" + tmp / "resumed");
-  INFO(r.output);
+  auto r = test::rerun_from_checkpoint(tmp,
+                                       "POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + test::posttrain_bin() +
+                                           " run " + recipe() + " train.steps=20 checkpoint.every=10",
+                                       10);
   REQUIRE(r.exit_code == 0);
   CHECK(r.output.find("resumed from") != std::string::npos);
   CHECK(test::read_text(tmp / "resumed/final/model.safetensors") ==
