@@ -2,7 +2,10 @@
 // writer (so reader tests do not trust the writer they test).
 #pragma once
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -93,11 +96,17 @@ inline std::vector<double> run_losses(const std::string& run_dir) {
 // of 8 words about uniformly; 4 contain "e"). Trained once into the test cache, then reused.
 inline std::string bandit_base() {
   const std::string run_dir = test_cache_dir() + "/bandit-sft";
+  // ctest -j runs several RL tests at once: one trains, the others wait on the lock.
+  fs::create_directories(test_cache_dir());
+  const int lock = ::open((test_cache_dir() + "/bandit-sft.lock").c_str(), O_CREAT | O_RDWR, 0644);
+  ::flock(lock, LOCK_EX);
   if (!fs::exists(run_dir + "/final/config.json")) {
     fs::remove_all(run_dir);
     run("POSTTRAIN_CACHE=" + test_cache_dir() + " " + posttrain_bin() + " run " + source_dir() +
         "/recipes/quickstart/bandit_sft.yaml output_dir=" + run_dir);
   }
+  ::flock(lock, LOCK_UN);
+  ::close(lock);
   return run_dir + "/final";
 }
 

@@ -80,13 +80,15 @@ std::vector<int64_t> rank_examples(const RunContext& ctx, const TokenizedDataset
   return std::vector<int64_t>(global.begin() + ctx.rank * per_rank, global.begin() + (ctx.rank + 1) * per_rank);
 }
 
-torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch, bool bf16_autocast) {
+torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch, bool bf16_autocast,
+                                   torch::Tensor* hidden_out) {
   Bf16Autocast autocast(bf16_autocast);
   const auto device = model.lm_head_weight().device();
   const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
   auto mask = batch.attention.defined() ? batch.attention.to(device)  // packed: block-diagonal causal
                                         : causal_mask(batch.key_padding.to(device), B, T, 0, device);  // [B, 1, T, T]
   auto hidden = model.hidden_states(batch.input_ids.to(device), batch.positions.to(device), mask);  // [B, T, H]
+  if (hidden_out != nullptr) *hidden_out = hidden.narrow(1, 0, T - 1);  // [B, T-1, H]
   return chunked_token_logprobs(hidden.narrow(1, 0, T - 1).reshape({-1, hidden.size(2)}), model.lm_head_weight(),
                                 batch.targets.reshape({-1}).to(device));  // [B * (T-1)]
 }

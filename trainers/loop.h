@@ -49,7 +49,10 @@ std::vector<int64_t> rank_examples(const RunContext& ctx, const TokenizedDataset
 
 // log p(target) for every position of the batch, [B * (T-1)], kIgnoreIndex targets give 0.
 // bf16_autocast: run the forward under CUDA autocast to bfloat16 (train.precision: bf16).
-torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch, bool bf16_autocast = false);
+// hidden_out (optional) receives the final hidden states [B, T-1, H] the log-probs came from, for a
+// value head that shares the policy's body.
+torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch, bool bf16_autocast = false,
+                                   torch::Tensor* hidden_out = nullptr);
 
 struct StepStats {
   double loss = 0;  // this rank's share of the step's loss (sums to the global loss across ranks)

@@ -1,7 +1,8 @@
 // method: ppo. RLHF with PPO (Ziegler et al. 2019, Ouyang et al. 2022). Per step:
 //   1. sample responses to the step's prompts from the policy (KV-cache generator, seeded);
 //   2. no-grad pass: log-probs under the sampling policy and the frozen reference, values V(s_t)
-//      from the critic (a separate Qwen body with a scalar head on every position);
+//      from the critic: a separate Qwen body with a scalar head on every position (critic: separate),
+//      or a scalar head on the policy's own final hidden states (critic: shared);
 //   3. per-token rewards: r_t = -beta * KL_t (when the KL is placed in the reward), plus the score of
 //      the recipe's reward functions on the response's last token (its <|im_end|> when it stopped;
 //      there are no tokens after it); missing <|im_end|> costs missing_eos_penalty;
@@ -9,14 +10,20 @@
 //      whitened (over the whole global batch);
 //   5. `epochs` passes over `minibatches` minibatches, each one optimizer update of both models:
 //      policy: clipped surrogate -min(rho A, clip(rho, 1-eps, 1+eps) A) (+ beta k3 if KL in loss);
-//      critic: clipped value loss 0.5 max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2);
+//      critic: clipped value loss 0.5 max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)
+//      (shared body: one backward of L_policy + vf_coef L_value);
 //      both summed over response tokens / response tokens of the minibatch (all ranks).
 // beta is fixed, or adaptive (kl_target > 0): beta *= 1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon.
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 
+#include "core/files.h"
 #include "core/yaml_reader.h"
 #include "models/autocast.h"
 #include "models/checkpoint.h"
@@ -25,6 +32,8 @@
 #include "trainers/loop.h"
 #include "trainers/rl_math.h"
 #include "trainers/rollouts.h"
+
+namespace fs = std::filesystem;
 
 namespace posttrain {
 
@@ -39,6 +48,50 @@ torch::Tensor token_values(QwenForCausalLMImpl& critic, const LMBatch& batch, bo
                                      causal_mask(batch.key_padding.to(device), B, T, 0, device));  // [B, T, H]
   auto h = hidden.narrow(1, 0, T - 1);
   return critic.score->forward(h.to(critic.score->weight.scalar_type())).squeeze(-1).to(torch::kFloat32);
+}
+
+// A shared-body critic's head and AdamW state, in <critic_dir>/checkpoints/step-N/ (written under a
+// .partial name, then renamed; only the newest keep_last are kept).
+void save_value_head(const std::string& critic_dir, int64_t step,
+                     const std::vector<std::pair<std::string, torch::Tensor>>& params, const AdamW& optimizer,
+                     int64_t keep_last) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "step-%06lld", static_cast<long long>(step));
+  const fs::path dir = fs::path(critic_dir) / "checkpoints" / name, partial = dir.string() + ".partial";
+  fs::remove_all(partial);
+  fs::create_directories(partial);
+  auto tensors = params;
+  for (const auto& item : optimizer.state_tensors()) tensors.push_back(item);
+  write_safetensors((partial / "value_head.safetensors").string(), tensors);
+  write_file_atomic((partial / "trainer_state.json").string(),
+                    nlohmann::json({{"step", step}, {"optimizer_steps", optimizer.steps_taken()}}).dump() + "\n");
+  fs::remove_all(dir);
+  fs::rename(partial, dir);
+  std::vector<fs::path> complete;
+  for (const auto& entry : fs::directory_iterator(dir.parent_path()))
+    if (fs::exists(entry.path() / "value_head.safetensors") && entry.path().extension() != ".partial")
+      complete.push_back(entry.path());
+  std::sort(complete.begin(), complete.end());
+  for (size_t i = 0; i + static_cast<size_t>(keep_last) < complete.size(); ++i) fs::remove_all(complete[i]);
+}
+
+void load_value_head(const std::string& dir, std::vector<std::pair<std::string, torch::Tensor>>& params,
+                     AdamW& optimizer) {
+  auto tensors = read_safetensors(dir + "/value_head.safetensors");
+  torch::NoGradGuard no_grad;
+  std::vector<std::pair<std::string, torch::Tensor>> state;
+  for (auto& [name, tensor] : tensors) {
+    bool is_param = false;
+    for (auto& [param_name, param] : params)
+      if (param_name == name) {
+        param.copy_(tensor);
+        is_param = true;
+      }
+    if (!is_param) state.emplace_back(name, tensor);
+  }
+  optimizer.load_state_tensors(state, dir + "/value_head.safetensors");
+  const auto trainer_state = nlohmann::json::parse(read_file(dir + "/trainer_state.json"));
+  optimizer.set_steps_taken(trainer_state.at("optimizer_steps").get<int64_t>());
 }
 
 struct PpoBatch {
@@ -64,7 +117,9 @@ void train_ppo(RunContext& ctx) {
   const double clip_eps = options.get<double>("clip_eps", 0.2);
   const double value_clip = options.get<double>("value_clip", 0.2);
   const double critic_lr_scale = options.get<double>("critic_lr_scale", 1.0);
+  const std::string critic_mode = options.get<std::string>("critic", "separate");
   const std::string critic_init = options.get<std::string>("critic_init", "base");
+  const double vf_coef = options.get<double>("vf_coef", 0.1);
   const int64_t epochs = options.get<int64_t>("epochs", 2);
   const int64_t minibatches = options.get<int64_t>("minibatches", 1);
   const double missing_eos_penalty = options.get<double>("missing_eos_penalty", 0.0);
@@ -80,6 +135,11 @@ void train_ppo(RunContext& ctx) {
   if (clip_eps <= 0) options.fail_at("clip_eps", "must be positive");
   if (value_clip <= 0) options.fail_at("value_clip", "must be positive");
   if (critic_lr_scale <= 0) options.fail_at("critic_lr_scale", "must be positive");
+  if (critic_mode != "separate" && critic_mode != "shared") options.fail_at("critic", "must be separate or shared");
+  if (critic_mode == "shared" && critic_init != "base")
+    options.fail_at("critic_init",
+                    "a shared critic lives on the policy's body; critic_init applies to critic: separate");
+  if (vf_coef <= 0) options.fail_at("vf_coef", "must be positive");
   if (epochs < 1) options.fail_at("epochs", "must be at least 1");
   const int64_t per_rank = spec.batch_size / ctx.world_size;  // batch_size counts prompts
   if (minibatches < 1 || per_rank % minibatches != 0 || (per_rank / minibatches) % spec.micro_batch_size != 0)
@@ -95,29 +155,51 @@ void train_ppo(RunContext& ctx) {
   if (t.method_state.contains("kl_coef")) beta = t.method_state["kl_coef"].get<double>();  // resumed
   QwenForCausalLM reference = load_model(ctx.base_dir, {torch::kFloat32, t.model->device()});
   reference->eval();
-  // The critic: the base's body (or a reward model's) with a scalar head, and its own AdamW.
+  // The critic, with its own AdamW: separate, the base's body (or a reward model's) with a scalar
+  // head; shared, a scalar head [1, hidden] (+ bias) on the policy's final hidden states.
+  const bool shared = critic_mode == "shared";
   LMTraining critic{t.tokenizer};
-  LoadOptions critic_load;
-  critic_load.device = t.model->device();
-  critic_load.classifier_labels = 1;
-  critic_load.head_seed = ctx.recipe.seed + 1;
-  critic.model = load_model(critic_init == "base" ? ctx.base_dir : critic_init, critic_load);
-  critic.model->train();
-  for (const auto& item : critic.model->named_parameters()) critic.params.emplace_back(item.key(), item.value());
+  torch::nn::Linear value_head{nullptr};
+  if (shared) {
+    value_head = torch::nn::Linear(torch::nn::LinearOptions(t.model->config.hidden_size, 1).bias(true));
+    torch::NoGradGuard no_grad;
+    auto generator = at::detail::createCPUGenerator(ctx.recipe.seed + 1);
+    value_head->weight.copy_(at::normal(0.0, t.model->config.initializer_range, value_head->weight.sizes(), generator,
+                                        torch::TensorOptions().dtype(torch::kFloat32)));
+    value_head->bias.zero_();
+    value_head->to(t.model->device());
+    critic.params = {{"value_head.weight", value_head->weight}, {"value_head.bias", value_head->bias}};
+  } else {
+    LoadOptions critic_load;
+    critic_load.device = t.model->device();
+    critic_load.classifier_labels = 1;
+    critic_load.head_seed = ctx.recipe.seed + 1;
+    critic.model = load_model(critic_init == "base" ? ctx.base_dir : critic_init, critic_load);
+    critic.model->train();
+    for (const auto& item : critic.model->named_parameters()) critic.params.emplace_back(item.key(), item.value());
+  }
   critic.optimizer = std::make_unique<AdamW>(critic.params, spec);
   const std::string critic_dir = ctx.run_dir + "/critic";
   if (t.start_step > 0) {  // the critic's checkpoint is written just before the policy's, same step
-    const std::string saved = critic_dir + "/checkpoints/step-" + [&] {
-      char name[16];
-      std::snprintf(name, sizeof(name), "%06lld", static_cast<long long>(t.start_step));
-      return std::string(name);
-    }();
-    load_training_checkpoint(saved, *critic.model, *critic.optimizer);
+    char name[32];
+    std::snprintf(name, sizeof(name), "/checkpoints/step-%06lld", static_cast<long long>(t.start_step));
+    if (shared)
+      load_value_head(critic_dir + name, critic.params, *critic.optimizer);
+    else
+      load_training_checkpoint(critic_dir + name, *critic.model, *critic.optimizer);
   }
   auto save_critic = [&](int64_t steps_done) {
-    if (ctx.rank == 0)
+    if (ctx.rank != 0) return;
+    if (shared)
+      save_value_head(critic_dir, steps_done, critic.params, *critic.optimizer, ctx.recipe.checkpoint.keep_last);
+    else
       save_training_checkpoint(*critic.model, *critic.optimizer, steps_done, critic_dir, ctx.tokenizer_dir,
                                ctx.recipe.checkpoint.keep_last);
+  };
+  // V(s_t) [B, T-1]; `policy_hidden` is the policy's [B, T-1, H] for the shared head.
+  auto values_of = [&](const LMBatch& batch, const torch::Tensor& policy_hidden) {
+    if (shared) return value_head->forward(policy_hidden.to(torch::kFloat32)).squeeze(-1);
+    return token_values(*critic.model, batch, t.bf16_autocast);
   };
 
   for (int64_t step = t.start_step; step < spec.steps; ++step) {
@@ -145,9 +227,10 @@ void train_ppo(RunContext& ctx) {
       const int64_t B = static_cast<int64_t>(mb.rows.size());
       mb.mask = mb.batch.targets.ne(kIgnoreIndex).to(t.model->device(), torch::kFloat32);  // [B, T-1]
       torch::NoGradGuard no_grad;
-      mb.old_logp = batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast).view({B, -1});
+      torch::Tensor hidden;
+      mb.old_logp = batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast, shared ? &hidden : nullptr).view({B, -1});
       mb.ref_logp = batch_token_logprobs(*reference, mb.batch, t.bf16_autocast).view({B, -1});
-      pb.old_values = token_values(*critic.model, mb.batch, t.bf16_autocast) * mb.mask;
+      pb.old_values = values_of(mb.batch, hidden) * mb.mask;
       // 3. Token rewards: -beta KL_t on every response token, the score on the last one.
       auto kl = kl_estimate(kl_estimator, mb.old_logp, mb.ref_logp) * mb.mask;  // [B, T-1]
       auto token_rewards = kl_placement == "reward" ? -beta * kl : torch::zeros_like(kl);
@@ -200,20 +283,26 @@ void train_ppo(RunContext& ctx) {
           const PpoBatch& pb = batches[i];
           const RolloutBatch& mb = pb.rollout;
           const int64_t B = static_cast<int64_t>(mb.rows.size());
-          auto logp = batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast).view({B, -1});
+          torch::Tensor hidden;
+          auto logp =
+              batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast, shared ? &hidden : nullptr).view({B, -1});
           auto ratio = torch::exp(logp - mb.old_logp);
           auto per_token = clipped_surrogate_loss(logp, mb.old_logp, pb.advantages, clip_eps);
           if (kl_placement == "loss") per_token = per_token + beta * kl_estimate("k3", logp, mb.ref_logp);
           auto loss = (per_token * mb.mask).sum() / minibatch_tokens;
-          loss.backward();
           policy_loss += loss.item<double>();
 
-          auto values = token_values(*critic.model, mb.batch, t.bf16_autocast);
+          auto values = values_of(mb.batch, hidden);
           auto values_clipped = pb.old_values + torch::clamp(values - pb.old_values, -value_clip, value_clip);
           auto value_loss = 0.5 * torch::max((values - pb.returns).pow(2), (values_clipped - pb.returns).pow(2));
           auto vloss = (value_loss * mb.mask).sum() / minibatch_tokens;
-          vloss.backward();
           critic_loss += vloss.item<double>();
+          if (shared) {  // one backward: the value loss shapes the shared body too
+            (loss + vf_coef * vloss).backward();
+          } else {
+            loss.backward();
+            vloss.backward();
+          }
           if (last_update) {
             torch::NoGradGuard no_grad;
             clipped += (((ratio - 1).abs() > clip_eps).to(torch::kFloat32) * mb.mask).sum().item<double>();

@@ -186,6 +186,11 @@ std::vector<std::string> reward_function_names() {
   return names;
 }
 
+std::string reward_function_description(const std::string& name) {
+  auto it = registry().find(name);
+  return it == registry().end() ? "" : it->second.description;
+}
+
 RewardMix::RewardMix(const YAML::Node& list, const std::string& path, const std::string& file,
                      const std::vector<std::string>& overrides, const RewardSetup& setup) {
   if (!list || !list.IsSequence() || list.size() == 0)

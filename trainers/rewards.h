@@ -43,6 +43,7 @@ using RewardFactory = std::function<std::unique_ptr<RewardFunction>(YamlSection&
 
 void register_reward_function(const std::string& name, RewardFactory factory, const std::string& description);
 std::vector<std::string> reward_function_names();
+std::string reward_function_description(const std::string& name);  // "" if unknown
 
 // The weighted mix of a recipe's `rewards:` list.
 class RewardMix {

@@ -21,7 +21,7 @@ const std::string& tiny_base() {
 
 TEST_CASE("every subcommand has --help", "[apps][cli]") {
   for (const char* command :
-       {"init-base", "logprobs", "generate", "tokenize", "run", "launch", "methods", "prepare-data"}) {
+       {"init-base", "logprobs", "generate", "tokenize", "run", "launch", "methods", "prepare-data", "score"}) {
     auto result = test::run(test::posttrain_bin() + " " + command + " --help");
     INFO(command << ": " << result.output);
     CHECK(result.exit_code == 0);
@@ -32,6 +32,11 @@ TEST_CASE("every subcommand has --help", "[apps][cli]") {
   CHECK(top.output.find("init-base") != std::string::npos);
   CHECK(test::run(test::posttrain_bin()).exit_code == 2);
   CHECK(test::run(test::posttrain_bin() + " frobnicate").exit_code == 2);
+  // One registry: methods, preference losses, advantage estimators and reward functions are listed.
+  auto listed = test::run(test::posttrain_bin() + " methods");
+  for (const char* name : {"sft", "dpo", "kto", "reward", "grpo", "ppo", "simpo", "rloo", "reinforce++", "exact_match",
+                           "regex", "reward_model", "length_penalty"})
+    CHECK(listed.output.find(std::string("  ") + name + " ") != std::string::npos);
 }
 
 TEST_CASE("init-base is deterministic in the seed and writes a HF folder", "[apps][cli]") {

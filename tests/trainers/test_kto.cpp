@@ -54,3 +54,15 @@ TEST_CASE("unpaired records are validated by file and line", "[trainers][kto]") 
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("bad.jsonl:2: \"label\" must be true (desirable) or false (undesirable)") != std::string::npos);
 }
+
+TEST_CASE("a KTO run resumed from its step-5 checkpoint ends with the same weights", "[trainers][kto]") {
+  test::TempDir tmp("kto-resume");
+  auto r = test::rerun_from_checkpoint(tmp,
+                                       "POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + test::posttrain_bin() +
+                                           " run " + recipe() + " train.steps=10 checkpoint.every=5",
+                                       5);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("resumed from") != std::string::npos);
+  CHECK(test::read_text(tmp / "resumed/final/model.safetensors") ==
+        test::read_text(tmp / "full/final/model.safetensors"));
+}

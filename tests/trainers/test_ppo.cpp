@@ -91,3 +91,22 @@ TEST_CASE("a PPO run resumed from its step-4 checkpoint ends with the same weigh
   CHECK(test::read_text(tmp / "resumed/critic/checkpoints/step-000008/model.safetensors") ==
         test::read_text(tmp / "full/critic/checkpoints/step-000008/model.safetensors"));
 }
+
+TEST_CASE("PPO with a shared-body critic learns, and resumes to the same weights", "[trainers][ppo]") {
+  test::TempDir tmp("ppo-shared");
+  auto r = test::rerun_from_checkpoint(
+      tmp,
+      "POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + test::posttrain_bin() + " run " +
+          recipe_args("", "train.steps=10 checkpoint.every=5 checkpoint.keep_last=5 ppo.critic=shared"),
+      5, {"critic/checkpoints"});
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const auto m = test::run_metrics(tmp / "full");
+  REQUIRE(m.size() == 10);
+  CHECK(mean_of(m, "reward/mean", 7, 10) > mean_of(m, "reward/mean", 0, 3) + 0.15);
+  CHECK(r.output.find("resumed from") != std::string::npos);
+  CHECK(test::read_text(tmp / "resumed/final/model.safetensors") ==
+        test::read_text(tmp / "full/final/model.safetensors"));
+  CHECK(test::read_text(tmp / "resumed/critic/checkpoints/step-000010/value_head.safetensors") ==
+        test::read_text(tmp / "full/critic/checkpoints/step-000010/value_head.safetensors"));
+}

@@ -92,3 +92,28 @@ TEST_CASE("preference loss gradients match central finite differences", "[traine
     }
   }
 }
+
+TEST_CASE("KTO loss by hand and its gradient by finite differences", "[trainers][preference]") {
+  // r = policy - reference. Desirable example: r = -10 - (-11) = 1; undesirable: r = -12 - (-11.5) = -0.5.
+  // beta = 0.5, z = 0.2, lambda_d = 2, lambda_u = 1:
+  //   desirable:   2 (1 - sigmoid(0.5 (1 - 0.2)))     = 2 (1 - sigmoid(0.4))
+  //   undesirable: 1 (1 - sigmoid(0.5 (0.2 - -0.5)))  = 1 - sigmoid(0.35)
+  auto sigmoid = [](double x) { return 1 / (1 + std::exp(-x)); };
+  auto policy = torch::tensor({-10.0, -12.0}, torch::kFloat64).requires_grad_(true);
+  auto reference = torch::tensor({-11.0, -11.5}, torch::kFloat64);
+  auto desirable = torch::tensor({1.0, 0.0}, torch::kFloat64);
+  auto loss = posttrain::kto_loss(policy, reference, desirable, 0.2, 0.5, 2.0, 1.0);
+  CHECK(loss[0].item<double>() == Approx(2 * (1 - sigmoid(0.4))));
+  CHECK(loss[1].item<double>() == Approx(1 - sigmoid(0.35)));
+  loss.sum().backward();
+  const double h = 1e-6;
+  for (int64_t i = 0; i < 2; ++i) {
+    auto plus = policy.detach().clone(), minus = policy.detach().clone();
+    plus[i] += h;
+    minus[i] -= h;
+    const double numeric = (posttrain::kto_loss(plus, reference, desirable, 0.2, 0.5, 2.0, 1.0).sum().item<double>() -
+                            posttrain::kto_loss(minus, reference, desirable, 0.2, 0.5, 2.0, 1.0).sum().item<double>()) /
+                           (2 * h);
+    CHECK(policy.grad()[i].item<double>() == Approx(numeric).epsilon(1e-6));
+  }
+}

@@ -84,3 +84,28 @@ TEST_CASE("masked whitening uses only the masked entries", "[trainers][rl]") {
   CHECK(w[0][2].item<double>() == Approx(1 / std::sqrt(2.0 / 3 + 1e-8)));
   CHECK(w[0][3].item<double>() == 0.0);
 }
+
+TEST_CASE("clipped surrogate by hand, and its gradient inside and outside the clip", "[trainers][rl]") {
+  // eps = 0.2. Token 1: rho = e^0.1 = 1.10517, A = 2: min(2.2103, 2.2103) -> loss -2 e^0.1 (not clipped).
+  // Token 2: rho = e^0.5 = 1.64872, A = 1: min(1.64872, 1.2) = 1.2 -> loss -1.2, gradient 0 (clipped).
+  // Token 3: rho = e^0.5, A = -1: min(-1.64872, -1.2) = -1.64872 -> loss e^0.5, not clipped (pessimistic side).
+  auto logp = torch::tensor({-1.0, -1.0, -1.0}, torch::kFloat64).requires_grad_(true);
+  auto old_logp = torch::tensor({-1.1, -1.5, -1.5}, torch::kFloat64);
+  auto advantages = torch::tensor({2.0, 1.0, -1.0}, torch::kFloat64);
+  auto loss = posttrain::clipped_surrogate_loss(logp, old_logp, advantages, 0.2);
+  CHECK(loss[0].item<double>() == Approx(-2 * std::exp(0.1)));
+  CHECK(loss[1].item<double>() == Approx(-1.2));
+  CHECK(loss[2].item<double>() == Approx(std::exp(0.5)));
+  loss.sum().backward();
+  const double h = 1e-6;
+  for (int64_t i = 0; i < 3; ++i) {
+    auto plus = logp.detach().clone(), minus = logp.detach().clone();
+    plus[i] += h;
+    minus[i] -= h;
+    const double numeric = (posttrain::clipped_surrogate_loss(plus, old_logp, advantages, 0.2).sum().item<double>() -
+                            posttrain::clipped_surrogate_loss(minus, old_logp, advantages, 0.2).sum().item<double>()) /
+                           (2 * h);
+    CHECK(logp.grad()[i].item<double>() == Approx(numeric).margin(1e-6));
+  }
+  CHECK(logp.grad()[1].item<double>() == 0.0);  // clipped: no push beyond 1 + eps
+}
