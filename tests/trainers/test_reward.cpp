@@ -10,10 +10,12 @@
 #include <filesystem>
 #include <sstream>
 
+#include "core/error.h"
 #include "models/chat.h"
 #include "models/checkpoint.h"
 #include "models/tokenizer.h"
 #include "tests/test_util.h"
+#include "trainers/rewards.h"
 
 namespace {
 
@@ -122,6 +124,22 @@ TEST_CASE("a reward run generalises to held-out pairs and saves HF's classifier 
   CHECK(single["score"].get<double>() == Approx(rr).margin(1e-4));
   CHECK(rc > rr);
 
+  // The reward_model reward function (for PPO / GRPO) gives the same numbers on rollouts.
+  {
+    posttrain::Rollout chosen, rejected;
+    const auto chosen_ids = pair_ids(tok, kQuestion, kChosen), rejected_ids = pair_ids(tok, kQuestion, kRejected);
+    const auto prompt = posttrain::render_chat(tok, {{"user", kQuestion}}, true).ids;
+    chosen.prompt_ids = rejected.prompt_ids = prompt;
+    chosen.response_ids.assign(chosen_ids.begin() + static_cast<long>(prompt.size()), chosen_ids.end());
+    rejected.response_ids.assign(rejected_ids.begin() + static_cast<long>(prompt.size()), rejected_ids.end());
+    chosen.record = rejected.record = "{}";
+    posttrain::RewardMix mix(YAML::Load("[{name: reward_model, model: '" + tmp / "run/final" + "'}]"), "ppo.rewards",
+                             "recipe.yaml", {}, {});
+    const auto scores = mix.score({chosen, rejected}, nullptr);
+    CHECK(scores[0] == Approx(rc).margin(1e-4));
+    CHECK(scores[1] == Approx(rr).margin(1e-4));
+  }
+
   // Bad input names the line; a causal LM is refused.
   test::write_text(tmp / "bad.jsonl", R"({"prompt": "x", "response": "y"})"
                                       "\n"
@@ -145,4 +163,44 @@ TEST_CASE("a reward run resumed from its step-10 checkpoint ends with the same w
   CHECK(r.output.find("resumed from") != std::string::npos);
   CHECK(test::read_text(tmp / "resumed/final/model.safetensors") ==
         test::read_text(tmp / "full/final/model.safetensors"));
+}
+
+TEST_CASE("reward functions by hand, mixed with weights", "[trainers][reward]") {
+  auto tok = posttrain::Tokenizer::from_dir(test::tokenizer_dir());
+  auto rollout = [&](const std::string& answer, const std::string& response) {
+    posttrain::Rollout r;
+    r.record = nlohmann::json({{"prompt", "Q"}, {"answer", answer}}).dump();
+    r.prompt_ids = tok.encode("Q");
+    r.response_text = response;
+    r.response_ids = tok.encode(response);
+    return r;
+  };
+  const std::vector<posttrain::Rollout> rollouts = {rollout("42", " 42 "), rollout("42", "It is 42."),
+                                                    rollout("7", "seven")};
+  YAML::Node list = YAML::Load(
+      "[{name: exact_match}, {name: contains, weight: 2}, {name: regex, pattern: '^It', weight: 0.5},"
+      " {name: length_penalty, weight: 0.1, per_tokens: 2}]");
+  posttrain::RewardMix mix(list, "grpo.rewards", "recipe.yaml", {}, {});
+  std::vector<std::pair<std::string, double>> means;
+  const auto total = mix.score(rollouts, &means);
+  // " 42 ": exact 1, contains 1, regex 0, length -tokens/2.
+  const double len0 = static_cast<double>(tok.encode(" 42 ").size()),
+               len1 = static_cast<double>(tok.encode("It is 42.").size()),
+               len2 = static_cast<double>(tok.encode("seven").size());
+  CHECK(total[0] == Approx(1 + 2 * 1 + 0.5 * 0 - 0.1 * len0 / 2));
+  CHECK(total[1] == Approx(0 + 2 * 1 + 0.5 * 1 - 0.1 * len1 / 2));
+  CHECK(total[2] == Approx(0 + 0 + 0 - 0.1 * len2 / 2));
+  REQUIRE(means.size() == 4);
+  CHECK(means[0].first == "exact_match");
+  CHECK(means[0].second == Approx(1.0 / 3));
+  CHECK(means[1].second == Approx(2.0 / 3));
+  // Unknown names and options are errors naming the entry.
+  try {
+    posttrain::RewardMix bad(YAML::Load("[{name: exact_match, feild: answer}]"), "grpo.rewards", "recipe.yaml", {}, {});
+    FAIL("an unknown option was accepted");
+  } catch (const posttrain::UserError& e) {
+    CHECK(std::string(e.what()).find("grpo.rewards[0].feild") != std::string::npos);
+  }
+  CHECK_THROWS_AS(posttrain::RewardMix(YAML::Load("[{name: telepathy}]"), "grpo.rewards", "r.yaml", {}, {}),
+                  posttrain::UserError);
 }
