@@ -182,3 +182,24 @@ TEST_CASE("launch rejects impossible settings", "[launch]") {
   CHECK(odd.exit_code != 0);
   CHECK(odd.output.find("multiple of world_size (3)") != std::string::npos);
 }
+
+TEST_CASE("4 micro-steps x 2 ranks equal one batch of 8 in one micro-step (SFT tokens, DPO pairs)",
+          "[launch][distributed]") {
+  test::TempDir tmp("launch-accumulate");
+  for (const char* method : {"sft", "dpo"}) {
+    INFO(method);
+    const std::string recipe = test::source_dir() + "/recipes/quickstart/" + method + ".yaml train.steps=3 " +
+                               "train.batch_size=8 checkpoint.every=0 output_dir=" + tmp / method;
+    auto big = test::run(env_prefix() + test::posttrain_bin() + " run " + recipe + "-big train.micro_batch_size=8");
+    REQUIRE(big.exit_code == 0);
+    auto split = test::run(env_prefix() + test::posttrain_bin() + " launch --nproc-per-node 2 --master-port " +
+                           std::to_string(next_port()) + " " + recipe + "-split train.micro_batch_size=1");
+    INFO(split.output);
+    REQUIRE(split.exit_code == 0);
+    const auto a = test::run_losses(tmp / method + "-big"), b = test::run_losses(tmp / method + "-split");
+    REQUIRE(a.size() == 3);
+    REQUIRE(b.size() == 3);
+    for (size_t i = 0; i < 3; ++i) CHECK(b[i] == Approx(a[i]).epsilon(1e-5));
+    CHECK(max_weight_difference(tmp / method + "-big/final", tmp / method + "-split/final") < 1e-5);
+  }
+}
