@@ -45,6 +45,15 @@ std::vector<std::vector<int64_t>> split_micro_batches(const std::vector<int64_t>
   return out;
 }
 
+std::vector<int64_t> pair_examples(const std::vector<int64_t>& pairs) {
+  std::vector<int64_t> examples;
+  for (int64_t p : pairs) {
+    examples.push_back(2 * p);
+    examples.push_back(2 * p + 1);
+  }
+  return examples;
+}
+
 int64_t count_loss_tokens(const TokenizedDataset& data, const std::vector<int64_t>& indices) {
   int64_t count = 0;
   for (int64_t i : indices)  // the first token is never a target

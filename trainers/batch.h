@@ -38,6 +38,10 @@ std::vector<int64_t> sample_indices(int64_t dataset_size, uint64_t seed, int64_t
 // Consecutive slices of at most `size` indices (the micro-batches of a rank's share of a step).
 std::vector<std::vector<int64_t>> split_micro_batches(const std::vector<int64_t>& indices, int64_t size);
 
+// Preference data stores pair p as examples 2p (chosen) and 2p+1 (rejected): the example indices of
+// `pairs`, chosen then rejected for each.
+std::vector<int64_t> pair_examples(const std::vector<int64_t>& pairs);
+
 // Loss tokens in examples `indices` (for normalising by the global count of an optimizer step).
 int64_t count_loss_tokens(const TokenizedDataset& data, const std::vector<int64_t>& indices);
 

@@ -16,12 +16,6 @@ namespace posttrain {
 
 namespace {
 
-std::string step_name(int64_t step) {
-  char name[32];
-  std::snprintf(name, sizeof(name), "step-%06lld", static_cast<long long>(step));
-  return name;
-}
-
 std::vector<std::pair<int64_t, std::string>> complete_checkpoints(const std::string& run_dir) {
   std::vector<std::pair<int64_t, std::string>> found;
   const fs::path dir = fs::path(run_dir) / "checkpoints";
@@ -38,10 +32,21 @@ std::vector<std::pair<int64_t, std::string>> complete_checkpoints(const std::str
 
 }  // namespace
 
+std::string checkpoint_dir(const std::string& run_dir, int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "step-%06lld", static_cast<long long>(step));
+  return (fs::path(run_dir) / "checkpoints" / name).string();
+}
+
+void prune_checkpoints(const std::string& run_dir, int64_t keep_last) {
+  auto all = complete_checkpoints(run_dir);
+  for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) fs::remove_all(all[i].second);
+}
+
 void save_training_checkpoint(QwenForCausalLMImpl& model, const AdamW& optimizer, int64_t step,
                               const std::string& run_dir, const std::string& tokenizer_dir, int64_t keep_last,
                               const nlohmann::json* method_state) {
-  const fs::path final_dir = fs::path(run_dir) / "checkpoints" / step_name(step);
+  const fs::path final_dir = checkpoint_dir(run_dir, step);
   const fs::path partial = final_dir.string() + ".partial";
   fs::create_directories(final_dir.parent_path());
   fs::remove_all(partial);
@@ -54,9 +59,7 @@ void save_training_checkpoint(QwenForCausalLMImpl& model, const AdamW& optimizer
   write_file_atomic((partial / "trainer_state.json").string(), state.dump(2) + "\n");
   fs::remove_all(final_dir);
   fs::rename(partial, final_dir);
-
-  auto all = complete_checkpoints(run_dir);
-  for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) fs::remove_all(all[i].second);
+  prune_checkpoints(run_dir, keep_last);
 }
 
 std::optional<std::string> latest_checkpoint(const std::string& run_dir) {

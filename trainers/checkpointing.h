@@ -19,6 +19,12 @@ void save_training_checkpoint(QwenForCausalLMImpl& model, const AdamW& optimizer
                               const std::string& run_dir, const std::string& tokenizer_dir, int64_t keep_last,
                               const nlohmann::json* method_state = nullptr);
 
+// <run_dir>/checkpoints/step-NNNNNN, complete or not.
+std::string checkpoint_dir(const std::string& run_dir, int64_t step);
+
+// Deletes all but the newest `keep_last` complete checkpoints (folders with a trainer_state.json).
+void prune_checkpoints(const std::string& run_dir, int64_t keep_last);
+
 // The newest complete checkpoint folder in the run, if any.
 std::optional<std::string> latest_checkpoint(const std::string& run_dir);
 

@@ -97,17 +97,11 @@ void train_dpo(RunContext& ctx) {
     }
   }
   const int64_t pair_count = t.data.size() / 2;  // pair p is examples 2p (chosen) and 2p+1 (rejected)
-  const int64_t per_rank = spec.batch_size / ctx.world_size;  // batch_size counts pairs here
   for (int64_t step = t.start_step; step < spec.steps; ++step) {
     StepStats stats;
-    const auto global = sample_indices(pair_count, ctx.recipe.seed, step * spec.batch_size, spec.batch_size);
-    const std::vector<int64_t> pairs(global.begin() + ctx.rank * per_rank, global.begin() + (ctx.rank + 1) * per_rank);
+    const std::vector<int64_t> pairs = rank_share(ctx, step_batch(ctx, pair_count, step));  // batch_size counts pairs
     for (const auto& micro_pairs : split_micro_batches(pairs, spec.micro_batch_size)) {
-      std::vector<int64_t> examples;  // chosen, rejected, chosen, rejected, ...
-      for (int64_t p : micro_pairs) {
-        examples.push_back(2 * p);
-        examples.push_back(2 * p + 1);
-      }
+      const std::vector<int64_t> examples = pair_examples(micro_pairs);  // chosen, rejected, ...
       const LMBatch batch = make_lm_batch(t.data, examples, t.tokenizer.pad_id());
       const ResponseLogProbs policy_lp = response_logprobs(*t.model, batch, t.bf16_autocast);
       auto policy = (mean ? policy_lp.means : policy_lp.sums).view({-1, 2});  // [P, 2]: chosen, rejected
@@ -139,11 +133,7 @@ void train_dpo(RunContext& ctx) {
       auto rejected = loss_options.beta *
                       (lp.policy_rejected - (lp.reference_rejected.defined() ? lp.reference_rejected
                                                                              : torch::zeros_like(lp.policy_rejected)));
-      stats.metric_sums["rewards/chosen"] += chosen.sum().item<double>();
-      stats.metric_sums["rewards/rejected"] += rejected.sum().item<double>();
-      stats.metric_sums["rewards/margins"] += (chosen - rejected).sum().item<double>();
-      stats.metric_sums["rewards/accuracy"] += (chosen > rejected).sum().item<double>();
-      stats.metric_count += static_cast<double>(chosen.size(0));
+      add_pair_reward_metrics(stats, chosen, rejected);
     }
     finish_step(ctx, t, step, stats);
   }

@@ -67,34 +67,11 @@ void train_grpo(RunContext& ctx) {
 
     // 2. No-grad pass: log-probs of the sampled tokens under the sampling policy and the reference.
     clock = std::chrono::steady_clock::now();
-    const TokenizedDataset rows = rollout_dataset(rollouts);
-    std::vector<RolloutBatch> micro_batches;
-    std::vector<double> sequence_kl(rollouts.size(), 0.0);  // sum over tokens of k1 = log pi - log ref
+    std::vector<double> sequence_kl;  // per rollout: sum over its tokens of k1 = log pi - log ref
+    const std::vector<RolloutBatch> micro_batches =
+        score_rollouts(t, reference ? reference.get() : nullptr, rollouts, group, spec.micro_batch_size, &sequence_kl);
     double rank_tokens = 0;
-    for (const auto& prompts_in_micro : split_micro_batches(
-             [&] {
-               std::vector<int64_t> all(static_cast<size_t>(per_rank));
-               for (int64_t i = 0; i < per_rank; ++i) all[static_cast<size_t>(i)] = i;
-               return all;
-             }(),
-             spec.micro_batch_size)) {
-      RolloutBatch mb;
-      for (int64_t p : prompts_in_micro)
-        for (int64_t k = 0; k < group; ++k) mb.rows.push_back(p * group + k);
-      mb.batch = make_lm_batch(rows, mb.rows, t.tokenizer.pad_id());
-      const int64_t B = static_cast<int64_t>(mb.rows.size());
-      mb.mask = mb.batch.targets.ne(kIgnoreIndex).to(t.model->device(), torch::kFloat32);  // [B, T-1]
-      torch::NoGradGuard no_grad;
-      mb.old_logp = batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast).view({B, -1});
-      if (reference) {
-        mb.ref_logp = batch_token_logprobs(*reference, mb.batch, t.bf16_autocast).view({B, -1});
-        auto kl = (kl_estimate("k1", mb.old_logp, mb.ref_logp) * mb.mask).sum(1).to(torch::kCPU, torch::kFloat64);
-        for (int64_t b = 0; b < B; ++b)
-          sequence_kl[static_cast<size_t>(mb.rows[static_cast<size_t>(b)])] = kl[b].item<double>();
-      }
-      rank_tokens += mb.mask.sum().item<double>();
-      micro_batches.push_back(std::move(mb));
-    }
+    for (const auto& mb : micro_batches) rank_tokens += mb.mask.sum().item<double>();
 
     // 3. Rewards, then advantages. The KL to the reference is either subtracted from the reward here
     // or added to the loss below.
@@ -110,10 +87,9 @@ void train_grpo(RunContext& ctx) {
       sum += r;
       sum_sq += r * r;
     }
-    const double n = static_cast<double>(spec.batch_size * group);
-    sum = ctx.dist->all_reduce_sum(sum);
-    sum_sq = ctx.dist->all_reduce_sum(sum_sq);
-    const double mean = sum / n, std = std::sqrt(std::max(0.0, sum_sq / n - mean * mean) * n / std::max(1.0, n - 1));
+    const Moments moments = global_moments(ctx, sum, sum_sq, static_cast<double>(reward.size()));
+    const double mean = moments.mean,  // std with Bessel's correction, as the group std
+        std = std::sqrt(moments.variance * moments.count / std::max(1.0, moments.count - 1));
     const auto advantages =
         estimator->advantages(torch::tensor(reward, torch::kFloat64).view({per_rank, group}), mean, std)
             .view({-1})

@@ -61,8 +61,8 @@ void train_kto(RunContext& ctx) {
   const int64_t per_rank = spec.batch_size / ctx.world_size;
   for (int64_t step = t.start_step; step < spec.steps; ++step) {
     StepStats stats;
-    const auto global = sample_indices(t.data.size(), ctx.recipe.seed, step * spec.batch_size, spec.batch_size);
-    const std::vector<int64_t> mine(global.begin() + ctx.rank * per_rank, global.begin() + (ctx.rank + 1) * per_rank);
+    const auto global = step_batch(ctx, t.data.size(), step);
+    const std::vector<int64_t> mine = rank_share(ctx, global);
 
     // 1. The reference point z: r on mismatched pairs, example g's prompt with example g+1's response
     // (positions in the global batch, wrapping), summed over every rank.
@@ -71,7 +71,7 @@ void train_kto(RunContext& ctx) {
       torch::NoGradGuard no_grad;
       TokenizedDataset mismatched;
       for (int64_t i = 0; i < per_rank; ++i) {
-        const int64_t g = ctx.rank * per_rank + i;
+        const int64_t g = rank_offset(ctx) + i;
         append_mismatched(t.data, global[static_cast<size_t>(g)],
                           global[static_cast<size_t>((g + 1) % spec.batch_size)], mismatched);
       }

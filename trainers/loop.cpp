@@ -70,14 +70,23 @@ LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind, int6
   return t;
 }
 
+std::vector<int64_t> step_batch(const RunContext& ctx, int64_t size, int64_t step) {
+  const int64_t batch = ctx.recipe.train.batch_size;
+  return sample_indices(size, ctx.recipe.seed, step * batch, batch);
+}
+
+int64_t rank_offset(const RunContext& ctx) { return ctx.rank * (ctx.recipe.train.batch_size / ctx.world_size); }
+
+std::vector<int64_t> rank_share(const RunContext& ctx, const std::vector<int64_t>& global) {
+  const int64_t per_rank = static_cast<int64_t>(global.size()) / ctx.world_size, first = rank_offset(ctx);
+  return std::vector<int64_t>(global.begin() + first, global.begin() + first + per_rank);
+}
+
 std::vector<int64_t> rank_examples(const RunContext& ctx, const TokenizedDataset& data, int64_t step,
                                    int64_t* global_loss_tokens) {
-  const TrainSpec& spec = ctx.recipe.train;
-  // The global batch is the same on every rank (derived from seed and step); each takes its slice.
-  const auto global = sample_indices(data.size(), ctx.recipe.seed, step * spec.batch_size, spec.batch_size);
+  const auto global = step_batch(ctx, data.size(), step);
   *global_loss_tokens = std::max<int64_t>(1, count_loss_tokens(data, global));
-  const int64_t per_rank = spec.batch_size / ctx.world_size;
-  return std::vector<int64_t>(global.begin() + ctx.rank * per_rank, global.begin() + (ctx.rank + 1) * per_rank);
+  return rank_share(ctx, global);
 }
 
 torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch, bool bf16_autocast,
@@ -91,6 +100,15 @@ torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& ba
   if (hidden_out != nullptr) *hidden_out = hidden.narrow(1, 0, T - 1);  // [B, T-1, H]
   return chunked_token_logprobs(hidden.narrow(1, 0, T - 1).reshape({-1, hidden.size(2)}), model.lm_head_weight(),
                                 batch.targets.reshape({-1}).to(device));  // [B * (T-1)]
+}
+
+void add_pair_reward_metrics(StepStats& stats, const torch::Tensor& chosen, const torch::Tensor& rejected) {
+  torch::NoGradGuard no_grad;
+  stats.metric_sums["rewards/chosen"] += chosen.sum().item<double>();
+  stats.metric_sums["rewards/rejected"] += rejected.sum().item<double>();
+  stats.metric_sums["rewards/margins"] += (chosen - rejected).sum().item<double>();
+  stats.metric_sums["rewards/accuracy"] += (chosen > rejected).sum().item<double>();
+  stats.metric_count += static_cast<double>(chosen.size(0));
 }
 
 double apply_update(RunContext& ctx, LMTraining& t, int64_t step, double rank_loss, double lr_scale) {
@@ -159,6 +177,15 @@ bool finish_step(RunContext& ctx, LMTraining& t, int64_t step, StepStats stats) 
     ctx.dist->barrier();  // nobody runs ahead of a checkpoint that a restart may resume from
   }
   return true;
+}
+
+Moments global_moments(RunContext& ctx, double sum, double sum_sq, double count) {
+  Moments m;
+  m.count = ctx.dist->all_reduce_sum(count);
+  const double n = std::max(1.0, m.count);
+  m.mean = ctx.dist->all_reduce_sum(sum) / n;
+  m.variance = std::max(0.0, ctx.dist->all_reduce_sum(sum_sq) / n - m.mean * m.mean);
+  return m;
 }
 
 void finish_training(RunContext& ctx, LMTraining& t) {

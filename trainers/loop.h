@@ -43,6 +43,13 @@ struct LMTraining {
 // model) with a fresh `score` head drawn from the recipe seed.
 LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind = "sft", int64_t classifier_labels = 0);
 
+// The step's global batch: train.batch_size indices into `size` items, drawn from (seed, step), the
+// same on every rank without communication.
+std::vector<int64_t> step_batch(const RunContext& ctx, int64_t size, int64_t step);
+// This rank's contiguous slice of a global batch, which starts at position rank_offset(ctx).
+std::vector<int64_t> rank_share(const RunContext& ctx, const std::vector<int64_t>& global);
+int64_t rank_offset(const RunContext& ctx);
+
 // This rank's example indices for `step`, and the loss-token count of the whole global batch.
 std::vector<int64_t> rank_examples(const RunContext& ctx, const TokenizedDataset& data, int64_t step,
                                    int64_t* global_loss_tokens);
@@ -66,6 +73,10 @@ struct StepStats {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 };
 
+// rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracy of a micro-batch's pairs
+// (rewards [P] each), added to the step's metric sums; metric_count counts pairs. No gradient.
+void add_pair_reward_metrics(StepStats& stats, const torch::Tensor& chosen, const torch::Tensor& rejected);
+
 // One optimizer update after the backward passes that make it up: all-reduce the gradients, clip, check
 // the global loss and gradient norm are finite, AdamW at the step's learning rate. Returns the
 // gradient norm, or NaN when the update was skipped (on_nonfinite=skip); throws for on_nonfinite=stop.
@@ -76,6 +87,13 @@ double apply_update(RunContext& ctx, LMTraining& training, int64_t step, double 
 // Everything after the last backward of a step. Returns false if the step was skipped
 // (non-finite, train.on_nonfinite=skip); throws UserError naming the step for on_nonfinite=stop.
 bool finish_step(RunContext& ctx, LMTraining& training, int64_t step, StepStats stats);
+
+// Mean and population variance of values spread over the ranks, from this rank's sum, sum of
+// squares and count (all-reduced here, so every rank gets the same numbers).
+struct Moments {
+  double mean = 0, variance = 0, count = 0;
+};
+Moments global_moments(RunContext& ctx, double sum, double sum_sq, double count);
 
 // Final checkpoint and the HF model folder <run>/final.
 void finish_training(RunContext& ctx, LMTraining& training);

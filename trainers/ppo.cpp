@@ -50,14 +50,12 @@ torch::Tensor token_values(QwenForCausalLMImpl& critic, const LMBatch& batch, bo
   return critic.score->forward(h.to(critic.score->weight.scalar_type())).squeeze(-1).to(torch::kFloat32);
 }
 
-// A shared-body critic's head and AdamW state, in <critic_dir>/checkpoints/step-N/ (written under a
+// A shared-body critic's head and AdamW state, as a checkpoint of <critic_dir> (written under a
 // .partial name, then renamed; only the newest keep_last are kept).
 void save_value_head(const std::string& critic_dir, int64_t step,
                      const std::vector<std::pair<std::string, torch::Tensor>>& params, const AdamW& optimizer,
                      int64_t keep_last) {
-  char name[32];
-  std::snprintf(name, sizeof(name), "step-%06lld", static_cast<long long>(step));
-  const fs::path dir = fs::path(critic_dir) / "checkpoints" / name, partial = dir.string() + ".partial";
+  const fs::path dir = checkpoint_dir(critic_dir, step), partial = dir.string() + ".partial";
   fs::remove_all(partial);
   fs::create_directories(partial);
   auto tensors = params;
@@ -67,12 +65,7 @@ void save_value_head(const std::string& critic_dir, int64_t step,
                     nlohmann::json({{"step", step}, {"optimizer_steps", optimizer.steps_taken()}}).dump() + "\n");
   fs::remove_all(dir);
   fs::rename(partial, dir);
-  std::vector<fs::path> complete;
-  for (const auto& entry : fs::directory_iterator(dir.parent_path()))
-    if (fs::exists(entry.path() / "value_head.safetensors") && entry.path().extension() != ".partial")
-      complete.push_back(entry.path());
-  std::sort(complete.begin(), complete.end());
-  for (size_t i = 0; i + static_cast<size_t>(keep_last) < complete.size(); ++i) fs::remove_all(complete[i]);
+  prune_checkpoints(critic_dir, keep_last);
 }
 
 void load_value_head(const std::string& dir, std::vector<std::pair<std::string, torch::Tensor>>& params,
@@ -181,12 +174,10 @@ void train_ppo(RunContext& ctx) {
   critic.optimizer = std::make_unique<AdamW>(critic.params, spec);
   const std::string critic_dir = ctx.run_dir + "/critic";
   if (t.start_step > 0) {  // the critic's checkpoint is written just before the policy's, same step
-    char name[32];
-    std::snprintf(name, sizeof(name), "/checkpoints/step-%06lld", static_cast<long long>(t.start_step));
     if (shared)
-      load_value_head(critic_dir + name, critic.params, *critic.optimizer);
+      load_value_head(checkpoint_dir(critic_dir, t.start_step), critic.params, *critic.optimizer);
     else
-      load_training_checkpoint(critic_dir + name, *critic.model, *critic.optimizer);
+      load_training_checkpoint(checkpoint_dir(critic_dir, t.start_step), *critic.model, *critic.optimizer);
   }
   auto save_critic = [&](int64_t steps_done) {
     if (ctx.rank != 0) return;
@@ -214,23 +205,18 @@ void train_ppo(RunContext& ctx) {
     clock = std::chrono::steady_clock::now();
     std::vector<std::pair<std::string, double>> component_means;
     std::vector<double> score = rewards.score(rollouts, &component_means);
-    const TokenizedDataset rows = rollout_dataset(rollouts);
+    std::vector<double> sequence_kl;
+    std::vector<torch::Tensor> hidden;  // shared critic: the policy's hidden states per micro-batch
+    std::vector<RolloutBatch> scored = score_rollouts(t, reference.get(), rollouts, samples, spec.micro_batch_size,
+                                                      &sequence_kl, shared ? &hidden : nullptr);
     std::vector<PpoBatch> batches;
-    std::vector<double> sequence_kl(rollouts.size(), 0.0);
     double adv_sum = 0, adv_sq = 0, adv_count = 0;
-    for (int64_t first = 0; first < per_rank; first += spec.micro_batch_size) {
-      PpoBatch pb;
-      RolloutBatch& mb = pb.rollout;
-      for (int64_t p = first; p < first + spec.micro_batch_size; ++p)
-        for (int64_t k = 0; k < samples; ++k) mb.rows.push_back(p * samples + k);
-      mb.batch = make_lm_batch(rows, mb.rows, t.tokenizer.pad_id());
-      const int64_t B = static_cast<int64_t>(mb.rows.size());
-      mb.mask = mb.batch.targets.ne(kIgnoreIndex).to(t.model->device(), torch::kFloat32);  // [B, T-1]
+    for (size_t m = 0; m < scored.size(); ++m) {
       torch::NoGradGuard no_grad;
-      torch::Tensor hidden;
-      mb.old_logp = batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast, shared ? &hidden : nullptr).view({B, -1});
-      mb.ref_logp = batch_token_logprobs(*reference, mb.batch, t.bf16_autocast).view({B, -1});
-      pb.old_values = values_of(mb.batch, hidden) * mb.mask;
+      PpoBatch pb;
+      pb.rollout = std::move(scored[m]);
+      const RolloutBatch& mb = pb.rollout;
+      pb.old_values = values_of(mb.batch, shared ? hidden[m] : torch::Tensor()) * mb.mask;
       // 3. Token rewards: -beta KL_t on every response token, the score on the last one.
       auto kl = kl_estimate(kl_estimator, mb.old_logp, mb.ref_logp) * mb.mask;  // [B, T-1]
       auto token_rewards = kl_placement == "reward" ? -beta * kl : torch::zeros_like(kl);
@@ -247,9 +233,6 @@ void train_ppo(RunContext& ctx) {
       token_rewards.scatter_add_(
           1, last.unsqueeze(1),
           torch::tensor(row_scores, torch::kFloat64).to(mb.mask.device(), torch::kFloat32).unsqueeze(1));
-      auto k1 = (kl_estimate("k1", mb.old_logp, mb.ref_logp) * mb.mask).sum(1).to(torch::kCPU, torch::kFloat64);
-      for (int64_t b = 0; b < B; ++b)
-        sequence_kl[static_cast<size_t>(mb.rows[static_cast<size_t>(b)])] = k1[b].item<double>();
       // 4. GAE; returns before whitening.
       pb.advantages = gae_advantages(token_rewards, pb.old_values, mb.mask, gamma, lambda);
       pb.returns = pb.advantages + pb.old_values;
@@ -259,12 +242,8 @@ void train_ppo(RunContext& ctx) {
       batches.push_back(std::move(pb));
     }
     // Whitening over the global batch (every rank's response tokens).
-    adv_sum = ctx.dist->all_reduce_sum(adv_sum);
-    adv_sq = ctx.dist->all_reduce_sum(adv_sq);
-    const double tokens_all = std::max(1.0, ctx.dist->all_reduce_sum(adv_count));
-    const double adv_mean = adv_sum / tokens_all;
-    const double adv_rstd = 1.0 / std::sqrt(std::max(0.0, adv_sq / tokens_all - adv_mean * adv_mean) + 1e-8);
-    for (auto& pb : batches) pb.advantages = (pb.advantages - adv_mean) * adv_rstd * pb.rollout.mask;
+    const Moments adv = global_moments(ctx, adv_sum, adv_sq, adv_count);
+    for (auto& pb : batches) pb.advantages = whiten(pb.advantages, pb.rollout.mask, adv.mean, adv.variance);
     stats.rank0_values["time/score_s"] = seconds_since(clock);
 
     // 5. Updates.
@@ -325,25 +304,21 @@ void train_ppo(RunContext& ctx) {
     stats.rank0_values["value_loss"] = ctx.dist->all_reduce_sum(value_loss_sum) / token_count;
     stats.rank0_values["kl_coef"] = beta;
     stats.rank0_values["time/update_s"] = seconds_since(clock);
-    double score_sq = 0;
+    double score_sum = 0, score_sq = 0, kl_sum = 0;
     for (size_t i = 0; i < rollouts.size(); ++i) {
       stats.metric_sums["reward/mean"] += score[i];
+      score_sum += score[i];
       score_sq += score[i] * score[i];
+      kl_sum += sequence_kl[i];
     }
     add_rollout_metrics(stats, rollouts, sequence_kl, entropies, component_means);
     for (const auto& pb : batches)
       stats.sequence_length = std::max(stats.sequence_length, pb.rollout.batch.input_ids.size(1));
     // Global reward std and mean KL (for the adaptive controller), the same on every rank.
-    const double n = static_cast<double>(spec.batch_size * samples);
-    double score_sum = 0, kl_sum = 0;
-    for (size_t i = 0; i < rollouts.size(); ++i) {
-      score_sum += score[i];
-      kl_sum += sequence_kl[i];
-    }
-    score_sum = ctx.dist->all_reduce_sum(score_sum);
-    score_sq = ctx.dist->all_reduce_sum(score_sq);
+    const Moments scores = global_moments(ctx, score_sum, score_sq, static_cast<double>(rollouts.size()));
+    const double n = scores.count;
     const double kl_mean = ctx.dist->all_reduce_sum(kl_sum) / n;
-    stats.rank0_values["reward/std"] = std::sqrt(std::max(0.0, score_sq / n - (score_sum / n) * (score_sum / n)));
+    stats.rank0_values["reward/std"] = std::sqrt(scores.variance);
     if (kl_target > 0) {
       const double error = std::clamp(kl_mean / kl_target - 1.0, -0.2, 0.2);
       beta *= 1.0 + error * n / kl_horizon;

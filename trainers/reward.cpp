@@ -26,16 +26,6 @@ torch::Tensor example_rewards(QwenForCausalLMImpl& model, const TokenizedDataset
   return last_token_scores(model, batch.input_ids, batch.key_padding).select(1, 0).to(torch::kFloat32);  // [N]
 }
 
-// Pair p is examples 2p (chosen) and 2p+1 (rejected).
-std::vector<int64_t> pair_examples(const std::vector<int64_t>& pairs) {
-  std::vector<int64_t> examples;
-  for (int64_t p : pairs) {
-    examples.push_back(2 * p);
-    examples.push_back(2 * p + 1);
-  }
-  return examples;
-}
-
 struct HeldOut {
   double accuracy = 0, loss = 0, margin = 0;
   int64_t pairs = 0;
@@ -106,14 +96,11 @@ void train_reward(RunContext& ctx) {
     ctx.manifest["reward"]["eval_accuracy"] = held.accuracy;
   };
 
-  const int64_t per_rank = spec.batch_size / ctx.world_size;  // batch_size counts pairs
   for (int64_t step = t.start_step; step < spec.steps; ++step) {
     StepStats stats;
-    const auto drawn = sample_indices(static_cast<int64_t>(train_pairs.size()), ctx.recipe.seed, step * spec.batch_size,
-                                      spec.batch_size);
-    std::vector<int64_t> pairs;
-    for (int64_t i = ctx.rank * per_rank; i < (ctx.rank + 1) * per_rank; ++i)
-      pairs.push_back(train_pairs[static_cast<size_t>(drawn[static_cast<size_t>(i)])]);
+    std::vector<int64_t> pairs;  // batch_size counts pairs; the draws index the training pairs
+    for (int64_t i : rank_share(ctx, step_batch(ctx, static_cast<int64_t>(train_pairs.size()), step)))
+      pairs.push_back(train_pairs[static_cast<size_t>(i)]);
     for (const auto& micro : split_micro_batches(pairs, spec.micro_batch_size)) {
       const auto examples = pair_examples(micro);
       auto r = example_rewards(*t.model, t.data, examples, t.tokenizer.pad_id(), t.bf16_autocast).view({-1, 2});
@@ -125,12 +112,7 @@ void train_reward(RunContext& ctx) {
       stats.loss += loss.item<double>();
       for (int64_t e : examples) stats.tokens += t.data.length(e);
       for (int64_t e : examples) stats.sequence_length = std::max(stats.sequence_length, t.data.length(e));
-      torch::NoGradGuard no_grad;
-      stats.metric_sums["rewards/chosen"] += chosen.sum().item<double>();
-      stats.metric_sums["rewards/rejected"] += rejected.sum().item<double>();
-      stats.metric_sums["rewards/margins"] += (chosen - rejected).sum().item<double>();
-      stats.metric_sums["rewards/accuracy"] += (chosen > rejected).sum().item<double>();
-      stats.metric_count += static_cast<double>(micro.size());
+      add_pair_reward_metrics(stats, chosen, rejected);
     }
     finish_step(ctx, t, step, stats);
     if (eval_every > 0 && (step + 1) % eval_every == 0 && step + 1 < spec.steps) log_eval(step + 1);

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "core/error.h"
@@ -97,12 +99,16 @@ torch::Tensor gae_advantages(const torch::Tensor& rewards, const torch::Tensor& 
   return advantages;
 }
 
+torch::Tensor whiten(const torch::Tensor& values, const torch::Tensor& mask, double mean, double variance) {
+  return (values - mean) * (1.0 / std::sqrt(variance + 1e-8)) * mask.to(values.scalar_type());
+}
+
 torch::Tensor masked_whiten(const torch::Tensor& values, const torch::Tensor& mask) {
   auto m = mask.to(values.scalar_type());
-  auto n = m.sum().clamp_min(1);
-  auto mean = (values * m).sum() / n;
-  auto var = ((values - mean).pow(2) * m).sum() / n;
-  return (values - mean) * torch::rsqrt(var + 1e-8) * m;
+  const double n = std::max(1.0, m.sum().item<double>());
+  const double mean = (values * m).sum().item<double>() / n;
+  const double variance = ((values - mean).pow(2) * m).sum().item<double>() / n;
+  return whiten(values, mask, mean, variance);
 }
 
 }  // namespace posttrain

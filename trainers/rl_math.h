@@ -43,7 +43,11 @@ torch::Tensor clipped_surrogate_loss(const torch::Tensor& logp, const torch::Ten
 torch::Tensor gae_advantages(const torch::Tensor& rewards, const torch::Tensor& values, const torch::Tensor& mask,
                              double gamma, double lambda);
 
-// (x - mean) / sqrt(var + 1e-8) over the masked entries (population variance); 0 off the mask.
+// (x - mean) / sqrt(variance + 1e-8) on the masked entries, 0 off the mask, with given statistics
+// (e.g. of the whole global batch).
+torch::Tensor whiten(const torch::Tensor& values, const torch::Tensor& mask, double mean, double variance);
+
+// whiten() with the mean and population variance of the masked entries themselves.
 torch::Tensor masked_whiten(const torch::Tensor& values, const torch::Tensor& mask);
 
 }  // namespace posttrain

@@ -3,6 +3,8 @@
 #include <torch/torch.h>
 
 #include "core/rng.h"
+#include "models/logprobs.h"
+#include "trainers/rl_math.h"
 
 namespace posttrain {
 
@@ -45,10 +47,8 @@ std::vector<Rollout> sample_rollouts(QwenForCausalLMImpl& policy, const Tokenize
 
 std::vector<Rollout> step_rollouts(const RunContext& ctx, LMTraining& t, int64_t step, int64_t group,
                                    const GenerationOptions& sampling, std::vector<double>* entropies) {
-  const int64_t batch = ctx.recipe.train.batch_size, per_rank = batch / ctx.world_size;
-  const auto global = sample_indices(t.prompts.size(), ctx.recipe.seed, step * batch, batch);
-  const std::vector<int64_t> mine(global.begin() + ctx.rank * per_rank, global.begin() + (ctx.rank + 1) * per_rank);
-  return sample_rollouts(*t.model, t.tokenizer, t.prompts, mine, ctx.rank * per_rank, group, sampling, ctx.recipe.seed,
+  const auto mine = rank_share(ctx, step_batch(ctx, t.prompts.size(), step));
+  return sample_rollouts(*t.model, t.tokenizer, t.prompts, mine, rank_offset(ctx), group, sampling, ctx.recipe.seed,
                          step, entropies);
 }
 
@@ -90,6 +90,36 @@ TokenizedDataset rollout_dataset(const std::vector<Rollout>& rollouts) {
     data.offsets.push_back(static_cast<int64_t>(data.tokens.size()));
   }
   return data;
+}
+
+std::vector<RolloutBatch> score_rollouts(LMTraining& t, QwenForCausalLMImpl* reference,
+                                         const std::vector<Rollout>& rollouts, int64_t group, int64_t micro_prompts,
+                                         std::vector<double>* sequence_kl, std::vector<torch::Tensor>* policy_hidden) {
+  torch::NoGradGuard no_grad;
+  const TokenizedDataset rows = rollout_dataset(rollouts);
+  const int64_t prompts = static_cast<int64_t>(rollouts.size()) / group;
+  sequence_kl->assign(rollouts.size(), 0.0);
+  std::vector<RolloutBatch> batches;
+  for (int64_t first = 0; first < prompts; first += micro_prompts) {
+    RolloutBatch mb;
+    for (int64_t p = first; p < std::min(prompts, first + micro_prompts); ++p)
+      for (int64_t k = 0; k < group; ++k) mb.rows.push_back(p * group + k);
+    mb.batch = make_lm_batch(rows, mb.rows, t.tokenizer.pad_id());
+    const int64_t B = static_cast<int64_t>(mb.rows.size());
+    mb.mask = mb.batch.targets.ne(kIgnoreIndex).to(t.model->device(), torch::kFloat32);  // [B, T-1]
+    torch::Tensor hidden;
+    mb.old_logp =
+        batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast, policy_hidden ? &hidden : nullptr).view({B, -1});
+    if (policy_hidden != nullptr) policy_hidden->push_back(hidden);
+    if (reference != nullptr) {
+      mb.ref_logp = batch_token_logprobs(*reference, mb.batch, t.bf16_autocast).view({B, -1});
+      auto kl = (kl_estimate("k1", mb.old_logp, mb.ref_logp) * mb.mask).sum(1).to(torch::kCPU, torch::kFloat64);
+      for (int64_t b = 0; b < B; ++b)
+        (*sequence_kl)[static_cast<size_t>(mb.rows[static_cast<size_t>(b)])] = kl[b].item<double>();
+    }
+    batches.push_back(std::move(mb));
+  }
+  return batches;
 }
 
 }  // namespace posttrain

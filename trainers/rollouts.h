@@ -61,4 +61,14 @@ struct RolloutBatch {
   torch::Tensor ref_logp;  // log pi_ref(token); undefined without a reference model
 };
 
+// The no-grad pass over this rank's rollouts (`group` per prompt, prompts in order), in micro-batches
+// of `micro_prompts` prompts: rows, mask, log-probs of the sampled tokens under the sampling policy
+// and, when `reference` is given, under the reference, whose KL (sum over the rollout's tokens of k1)
+// goes to `sequence_kl` (sized to the rollouts, 0 without a reference). `policy_hidden` (optional)
+// receives each micro-batch's policy hidden states [B, T-1, H] (for a critic sharing the body).
+std::vector<RolloutBatch> score_rollouts(LMTraining& t, QwenForCausalLMImpl* reference,
+                                         const std::vector<Rollout>& rollouts, int64_t group, int64_t micro_prompts,
+                                         std::vector<double>* sequence_kl,
+                                         std::vector<torch::Tensor>* policy_hidden = nullptr);
+
 }  // namespace posttrain
