@@ -33,5 +33,6 @@ int launch(const std::vector<std::string>& args);
 int methods(const std::vector<std::string>& args);
 int prepare_data(const std::vector<std::string>& args);
 int score(const std::vector<std::string>& args);
+int eval(const std::vector<std::string>& args);
 
 }  // namespace posttrain::cli

@@ -9,6 +9,8 @@
 #include "trainers/rl_math.h"
 #include "trainers/run.h"
 
+#include "eval_hooks/suite.h"
+
 namespace posttrain::cli {
 
 namespace {
@@ -34,6 +36,8 @@ int methods(const std::vector<std::string>& args) {
   for (const auto& name : advantage_estimator_names()) print_entry(name, find_advantage_estimator(name)->description);
   std::cout << "reward functions (grpo.rewards / ppo.rewards entries):\n";
   for (const auto& name : reward_function_names()) print_entry(name, reward_function_description(name));
+  std::cout << "eval suites (recipe `evals:` / posttrain eval --suite; or a YAML task file):\n";
+  for (const auto& name : suite_names()) print_entry(name, suite_description(name));
   return 0;
 }
 

@@ -2,9 +2,32 @@
 #include <iostream>
 
 #include "apps/cli.h"
+#include "eval_hooks/hooks.h"
 #include "trainers/run.h"
 
 namespace posttrain::cli {
+
+// The recipe's `evals:` as a policy hook: trainers call it, eval_hooks/ runs the suites (the two
+// layers meet only here). Suites are built (and checked) before training starts.
+PolicyHook make_eval_hook(const RunContext& ctx) {
+  if (ctx.recipe.evals.empty()) return {};
+  EvalEnvironment env;
+  env.dist = ctx.dist;
+  env.out_dir = ctx.run_dir;
+  env.tokenizer_dir = ctx.tokenizer_dir;
+  env.reference_dir = ctx.base_dir;
+  env.device = ctx.recipe.train.device;
+  env.train_data = {ctx.recipe.data.train};
+  env.total_steps = ctx.recipe.train.steps;
+  env.log_metrics = [&ctx](const nlohmann::json& record) { ctx.log_metrics(record); };
+  auto runner = std::make_shared<EvalRunner>(env, ctx.recipe.evals);
+  return [runner](RunContext&, QwenForCausalLMImpl& policy, int64_t step, HookPoint when) {
+    runner->on_policy(policy, step,
+                      when == HookPoint::kAfterRun     ? EvalPoint::kAfterRun
+                      : when == HookPoint::kCheckpoint ? EvalPoint::kCheckpoint
+                                                       : EvalPoint::kStep);
+  };
+}
 
 int run(const std::vector<std::string>& args) {
   po::options_description options("run options");
@@ -20,6 +43,7 @@ int run(const std::vector<std::string>& args) {
   std::string command_line = "posttrain run";
   for (const auto& a : args) command_line += " " + a;
   RunOptions run_options{overrides, default_tokenizer_dir(), command_line};
+  run_options.make_policy_hook = make_eval_hook;
   run_recipe(recipe, run_options);
   return 0;
 }

@@ -25,6 +25,7 @@ const std::vector<Subcommand>& subcommands() {
       {"init-base", "write a randomly initialised Qwen base model (a preset shape) with the Qwen3 tokenizer",
        init_base},
       {"logprobs", "print per-token log-probabilities of a token sequence under a model", logprobs},
+      {"eval", "run eval suites (robustness, audit, contamination) on a model folder, as recipe hooks do", eval},
       {"generate", "generate a continuation (greedy or sampled) from a prompt", generate},
       {"prepare-data", "tokenize a recipe's data into its HDF5 shard (run does this on first use)", prepare_data},
       {"run", "train one recipe (YAML) in this process: posttrain run RECIPE.yaml [key.sub=value ...]", run},

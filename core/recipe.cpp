@@ -127,6 +127,36 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
     checkpoint.fail_at("resume", "must be auto or none");
   checkpoint.finish();
 
+  YAML::Node evals = root.raw("evals");
+  if (evals && !evals.IsNull()) {
+    if (!evals.IsSequence()) root.fail_at("evals", "must be a list of {suite: NAME|FILE.yaml, ...}");
+    for (size_t i = 0; i < evals.size(); ++i) {
+      const std::string where = "evals[" + std::to_string(i) + "]";
+      if (!evals[i].IsMap()) root.fail_at("evals", "entry " + std::to_string(i) + " must be a mapping with a suite");
+      YamlSection entry(evals[i], where, path, tree.override_paths);
+      EvalSpec spec;
+      spec.suite = entry.require<std::string>("suite");
+      const auto ext = fs::path(spec.suite).extension();
+      if (ext == ".yaml" || ext == ".yml") spec.suite = resolve_path(path, spec.suite);
+      spec.after_run = entry.get<bool>("after_run", spec.after_run);
+      spec.every_n_steps = entry.get<int64_t>("every_n_steps", spec.every_n_steps);
+      spec.on_checkpoint = entry.get<bool>("on_checkpoint", spec.on_checkpoint);
+      if (spec.every_n_steps < 0) entry.fail_at("every_n_steps", "must be >= 0 (0 = never)");
+      spec.options = YAML::Node(YAML::NodeType::Map);
+      for (const auto& kv : evals[i]) {
+        const auto key = kv.first.as<std::string>();
+        if (key == "suite" || key == "after_run" || key == "every_n_steps" || key == "on_checkpoint") continue;
+        // Options that name files are relative to the recipe, like every other path in it.
+        const bool names_file = key == "data" || key == "reference" || key == "reward_model";
+        spec.options[key] = names_file && kv.second.IsScalar()
+                                ? YAML::Node(resolve_path(path, kv.second.as<std::string>()))
+                                : YAML::Clone(kv.second);
+      }
+      spec.file = path;
+      spec.path = where;
+      r.evals.push_back(spec);
+    }
+  }
   r.method_options = root.raw(r.method);
   r.overrides = tree.override_paths;
   root.finish();
@@ -176,6 +206,18 @@ std::string resolved_recipe_yaml(const Recipe& r) {
   out << YAML::Key << "every" << YAML::Value << r.checkpoint.every << YAML::Key << "keep_last" << YAML::Value
       << r.checkpoint.keep_last << YAML::Key << "resume" << YAML::Value << r.checkpoint.resume;
   out << YAML::EndMap;
+  if (!r.evals.empty()) {
+    out << YAML::Key << "evals" << YAML::Value << YAML::BeginSeq;
+    for (const auto& e : r.evals) {
+      out << YAML::BeginMap << YAML::Key << "suite" << YAML::Value << e.suite;
+      out << YAML::Key << "after_run" << YAML::Value << e.after_run;
+      out << YAML::Key << "every_n_steps" << YAML::Value << e.every_n_steps;
+      out << YAML::Key << "on_checkpoint" << YAML::Value << e.on_checkpoint;
+      for (const auto& kv : e.options) out << YAML::Key << kv.first << YAML::Value << kv.second;
+      out << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+  }
   if (r.method_options && !r.method_options.IsNull()) out << YAML::Key << r.method << YAML::Value << r.method_options;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";

@@ -50,6 +50,18 @@ struct CheckpointSpec {
   std::string resume = "auto";  // auto (newest complete checkpoint in the run dir) | none
 };
 
+// One `evals:` entry: a suite (a registered name or a YAML task file) and when it runs. The suite's
+// own options stay as YAML; the suite validates them (eval_hooks/) before any training starts.
+struct EvalSpec {
+  std::string suite;  // registered name, or an absolute path to a YAML task file
+  bool after_run = true;  // on the final policy
+  int64_t every_n_steps = 0;  // also after every K optimizer steps (0 = never)
+  bool on_checkpoint = false;  // also whenever a checkpoint is saved
+  YAML::Node options;  // every other key of the entry; `data`, `reference`, `reward_model` made absolute
+  std::string file;  // the recipe file (for messages)
+  std::string path;  // "evals[i]", for messages
+};
+
 struct Recipe {
   std::string file;  // the recipe as given
   std::string method;
@@ -60,6 +72,7 @@ struct Recipe {
   CheckpointSpec checkpoint;
   std::string output_dir;  // run directory
   std::vector<std::string> plugins;  // shared libraries loaded before `method` is looked up
+  std::vector<EvalSpec> evals;  // eval hooks
   YAML::Node method_options;  // the section named after the method (e.g. `sft:`), may be null
   std::vector<std::string> overrides;  // dotted keys set on the command line (for error messages)
 };

@@ -80,13 +80,31 @@ RecipeTree load_recipe_tree(const std::string& path, const std::vector<std::stri
       parts.push_back(key.substr(start, dot - start));
       start = dot + 1;
     }
+    // A numeric segment indexes an existing list (evals.0.limit=5).
+    const auto list_index = [&](const YAML::Node& list, const std::string& part) -> long {
+      if (!list.IsSequence() || part.empty() || part.find_first_not_of("0123456789") != std::string::npos) return -1;
+      const long index = std::stol(part);
+      if (index >= static_cast<long>(list.size()))
+        throw UserError("override \"" + item + "\": index " + part + " is past the end of a list of " +
+                        std::to_string(list.size()));
+      return index;
+    };
     YAML::Node node = tree.root;
     for (size_t i = 0; i + 1 < parts.size(); ++i) {
       if (parts[i].empty()) throw UserError("override \"" + item + "\": empty key segment");
-      if (!node[parts[i]] || !node[parts[i]].IsMap()) node[parts[i]] = YAML::Node(YAML::NodeType::Map);
+      if (const long index = list_index(node, parts[i]); index >= 0) {
+        node.reset(node[static_cast<size_t>(index)]);
+        continue;
+      }
+      if (!node[parts[i]] || !(node[parts[i]].IsMap() || node[parts[i]].IsSequence()))
+        node[parts[i]] = YAML::Node(YAML::NodeType::Map);
       node.reset(node[parts[i]]);
     }
-    node[parts.back()] = value;
+    if (const long index = list_index(node, parts.back()); index >= 0) {
+      node[static_cast<size_t>(index)] = value;
+    } else {
+      node[parts.back()] = value;
+    }
     tree.override_paths.push_back(key);
   }
   return tree;

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "datasets/h5_io.h"
 #include "models/chat.h"
 
 namespace fs = std::filesystem;
@@ -91,67 +92,11 @@ void tokenize_record(const json& record, const std::string& format, const Tokeni
   if (ids.empty()) fail(where, "empty example");
 }
 
-template <typename T>
-void write_vector(H5::H5File& file, const std::string& name, const std::vector<T>& values, const H5::PredType& type) {
-  const hsize_t size = values.size();
-  H5::DataSpace space(1, &size);
-  H5::DSetCreatPropList props;
-  if (size > 0) {
-    const hsize_t chunk = std::min<hsize_t>(size, 1 << 16);
-    props.setChunk(1, &chunk);
-    props.setDeflate(4);
-  }
-  H5::DataSet dataset = file.createDataSet(name, type, space, props);
-  if (size > 0) dataset.write(values.data(), type);
-}
-
-template <typename T>
-std::vector<T> read_vector(H5::H5File& file, const std::string& name, const H5::PredType& type) {
-  H5::DataSet dataset = file.openDataSet(name);
-  hsize_t size = 0;
-  dataset.getSpace().getSimpleExtentDims(&size);
-  std::vector<T> values(size);
-  if (size > 0) dataset.read(values.data(), type);
-  return values;
-}
-
-void write_string_attr(H5::H5File& file, const std::string& name, const std::string& value) {
-  H5::StrType type(H5::PredType::C_S1, value.empty() ? 1 : value.size());
-  file.createAttribute(name, type, H5::DataSpace(H5S_SCALAR)).write(type, value);
-}
-
-std::string read_string_attr(H5::H5File& file, const std::string& name) {
-  H5::Attribute attr = file.openAttribute(name);
-  std::string value;
-  attr.read(attr.getStrType(), value);
-  return value;
-}
-
-void write_int_attr(H5::H5File& file, const std::string& name, int64_t value) {
-  file.createAttribute(name, H5::PredType::NATIVE_INT64, H5::DataSpace(H5S_SCALAR))
-      .write(H5::PredType::NATIVE_INT64, &value);
-}
-
-int64_t read_int_attr(H5::H5File& file, const std::string& name) {
-  int64_t value = 0;
-  file.openAttribute(name).read(H5::PredType::NATIVE_INT64, &value);
-  return value;
-}
-
 }  // namespace
 
-namespace {
-
-// Reads spec.train line by line; `tokenize` turns one record into one or more examples (ids + mask).
-// Malformed lines fail with file:line, or are skipped and counted with skip_bad_records.
-using RecordTokenizer = std::function<void(const json&, const std::string&, std::vector<std::vector<int32_t>>&,
-                                           std::vector<std::vector<uint8_t>>&)>;
-
-// Calls `use` with each non-blank line of spec.train parsed as JSON and its "file:line". A UserError
-// from parsing or from `use` propagates, or (skip_bad_records) is reported, counted and skipped.
 int64_t for_each_jsonl_record(const DataSpec& spec, const std::function<void(const json&, const std::string&)>& use) {
   std::ifstream in(spec.train, std::ios::binary);
-  if (!in) fail(spec.train, "training data file not found");
+  if (!in) fail(spec.train, "data file not found");
   int64_t skipped = 0;
   std::string line;
   for (int64_t line_number = 1; std::getline(in, line); ++line_number) {
@@ -173,6 +118,13 @@ int64_t for_each_jsonl_record(const DataSpec& spec, const std::function<void(con
   }
   return skipped;
 }
+
+namespace {
+
+// Reads spec.train line by line; `tokenize` turns one record into one or more examples (ids + mask).
+// Malformed lines fail with file:line, or are skipped and counted with skip_bad_records.
+using RecordTokenizer = std::function<void(const json&, const std::string&, std::vector<std::vector<int32_t>>&,
+                                           std::vector<std::vector<uint8_t>>&)>;
 
 TokenizedDataset tokenize_jsonl(const DataSpec& spec, const RecordTokenizer& tokenize) {
   TokenizedDataset data;
@@ -386,7 +338,7 @@ bool read_reference_logprobs(const std::string& path, const std::string& base_sh
 TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokenizer, const std::string& tokenizer_sha256,
                                   const std::string& cache_dir, ShardInfo* shard_info, std::string* shard_path,
                                   const std::string& kind) {
-  if (!fs::exists(spec.train)) fail(spec.train, "training data file not found");
+  if (!fs::exists(spec.train)) fail(spec.train, "data file not found");
   const std::string format = kind == "sft" ? spec.format : kind;
   ShardInfo wanted{tokenizer_sha256, sha256_file(spec.train), format, spec.max_length};
   fs::create_directories(cache_dir);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,12 @@ struct TokenizedDataset {
   int64_t size() const { return static_cast<int64_t>(offsets.size()) - 1; }
   int64_t length(int64_t i) const { return offsets[i + 1] - offsets[i]; }
 };
+
+// Calls `use` with each non-blank line of spec.train parsed as JSON and its "file:line". A UserError
+// from parsing or from `use` propagates, or (skip_bad_records) is reported, counted and skipped.
+// Returns the number skipped.
+int64_t for_each_jsonl_record(const DataSpec& spec,
+                              const std::function<void(const nlohmann::json&, const std::string&)>& use);
 
 // Reads the JSONL file. Formats: {"messages": [{"role", "content"}, ...]} (loss on assistant turns)
 // and {"prompt", "completion"} as strings (loss on completion + <|im_end|>) or message lists.

@@ -175,7 +175,9 @@ bool finish_step(RunContext& ctx, LMTraining& t, int64_t step, StepStats stats) 
       save_training_checkpoint(*t.model, *t.optimizer, step + 1, ctx.run_dir, ctx.tokenizer_dir, checkpoint.keep_last,
                                &t.method_state);
     ctx.dist->barrier();  // nobody runs ahead of a checkpoint that a restart may resume from
+    ctx.run_policy_hook(*t.model, step + 1, HookPoint::kCheckpoint);
   }
+  ctx.run_policy_hook(*t.model, step + 1, HookPoint::kStep);
   return true;
 }
 
@@ -190,16 +192,18 @@ Moments global_moments(RunContext& ctx, double sum, double sum_sq, double count)
 
 void finish_training(RunContext& ctx, LMTraining& t) {
   t.progress->finish();
-  if (ctx.rank != 0) return;
-  save_training_checkpoint(*t.model, *t.optimizer, ctx.recipe.train.steps, ctx.run_dir, ctx.tokenizer_dir,
-                           ctx.recipe.checkpoint.keep_last, &t.method_state);
-  const std::string final_dir = (fs::path(ctx.run_dir) / "final").string();
-  fs::remove_all(final_dir);
-  SaveOptions save;
-  save.tokenizer_dir = ctx.tokenizer_dir;
-  save_model(*t.model, final_dir, save);
-  ctx.manifest["final_model"] = fs::absolute(final_dir).string();
-  ctx.manifest["final_sha256"] = model_weights_sha256(final_dir);
+  if (ctx.rank == 0) {
+    save_training_checkpoint(*t.model, *t.optimizer, ctx.recipe.train.steps, ctx.run_dir, ctx.tokenizer_dir,
+                             ctx.recipe.checkpoint.keep_last, &t.method_state);
+    const std::string final_dir = (fs::path(ctx.run_dir) / "final").string();
+    fs::remove_all(final_dir);
+    SaveOptions save;
+    save.tokenizer_dir = ctx.tokenizer_dir;
+    save_model(*t.model, final_dir, save);
+    ctx.manifest["final_model"] = fs::absolute(final_dir).string();
+    ctx.manifest["final_sha256"] = model_weights_sha256(final_dir);
+  }
+  ctx.run_policy_hook(*t.model, ctx.recipe.train.steps, HookPoint::kAfterRun);
 }
 
 }  // namespace posttrain

@@ -95,7 +95,7 @@ struct Moments {
 };
 Moments global_moments(RunContext& ctx, double sum, double sum_sq, double count);
 
-// Final checkpoint and the HF model folder <run>/final.
+// Final checkpoint and the HF model folder <run>/final (rank 0), then the after_run policy hook (every rank).
 void finish_training(RunContext& ctx, LMTraining& training);
 
 }  // namespace posttrain

@@ -170,6 +170,7 @@ void run_recipe(const std::string& recipe_path, const RunOptions& options) {
                   {"started_at", now_iso8601()}};
   ctx.write_manifest();
   try {
+    if (options.make_policy_hook) ctx.policy_hook = options.make_policy_hook(ctx);
     it->second.run(ctx);
   } catch (const std::exception& e) {
     ctx.log_event(std::string("failed: ") + e.what(), /*to_stderr=*/false);  // main() prints the error

@@ -15,6 +15,16 @@
 
 namespace posttrain {
 
+class QwenForCausalLMImpl;
+struct RunContext;
+
+// When a policy hook is called: after an optimizer step (kStep, every step), after a checkpoint
+// was saved (kCheckpoint), and once on the final policy (kAfterRun). Every rank calls it.
+enum class HookPoint { kStep, kCheckpoint, kAfterRun };
+// A callback on the policy in memory (the eval hooks of a recipe's `evals:`); `step` counts
+// completed optimizer steps. It decides itself whether to act at a given point.
+using PolicyHook = std::function<void(RunContext& ctx, QwenForCausalLMImpl& policy, int64_t step, HookPoint when)>;
+
 struct RunContext {
   Recipe recipe;
   std::string run_dir;
@@ -25,6 +35,11 @@ struct RunContext {
   int rank = 0, world_size = 1;
   Distributed* dist = nullptr;  // collectives across ranks (a world of one when not launched)
   nlohmann::json manifest;  // trainers add what they know (data hash, counts)
+  PolicyHook policy_hook;  // may be empty
+
+  void run_policy_hook(QwenForCausalLMImpl& policy, int64_t step, HookPoint when) {
+    if (policy_hook) policy_hook(*this, policy, step, when);
+  }
 
   // Appends to this rank's log file (logs/rank-R.log) and, unless to_stderr is false, prints it.
   void log_event(const std::string& text, bool to_stderr = true) const;
@@ -48,6 +63,9 @@ struct RunOptions {
   std::vector<std::string> overrides;  // key.sub=value
   std::string tokenizer_dir;  // for preset bases
   std::string command_line;
+  // Builds the run's policy hook once the context is set up (rank, run dir, base), before any
+  // training; it may throw UserError for a bad `evals:` entry. Empty: no hook.
+  std::function<PolicyHook(const RunContext&)> make_policy_hook;
 };
 
 // Runs the recipe to completion; UserError for bad recipes or data before any training starts.

@@ -194,7 +194,7 @@ TEST_CASE("bad training data names file:line, and skip_bad_records skips and cou
   CHECK(manifest["data"]["examples"] == 2);
   auto missing = run_recipe(recipe, "data.train=" + tmp / "nope.jsonl");
   CHECK(missing.exit_code == 2);
-  CHECK(missing.output.find("training data file not found") != std::string::npos);
+  CHECK(missing.output.find("data file not found") != std::string::npos);
 }
 
 TEST_CASE("packed rows give the same per-token log-probs as one example per row", "[trainers][sft][packing]") {

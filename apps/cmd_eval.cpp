@@ -1,0 +1,111 @@
+// posttrain eval --model DIR --suite NAME|FILE.yaml [...]: runs eval suites on a saved HF model
+// folder, exactly as the recipe hooks run them, and writes <out>/evals/<suite>.json and .h5.
+// --audit-only runs each suite's red-team audit of degenerate policies without a model.
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+#include "apps/cli.h"
+#include "core/error.h"
+#include "eval_hooks/hooks.h"
+#include "models/checkpoint.h"
+
+namespace fs = std::filesystem;
+
+namespace posttrain::cli {
+
+namespace {
+
+// key=value options shared by every suite named; values parsed as YAML scalars or lists.
+YAML::Node parse_suite_options(const std::vector<std::string>& settings) {
+  YAML::Node options(YAML::NodeType::Map);
+  for (const auto& s : settings) {
+    const size_t eq = s.find('=');
+    if (eq == std::string::npos || eq == 0) throw UserError("--option " + s + ": expected key=value");
+    const std::string key = s.substr(0, eq), value = s.substr(eq + 1);
+    YAML::Node parsed;
+    try {
+      parsed = YAML::Load(value);
+    } catch (const YAML::Exception&) {
+      parsed = YAML::Node(value);
+    }
+    // Paths on the command line are relative to the working directory.
+    const bool names_file = key == "data" || key == "reference" || key == "reward_model";
+    options[key] = names_file ? YAML::Node(fs::absolute(value).lexically_normal().string()) : parsed;
+  }
+  return options;
+}
+
+void print_summary(const nlohmann::json& summary) {
+  std::cout << summary["suite"].get<std::string>() << " (" << summary["items"] << " items)";
+  for (const auto& [name, score] : summary["scores"].items())
+    std::cout << std::fixed << std::setprecision(3) << "  " << name << " " << score["value"].get<double>() << " ["
+              << score["ci95"][0].get<double>() << ", " << score["ci95"][1].get<double>() << "]";
+  if (summary["robustness"].contains("worst"))
+    std::cout << "  worst " << summary["robustness"]["worst"].get<double>() << "  consistency "
+              << summary["robustness"]["consistency"].get<double>();
+  std::cout << "  gameable " << (summary["audit"].value("gameable", false) ? "YES" : "no") << "\n";
+}
+
+}  // namespace
+
+int eval(const std::vector<std::string>& args) {
+  po::options_description options("eval options");
+  std::string model_dir, out_dir, reference_dir, device;
+  std::vector<std::string> suites, settings, train_data;
+  bool audit_only = false;
+  options.add_options()("model", po::value(&model_dir), "HF model folder to evaluate (e.g. <run>/final)")(
+      "suite", po::value(&suites)->composing()->required(), "registered suite name or YAML task file (repeatable)")(
+      "option", po::value(&settings)->composing(), "suite option key=value, e.g. data=FILE, limit=50 (repeatable)")(
+      "out", po::value(&out_dir)->default_value("."), "results go to OUT/evals/<suite>.json and .h5")(
+      "reference", po::value(&reference_dir), "reference model for implicit rewards (default: none)")(
+      "train-data", po::value(&train_data)->composing(), "training JSONL to check for contamination (repeatable)")(
+      "device", po::value(&device)->default_value("cpu"), "cpu or cuda")(
+      "audit-only", po::bool_switch(&audit_only), "only the model-free audit of degenerate policies");
+  po::variables_map vm;
+  if (!parse("eval", "--model DIR --suite NAME|FILE.yaml [--option key=value ...]", options, args, vm)) return 0;
+
+  const YAML::Node suite_options = parse_suite_options(settings);
+  std::vector<EvalSpec> specs;
+  for (const auto& suite : suites) {
+    EvalSpec spec;
+    const auto ext = fs::path(suite).extension();
+    spec.suite = (ext == ".yaml" || ext == ".yml") ? fs::absolute(suite).string() : suite;
+    spec.options = YAML::Clone(suite_options);
+    spec.file = "command line";
+    spec.path = "--suite " + suite;
+    specs.push_back(spec);
+  }
+  if (audit_only) {
+    for (const auto& spec : specs) {
+      auto suite = make_suite(spec.suite, spec.options, spec.file, spec.path);
+      std::cout
+          << nlohmann::json{{"suite", suite->name}, {"items", suite->item_count()}, {"audit", suite->audit()}}.dump(2)
+          << "\n";
+    }
+    return 0;
+  }
+  if (model_dir.empty()) throw UserError("--model is required (or --audit-only)");
+  for (auto& path : train_data) path = fs::absolute(path).string();
+
+  auto dist = init_distributed_from_env(device);
+  EvalEnvironment env;
+  env.dist = dist.get();
+  env.out_dir = out_dir;
+  env.tokenizer_dir = model_dir;
+  env.reference_dir = reference_dir;
+  env.device = device;
+  env.train_data = train_data;
+  EvalRunner runner(env, specs);
+  LoadOptions load;
+  load.device = parse_device(device);
+  auto model = load_model(model_dir, load);
+  model->eval();
+  for (size_t i = 0; i < runner.size(); ++i) {
+    const auto summary = runner.run_suite(i, *model, 0, "");
+    if (dist->rank() == 0) print_summary(summary);
+  }
+  return 0;
+}
+
+}  // namespace posttrain::cli

@@ -1,0 +1,21 @@
+// The contamination guard: does the training data contain an eval suite's canary string, or share
+// 13-word sequences with its items? Words are lower-cased runs of letters and digits.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace posttrain {
+
+// All text of the training files: every string value of every JSONL record (other files whole).
+std::string training_text(const std::vector<std::string>& files);
+
+// {"canary_found", "ngram": n, "items_checked", "items_overlapping", "overlap_rate",
+//  "items_too_short", "overlapping_examples": [first few item indices]}.
+// Items shorter than n words cannot be checked by n-grams and are counted as too short.
+nlohmann::json contamination_report(const std::string& training, const std::vector<std::string>& items,
+                                    const std::string& canary, size_t n = 13);
+
+}  // namespace posttrain

@@ -1,0 +1,119 @@
+// Free generation scored against a target (YAML tasks with output_type: generate_until): the answer
+// is cut at the first `until` string and compared after trimming whitespace, by exact match or by
+// containment. The audit gives every item the most common target, and an empty answer.
+#include <map>
+
+#include "core/error.h"
+#include "eval_hooks/scoring.h"
+#include "eval_hooks/suite.h"
+
+namespace posttrain {
+
+namespace {
+
+std::string trim(const std::string& text) {
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return "";
+  return text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
+}
+
+class GenerationSuite : public EvalSuite {
+ public:
+  GenerationSuite(std::vector<GenerationItem> items, GenerationStyle style, CommonSuiteOptions options)
+      : items_(std::move(items)), style_(std::move(style)) {
+    common = std::move(options);
+    if (items_.empty()) fail(common.data, "no items");
+  }
+
+  size_t item_count() const override { return items_.size(); }
+  std::vector<std::string> item_texts() const override {
+    std::vector<std::string> texts;
+    for (const auto& item : items_) texts.push_back(item.prompt + " " + item.target);
+    return texts;
+  }
+
+  double score(const std::string& answer, const std::string& target) const {
+    const std::string a = trim(answer), t = trim(target);
+    if (style_.metric == "contains") return a.find(t) != std::string::npos ? 1.0 : 0.0;
+    return a == t ? 1.0 : 0.0;
+  }
+
+  SuiteResult run(SuiteContext& context) override {
+    EvalModel& model = context.policy;
+    if (model.is_classifier()) throw UserError("suite " + name + " needs generations; the policy is a classifier");
+    const auto presentations = text_presentations(common.perturbations);
+    std::vector<std::vector<int32_t>> prompts;
+    for (const auto& p : presentations)
+      for (const auto& item : items_) {
+        const std::string text = format_text(item.prompt, p.format);
+        prompts.push_back(style_.chat ? model.chat_prompt(text) : model.tokenizer().encode(text));
+      }
+    GenerationOptions options;
+    options.max_new_tokens = style_.max_new_tokens;
+    options.stop_ids = {model.tokenizer().eos_id(), model.tokenizer().pad_id()};
+    auto answers = model.generate(prompts, options);
+    for (auto& a : answers)
+      for (const auto& stop : style_.until) {
+        const size_t at = a.find(stop);
+        if (!stop.empty() && at != std::string::npos) a.resize(at);
+      }
+    SuiteResult result;
+    result.primary = style_.metric;
+    std::vector<PerturbationOutcome> outcomes;
+    for (size_t p = 0; p < presentations.size(); ++p) {
+      PerturbationOutcome outcome;
+      outcome.id = presentations[p].id;
+      outcome.axis = presentations[p].axis;
+      for (size_t i = 0; i < items_.size(); ++i) {
+        const std::string& answer = answers[p * items_.size() + i];
+        outcome.item_scores.push_back(score(answer, items_[i].target));
+        outcome.item_choice.push_back(trim(answer));
+        auto& rec = result.records;
+        rec.text["item_id"].push_back(items_[i].id);
+        rec.text["perturbation"].push_back(presentations[p].id);
+        rec.text["generation"].push_back(answer);
+        rec.text["target"].push_back(items_[i].target);
+        rec.number["correct"].push_back(outcome.item_scores.back());
+      }
+      outcomes.push_back(outcome);
+    }
+    result.scores[style_.metric] = score_with_interval(outcomes.front().item_scores, common);
+    result.robustness = robustness_summary(outcomes);
+    return result;
+  }
+
+  nlohmann::json audit() const override {
+    std::map<std::string, int> counts;
+    for (const auto& item : items_) ++counts[trim(item.target)];
+    std::string constant;
+    int best = 0;
+    for (const auto& [text, count] : counts)
+      if (count > best) constant = text, best = count;
+    double constant_score = 0, empty_score = 0;
+    for (const auto& item : items_) {
+      constant_score += score(constant, item.target);
+      empty_score += score("", item.target);
+    }
+    const double n = static_cast<double>(items_.size());
+    // Free generation has no chance level: a fixed answer should score about zero.
+    nlohmann::json verdict =
+        audit_verdict({{"constant_answer", constant_score / n, nullptr}, {"empty_answer", empty_score / n, nullptr}},
+                      0.0, common.gameable_margin);
+    verdict["score"] = style_.metric;
+    verdict["constant_answer_text"] = constant;
+    return verdict;
+  }
+
+ private:
+  std::vector<GenerationItem> items_;
+  GenerationStyle style_;
+};
+
+}  // namespace
+
+std::unique_ptr<EvalSuite> make_generation_suite(std::vector<GenerationItem> items, const GenerationStyle& style,
+                                                 CommonSuiteOptions common) {
+  return std::make_unique<GenerationSuite>(std::move(items), style, std::move(common));
+}
+
+}  // namespace posttrain

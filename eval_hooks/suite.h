@@ -1,0 +1,117 @@
+// An eval suite: items, a scorer on the policy (with bootstrap intervals and robustness over the
+// perturbations), a model-free red-team audit of that scorer, and per-example records. Suites are
+// plugins registered by name; a YAML task file (lm-eval-harness style) also makes one.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/yaml_reader.h"
+#include "eval_hooks/eval_model.h"
+#include "eval_hooks/items.h"
+#include "eval_hooks/perturb.h"
+
+namespace posttrain {
+
+// Per-example records, one row per (item, perturbation); written to evals/<suite>.h5.
+struct EvalRecords {
+  std::map<std::string, std::vector<std::string>> text;  // column -> rows
+  std::map<std::string, std::vector<double>> number;
+};
+void write_eval_records(const std::string& path, const EvalRecords& records);
+
+// What a suite gets to score the policy: the policy, and the reference model (the run's base) loaded
+// on first use, for scorers that compare the two (implicit reward).
+struct SuiteContext {
+  EvalModel& policy;
+  std::function<EvalModel&()> reference;
+};
+
+struct SuiteResult {
+  std::string primary;  // the key of `scores` that summarises the suite (higher is better)
+  nlohmann::json scores;  // name -> {"value", "ci95": [low, high], "n"}
+  nlohmann::json robustness;  // eval_hooks/scoring.h robustness_summary
+  nlohmann::json details;  // suite-specific figures (controls, per-type rates, judge audit)
+  EvalRecords records;
+};
+
+// Options every suite reads from its `evals:` entry (or YAML task file).
+struct CommonSuiteOptions {
+  std::string data;  // the items' file
+  int64_t limit = 0;  // first N items only (0 = all)
+  uint64_t seed = 0;  // option shuffling and bootstrap draws
+  std::vector<std::string> perturbations;  // axes (see eval_hooks/perturb.h); [] = canonical only
+  double gameable_margin = 0.10;  // the audit flags a policy that beats chance by more than this
+  int64_t bootstrap = 1000;  // resamples for the 95% intervals
+  int64_t batch_size = 8;  // requests per forward pass
+  std::string canary;  // a string that must never appear in training data
+};
+
+class EvalSuite {
+ public:
+  virtual ~EvalSuite() = default;
+  virtual SuiteResult run(SuiteContext& context) = 0;
+  // Degenerate fixed policies scored by this suite's scorer, without a model (scoring.h audit_verdict).
+  virtual nlohmann::json audit() const = 0;
+  // The text of each item (for the contamination guard).
+  virtual std::vector<std::string> item_texts() const = 0;
+  virtual size_t item_count() const = 0;
+
+  std::string name;
+  CommonSuiteOptions common;
+};
+
+// Reads the options every suite has; `default_axes` when the entry sets no `perturbations`.
+CommonSuiteOptions read_common_options(YamlSection& options, const std::vector<std::string>& default_axes,
+                                       bool data_required = true);
+// Keeps `limit` items evenly spaced through the file (items i * n / limit), so a small limit still
+// spans every section of a dataset sorted by type (XSTest lists safe prompts first).
+template <typename T>
+void apply_limit(std::vector<T>& items, int64_t limit) {
+  const auto n = static_cast<int64_t>(items.size());
+  if (limit <= 0 || n <= limit) return;
+  std::vector<T> kept;
+  for (int64_t i = 0; i < limit; ++i) kept.push_back(items[static_cast<size_t>(i * n / limit)]);
+  items = std::move(kept);
+}
+// {"value": mean, "ci95": [low, high]} of per-item values.
+nlohmann::json score_with_interval(const std::vector<double>& values, const CommonSuiteOptions& common);
+
+// A factory reads the suite's options (unknown keys are errors naming file and line) and loads its
+// items; UserError for bad options or data.
+using SuiteFactory = std::function<std::unique_ptr<EvalSuite>(YamlSection& options)>;
+void register_suite(const std::string& name, SuiteFactory factory, const std::string& description);
+std::vector<std::string> suite_names();
+std::string suite_description(const std::string& name);
+
+// A registered suite by name, or a YAML task file (a path ending .yaml / .yml). `options` are the
+// entry's other keys; `file` and `path` locate them for messages.
+std::unique_ptr<EvalSuite> make_suite(const std::string& name_or_file, const YAML::Node& options,
+                                      const std::string& file, const std::string& path);
+
+// The built-in suites over given items, shared by registered suites and YAML tasks.
+// Multiple choice by log-likelihood (acc, acc_norm, MC2); chat: the prompt as a ChatML user turn.
+std::unique_ptr<EvalSuite> make_mc_suite(std::vector<McItem> items, const McStyle& style, CommonSuiteOptions common,
+                                         bool chat);
+// Free generation scored against a target: exact_match or contains, after trimming whitespace.
+struct GenerationItem {
+  std::string id, prompt, target;
+};
+struct GenerationStyle {
+  std::string metric = "exact_match";  // exact_match | contains
+  std::vector<std::string> until;  // the answer ends at the first of these strings
+  int64_t max_new_tokens = 32;
+  bool chat = false;
+};
+std::unique_ptr<EvalSuite> make_generation_suite(std::vector<GenerationItem> items, const GenerationStyle& style,
+                                                 CommonSuiteOptions common);
+
+}  // namespace posttrain
