@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 namespace posttrain {
 
@@ -16,5 +17,13 @@ inline uint64_t splitmix64(uint64_t& state) {
 
 // A uniform double in [0, 1) from the top 53 bits.
 inline double uniform01(uint64_t& state) { return static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53; }
+
+// FNV-1a over bytes: a stable 64-bit hash of a string (std::hash differs between libraries), used
+// to seed per-item draws.
+inline uint64_t fnv1a64(std::string_view text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
 
 }  // namespace posttrain

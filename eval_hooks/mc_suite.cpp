@@ -6,6 +6,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/rng.h"
 #include "eval_hooks/scoring.h"
 #include "eval_hooks/suite.h"
 
@@ -141,8 +142,13 @@ class McSuite : public EvalSuite {
           positions.push_back(static_cast<int>(k));
       chance += 1.0 / static_cast<double>(positions.size());
       const auto text_at = [&](int k) { return item.choices[static_cast<size_t>(r.order[static_cast<size_t>(k)])]; };
-      int longest = positions.front(), shortest = positions.front(), constant_pick = positions.front();
-      for (int k : positions) {
+      // Ties (equal lengths, an absent constant answer) are broken by a fixed draw per item, not by
+      // position: otherwise the length policies would inherit always_first's position bias.
+      std::vector<int> tie_order = positions;
+      uint64_t state = common.seed ^ fnv1a64(item.id) ^ 0xA0D17ull;
+      for (size_t k = tie_order.size() - 1; k > 0; --k) std::swap(tie_order[k], tie_order[splitmix64(state) % (k + 1)]);
+      int longest = tie_order.front(), shortest = tie_order.front(), constant_pick = tie_order.front();
+      for (int k : tie_order) {
         if (text_at(k).size() > text_at(longest).size()) longest = k;
         if (text_at(k).size() < text_at(shortest).size()) shortest = k;
         if (text_at(k) == constant) constant_pick = k;

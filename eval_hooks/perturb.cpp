@@ -31,12 +31,6 @@ std::string label_at(const std::string& labels, size_t k) {
   return "";
 }
 
-uint64_t text_hash(const std::string& text) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
 bool uses(const std::vector<std::string>& axes, const std::string& axis) {
   return std::find(axes.begin(), axes.end(), axis) != axes.end();
 }
@@ -122,7 +116,7 @@ RenderedMc render_mc(const McItem& item, const Presentation& p, const McStyle& s
   std::vector<int> base(n);
   for (size_t k = 0; k < n; ++k) base[k] = static_cast<int>(k);
   if (style.shuffle) {
-    uint64_t state = style.seed ^ text_hash(item.id);
+    uint64_t state = style.seed ^ fnv1a64(item.id);
     for (size_t k = n - 1; k > 0; --k) std::swap(base[k], base[splitmix64(state) % (k + 1)]);
   }
   RenderedMc out;
