@@ -71,7 +71,7 @@ nlohmann::json EvalRunner::run_suite(size_t i, QwenForCausalLMImpl& policy, int6
                             {"primary", result.primary},
                             {"scores", result.scores},
                             {"robustness", result.robustness},
-                            {"audit", suite.audit()},
+                            {"audit", result.audit.is_null() ? suite.audit() : result.audit},
                             {"contamination", contamination_[i]},
                             {"world_size", env_.dist->world_size()},
                             {"seconds", seconds}};

@@ -39,9 +39,20 @@ class McSuite : public EvalSuite {
   SuiteResult run(SuiteContext& context) override {
     EvalModel& model = context.policy;
     if (model.is_classifier()) throw UserError("suite " + name + " scores a causal LM; the policy is a classifier");
-    const auto presentations = mc_presentations(style_);
-    // Every continuation of every presentation in one sharded pass.
+    const auto presentations = mc_presentations(style_, most_choices());
+    // Every continuation of every presentation in one sharded pass. Identical requests are scored
+    // once: without listed options, order shifts change no prompt, only the positions.
     std::vector<ScoringRequest> requests;
+    std::vector<size_t> request_of;  // per (presentation, item, position): index into requests
+    std::map<std::vector<int32_t>, size_t> seen;
+    const auto add_request = [&](ScoringRequest request) {
+      std::vector<int32_t> key(request.context);
+      key.push_back(-1);
+      key.insert(key.end(), request.continuation.begin(), request.continuation.end());
+      const auto [it, inserted] = seen.emplace(std::move(key), requests.size());
+      if (inserted) requests.push_back(std::move(request));
+      request_of.push_back(it->second);
+    };
     std::vector<std::vector<RenderedMc>> rendered(presentations.size());
     for (size_t p = 0; p < presentations.size(); ++p)
       for (const auto& item : items_) {
@@ -49,13 +60,15 @@ class McSuite : public EvalSuite {
         const RenderedMc& r = rendered[p].back();
         for (const auto& continuation : r.continuations) {
           if (chat_) {
-            requests.push_back({model.chat_prompt(r.context), model.tokenizer().encode(continuation.substr(1))});
+            add_request({model.chat_prompt(r.context), model.tokenizer().encode(continuation.substr(1))});
           } else {
-            requests.push_back(model.text_request(r.context, continuation));
+            add_request(model.text_request(r.context, continuation));
           }
         }
       }
-    const std::vector<double> loglik = model.loglikelihoods(requests);
+    const std::vector<double> unique_loglik = model.loglikelihoods(requests);
+    std::vector<double> loglik;
+    for (size_t index : request_of) loglik.push_back(unique_loglik[index]);
 
     SuiteResult result;
     result.primary = "acc";
@@ -121,7 +134,7 @@ class McSuite : public EvalSuite {
   }
 
   nlohmann::json audit() const override {
-    Presentation canonical = mc_presentations(style_).front();
+    Presentation canonical = mc_presentations(style_, most_choices()).front();
     // The answer text seen most often across items: a "constant answer" policy gives it whenever offered.
     std::map<std::string, int> counts;
     for (const auto& item : items_)
@@ -170,6 +183,12 @@ class McSuite : public EvalSuite {
   }
 
  private:
+  int most_choices() const {
+    size_t most = 0;
+    for (const auto& item : items_) most = std::max(most, item.choices.size());
+    return static_cast<int>(most);
+  }
+
   std::vector<McItem> items_;
   McStyle style_;
   bool chat_;
@@ -188,7 +207,7 @@ McStyle read_mc_style(YamlSection& options, const CommonSuiteOptions& common, co
     options.fail_at("labels", "must be letters, numbers or none");
   if (style.template_index < 0 || style.template_index >= mc_template_count())
     options.fail_at("template", "must be in [0, " + std::to_string(mc_template_count() - 1) + "]");
-  if (style.max_shifts < 1) options.fail_at("max_shifts", "must be >= 1");
+  if (style.max_shifts < 0) options.fail_at("max_shifts", "must be >= 0 (0 = every cyclic shift)");
   return style;
 }
 

@@ -53,13 +53,13 @@ std::string format_text(const std::string& text, const std::string& format) {
   return out;
 }
 
-std::vector<Presentation> mc_presentations(const McStyle& style) {
+std::vector<Presentation> mc_presentations(const McStyle& style, int most_choices) {
   Presentation canonical;
   canonical.labels = style.labels;
   canonical.template_index = style.template_index;
   std::vector<Presentation> out{canonical};
   if (uses(style.axes, "order"))
-    for (int s = 1; s < style.max_shifts; ++s) {
+    for (int s = 1; s < (style.max_shifts > 0 ? std::min(style.max_shifts, most_choices) : most_choices); ++s) {
       Presentation p = canonical;
       p.axis = "order";
       p.id = "order+" + std::to_string(s);

@@ -27,12 +27,14 @@ struct McStyle {
   int template_index = 0;  // the canonical phrasing (-1: the question text is the whole prompt)
   bool shuffle = true;  // permute each item's options (seeded by item id), so the gold is not always first
   uint64_t seed = 0;
-  int max_shifts = 4;  // order perturbations: shifts 1 .. max_shifts-1
+  int max_shifts = 0;  // order perturbations: shifts 1 .. max_shifts-1; 0 = every cyclic shift
   std::vector<std::string> axes{"order", "labels", "template", "format"};  // perturbation axes in use
 };
 
-// The canonical presentation followed by each perturbation, one axis at a time.
-std::vector<Presentation> mc_presentations(const McStyle& style);
+// The canonical presentation followed by each perturbation, one axis at a time. `most_choices`: the
+// largest option count among the items (every cyclic shift of it is an order perturbation; items with
+// fewer options wrap around).
+std::vector<Presentation> mc_presentations(const McStyle& style, int most_choices);
 // Formatting variants of a plain text prompt: canonical + the format axis (when in `axes`).
 std::vector<Presentation> text_presentations(const std::vector<std::string>& axes);
 

@@ -39,7 +39,8 @@ struct SuiteResult {
   std::string primary;  // the key of `scores` that summarises the suite (higher is better)
   nlohmann::json scores;  // name -> {"value", "ci95": [low, high], "n"}
   nlohmann::json robustness;  // eval_hooks/scoring.h robustness_summary
-  nlohmann::json details;  // suite-specific figures (controls, per-type rates, judge audit)
+  nlohmann::json details;  // suite-specific figures (controls, per-type rates)
+  nlohmann::json audit;  // set when the audit needs the model (a policy judge): replaces EvalSuite::audit()
   EvalRecords records;
 };
 
@@ -59,7 +60,8 @@ class EvalSuite {
  public:
   virtual ~EvalSuite() = default;
   virtual SuiteResult run(SuiteContext& context) = 0;
-  // Degenerate fixed policies scored by this suite's scorer, without a model (scoring.h audit_verdict).
+  // Degenerate fixed policies scored by this suite's scorer, without a model (scoring.h audit_verdict);
+  // a scorer that is itself a model audits in run() (SuiteResult::audit).
   virtual nlohmann::json audit() const = 0;
   // The text of each item (for the contamination guard).
   virtual std::vector<std::string> item_texts() const = 0;

@@ -140,6 +140,28 @@ TEST_CASE("eval hooks on 2 ranks give the scores of 1 rank", "[evals][hooks][dis
   }
 }
 
+TEST_CASE("a policy-as-judge refusal classifier audits itself on answers of known behaviour", "[evals][hooks]") {
+  test::TempDir tmp("eval-judge");
+  REQUIRE(test::run(test::posttrain_bin() + " init-base --preset tiny --seed 2 --out " + tmp / "base").exit_code == 0);
+  auto r = run("eval --model " + tmp / "base" + " --suite refusal --option data=" + test::source_dir() +
+               "/recipes/evals/refusal_demo.jsonl --option classifier=policy_judge --option limit=6"
+               " --option max_new_tokens=4 --option perturbations=[] --out " +
+               tmp / "out");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const auto summary = read_json(tmp / "out/evals/refusal.json");
+  const auto& audit = summary["audit"];
+  CHECK(audit["classifier"] == "policy_judge");
+  REQUIRE(audit["policies"].size() == 6);
+  for (const auto& p : audit["policies"]) {
+    const double error = p["details"]["classifier_error"].get<double>();
+    CHECK(error >= 0.0);
+    CHECK(error <= 1.0);
+  }
+  CHECK(summary["details"]["classifier"] == "policy_judge");
+  CHECK(summary["robustness"]["perturbations"].size() == 1);
+}
+
 TEST_CASE("bad evals entries stop the run before training", "[evals][hooks]") {
   test::TempDir tmp("eval-bad");
   auto r = run("run " + recipe() + " output_dir=" + tmp / "run" + " evals.0.suite=truthfulqa");
@@ -178,6 +200,9 @@ TEST_CASE("TruthfulQA and XSTest run end to end on the tiny base", "[evals][shar
   const double mc2 = tqa["scores"]["mc2"]["value"].get<double>();
   CHECK(mc2 > 0.0);
   CHECK(mc2 < 1.0);
+  // Without listed options (labels: none) the order cannot matter: every shift scores as the canonical.
+  for (const auto& p : tqa["robustness"]["perturbations"])
+    if (p["axis"] == "order") CHECK(p["score"] == tqa["scores"]["acc"]["value"]);
   // The model-free audit on all 817 items flags TruthfulQA MC1's known length bias: the longest
   // answer is right 35% of the time against 22% chance.
   r = run("eval --suite truthfulqa_mc --audit-only" + tqa_data);

@@ -79,9 +79,10 @@ TEST_CASE("multiple-choice prompts under each presentation", "[evals][perturb]")
   McItem item{"q1", "What is 2 + 2?", {"4", "5", "22"}, {1, 0, 0}, 0, {}};
   McStyle style;
   style.shuffle = false;
-  const auto presentations = mc_presentations(style);
-  // canonical, order+1..3, labels numbers / none, templates 1 / 2, three formats.
-  REQUIRE(presentations.size() == 1 + 3 + 2 + 2 + 3);
+  const auto presentations = mc_presentations(style, 3);
+  // canonical, every cyclic shift (order+1, order+2), labels numbers / none, templates 1 / 2, three formats.
+  REQUIRE(presentations.size() == 1 + 2 + 2 + 2 + 3);
+  CHECK(presentations[2].id == "order+2");
   const RenderedMc canonical = render_mc(item, presentations[0], style);
   CHECK(canonical.context == "Question: What is 2 + 2?\nA. 4\nB. 5\nC. 22\nAnswer:");
   CHECK(canonical.continuations == std::vector<std::string>{" A", " B", " C"});
