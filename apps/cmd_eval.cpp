@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "eval_hooks/hooks.h"
 #include "models/checkpoint.h"
+#include "trainers/plugin.h"
 
 namespace fs = std::filesystem;
 
@@ -52,7 +53,7 @@ void print_summary(const nlohmann::json& summary) {
 int eval(const std::vector<std::string>& args) {
   po::options_description options("eval options");
   std::string model_dir, out_dir, reference_dir, device;
-  std::vector<std::string> suites, settings, train_data;
+  std::vector<std::string> suites, settings, train_data, plugins;
   bool audit_only = false;
   options.add_options()("model", po::value(&model_dir), "HF model folder to evaluate (e.g. <run>/final)")(
       "suite", po::value(&suites)->composing()->required(), "registered suite name or YAML task file (repeatable)")(
@@ -61,10 +62,12 @@ int eval(const std::vector<std::string>& args) {
       "reference", po::value(&reference_dir), "reference model for implicit rewards (default: none)")(
       "train-data", po::value(&train_data)->composing(), "training JSONL to check for contamination (repeatable)")(
       "device", po::value(&device)->default_value("cpu"), "cpu or cuda")(
+      "plugin", po::value(&plugins)->composing(), "load a plugin library that registers suites (repeatable)")(
       "audit-only", po::bool_switch(&audit_only), "only the model-free audit of degenerate policies");
   po::variables_map vm;
   if (!parse("eval", "--model DIR --suite NAME|FILE.yaml [--option key=value ...]", options, args, vm)) return 0;
 
+  load_plugins(plugins);
   const YAML::Node suite_options = parse_suite_options(settings);
   std::vector<EvalSpec> specs;
   for (const auto& suite : suites) {

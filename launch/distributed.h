@@ -19,7 +19,7 @@ class Distributed {
   virtual int local_rank() const = 0;
   // Sums every tensor in place across ranks. Tensors are packed into flat buckets of about
   // bucket_bytes so a model costs a few collectives, not one per parameter.
-  virtual void all_reduce_sum(const std::vector<torch::Tensor>& tensors) = 0;
+  virtual void all_reduce_sum(const std::vector<at::Tensor>& tensors) = 0;
   virtual void barrier() = 0;
   double all_reduce_sum(double value);
 };

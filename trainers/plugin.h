@@ -1,5 +1,6 @@
-// Out-of-tree plugins: a shared library named in a recipe under `plugins:` that registers trainers
-// (and, as they arrive, losses, estimators, reward functions, eval suites) when loaded.
+// Out-of-tree plugins: a shared library named in a recipe under `plugins:` (or given to posttrain
+// methods / eval with --plugin) that registers trainers, preference losses, advantage estimators,
+// reward functions or eval suites (eval_hooks/suite.h register_suite) when loaded.
 //
 // A plugin is built against the installed posttrain CMake package:
 //     find_package(posttrain REQUIRED)

@@ -4,11 +4,14 @@
 #include <torch/torch.h>
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <fstream>
 
 #include "models/chat.h"
 #include "models/checkpoint.h"
 #include "tests/test_util.h"
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -31,6 +34,20 @@ const Installed& installed() {
     return r;
   }();
   return result;
+}
+
+// The example eval-suite plugin (examples/plugin_suite), built against the same installed prefix.
+std::string suite_plugin() {
+  static const std::string path = [] {
+    const std::string build = installed().prefix + "/../suite-plugin-build";
+    auto configure = test::run("cmake -S " + test::source_dir() + "/examples/plugin_suite -B " + build +
+                               " -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=" + installed().prefix);
+    if (configure.exit_code != 0) FAIL("configuring the suite plugin failed: " << configure.output);
+    auto compile = test::run("cmake --build " + build + " -j 2");
+    if (compile.exit_code != 0) FAIL("building the suite plugin failed: " << compile.output);
+    return build + "/libcsv_mc_suite.so";
+  }();
+  return path;
 }
 
 test::CommandResult run_installed(const std::string& args) {
@@ -90,4 +107,44 @@ TEST_CASE("a plugin built against the installed package registers and trains a n
   auto not_plugin = run_installed("run " + recipe + " plugins=[" + installed().prefix + "/lib/libposttrain_core.so]");
   CHECK(not_plugin.exit_code == 2);
   CHECK(not_plugin.output.find("not a posttrain plugin") != std::string::npos);
+}
+
+TEST_CASE("an eval suite plugin registers a suite that scores like the built-in one on the same items",
+          "[plugins][evals]") {
+  const std::string plugin = suite_plugin();
+  auto listed = run_installed("methods --plugin " + plugin);
+  REQUIRE(listed.exit_code == 0);
+  CHECK(listed.output.find("csv_mc") != std::string::npos);
+
+  // The same three items as CSV (for the plugin) and as the built-in mc suite's JSONL.
+  test::TempDir tmp("suite-plugin");
+  test::write_text(tmp / "items.csv",
+                   "question,correct,incorrect\n"
+                   "What is 2 + 2?,4,5 | 22\n"
+                   "\"Which is a colour, of these?\",red,dog | seven\n"
+                   "Capital of France?,Paris,Rome | Madrid | Oslo\n");
+  test::write_text(tmp / "items.jsonl",
+                   "{\"question\": \"What is 2 + 2?\", \"choices\": [\"4\", \"5\", \"22\"], \"answer\": 0}\n"
+                   "{\"question\": \"Which is a colour, of these?\", \"choices\": [\"red\", \"dog\", \"seven\"], "
+                   "\"answer\": 0}\n"
+                   "{\"question\": \"Capital of France?\", \"choices\": [\"Paris\", \"Rome\", \"Madrid\", \"Oslo\"], "
+                   "\"answer\": 0}\n");
+  const std::string model = test::test_cache_dir() + "/plugin-suite-base";
+  if (!fs::exists(model)) REQUIRE(run_installed("init-base --preset tiny --seed 4 --out " + model).exit_code == 0);
+  auto by_plugin = run_installed("eval --plugin " + plugin + " --model " + model +
+                                 " --suite csv_mc --option data=" + tmp / "items.csv" + " --out " + tmp / "plugin");
+  INFO(by_plugin.output);
+  REQUIRE(by_plugin.exit_code == 0);
+  auto built_in = run_installed("eval --model " + model + " --suite mc --option data=" + tmp / "items.jsonl" +
+                                " --out " + tmp / "builtin");
+  REQUIRE(built_in.exit_code == 0);
+  const auto a = nlohmann::json::parse(test::read_text(tmp / "plugin/evals/csv_mc.json"));
+  const auto b = nlohmann::json::parse(test::read_text(tmp / "builtin/evals/mc.json"));
+  CHECK(a["items"] == 3);
+  for (const char* score : {"acc", "acc_norm", "mc2"})
+    CHECK(a["scores"][score]["value"].get<double>() == Approx(b["scores"][score]["value"].get<double>()).margin(1e-9));
+  CHECK(a["robustness"]["perturbations"].size() == b["robustness"]["perturbations"].size());
+  auto unknown = run_installed("eval --model " + model + " --suite csv_mc --option data=" + tmp / "items.csv");
+  CHECK(unknown.exit_code == 2);
+  CHECK(unknown.output.find("unknown eval suite \"csv_mc\"") != std::string::npos);
 }
