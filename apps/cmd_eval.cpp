@@ -2,7 +2,6 @@
 // folder, exactly as the recipe hooks run them, and writes <out>/evals/<suite>.json and .h5.
 // --audit-only runs each suite's red-team audit of degenerate policies without a model.
 #include <filesystem>
-#include <iomanip>
 #include <iostream>
 
 #include "apps/cli.h"
@@ -35,17 +34,6 @@ YAML::Node parse_suite_options(const std::vector<std::string>& settings) {
     options[key] = names_file ? YAML::Node(fs::absolute(value).lexically_normal().string()) : parsed;
   }
   return options;
-}
-
-void print_summary(const nlohmann::json& summary) {
-  std::cout << summary["suite"].get<std::string>() << " (" << summary["items"] << " items)";
-  for (const auto& [name, score] : summary["scores"].items())
-    std::cout << std::fixed << std::setprecision(3) << "  " << name << " " << score["value"].get<double>() << " ["
-              << score["ci95"][0].get<double>() << ", " << score["ci95"][1].get<double>() << "]";
-  if (summary["robustness"].contains("worst"))
-    std::cout << "  worst " << summary["robustness"]["worst"].get<double>() << "  consistency "
-              << summary["robustness"]["consistency"].get<double>();
-  std::cout << "  gameable " << (summary["audit"].value("gameable", false) ? "YES" : "no") << "\n";
 }
 
 }  // namespace
@@ -106,7 +94,7 @@ int eval(const std::vector<std::string>& args) {
   model->eval();
   for (size_t i = 0; i < runner.size(); ++i) {
     const auto summary = runner.run_suite(i, *model, 0, "");
-    if (dist->rank() == 0) print_summary(summary);
+    if (dist->rank() == 0) std::cout << eval_summary_line(summary) << "\n";
   }
   return 0;
 }

@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -51,6 +53,26 @@ EvalModel& EvalRunner::reference() {
   return *reference_->eval;
 }
 
+std::string eval_summary_line(const nlohmann::json& summary) {
+  std::ostringstream line;
+  line << std::fixed << std::setprecision(3) << summary["suite"].get<std::string>() << " (" << summary["items"]
+       << " items)";
+  for (const auto& [name, score] : summary["scores"].items()) {
+    if (!score["value"].is_number()) {  // no items of that kind (NaN is written as null)
+      line << "  " << name << " -";
+      continue;
+    }
+    line << "  " << name << " " << score["value"].get<double>();
+    if (score["ci95"][0].is_number())
+      line << " [" << score["ci95"][0].get<double>() << ", " << score["ci95"][1].get<double>() << "]";
+  }
+  if (summary["robustness"].contains("worst"))
+    line << "  worst " << summary["robustness"]["worst"].get<double>() << "  consistency "
+         << summary["robustness"]["consistency"].get<double>();
+  line << "  gameable " << (summary["audit"].value("gameable", false) ? "YES" : "no");
+  return line.str();
+}
+
 nlohmann::json audit_suite(const EvalSuite& suite) { return suite.audit(); }
 
 nlohmann::json EvalRunner::run_suite(size_t i, QwenForCausalLMImpl& policy, int64_t step, const std::string& subdir) {
@@ -84,6 +106,7 @@ nlohmann::json EvalRunner::run_suite(size_t i, QwenForCausalLMImpl& policy, int6
     write_eval_records((dir / (stem + ".h5")).string(), result.records);
     write_file_atomic((dir / (stem + ".json")).string(), summary.dump(2) + "\n");
     if (env_.log_metrics) {
+      std::cerr << "posttrain: " << eval_summary_line(summary) << "\n";
       nlohmann::json record = {{"step", step}};
       const std::string prefix = "eval/" + stem + "/";
       for (const auto& [name, score] : result.scores.items()) record[prefix + name] = score["value"];

@@ -59,6 +59,9 @@ class EvalRunner {
   std::unique_ptr<Reference> reference_;
 };
 
+// One line for people: suite, items, each score with its interval, worst case, consistency, gameable.
+std::string eval_summary_line(const nlohmann::json& summary);
+
 // Model-free: each suite's audit of degenerate policies (posttrain eval --audit-only).
 nlohmann::json audit_suite(const EvalSuite& suite);
 
