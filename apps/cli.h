@@ -34,5 +34,7 @@ int methods(const std::vector<std::string>& args);
 int prepare_data(const std::vector<std::string>& args);
 int score(const std::vector<std::string>& args);
 int eval(const std::vector<std::string>& args);
+int variants(const std::vector<std::string>& args);
+int report(const std::vector<std::string>& args);
 
 }  // namespace posttrain::cli

@@ -77,6 +77,12 @@ nlohmann::json audit_suite(const EvalSuite& suite) { return suite.audit(); }
 
 nlohmann::json EvalRunner::run_suite(size_t i, QwenForCausalLMImpl& policy, int64_t step, const std::string& subdir) {
   EvalSuite& suite = *suites_[i];
+  if (policy.is_classifier() && !suite.scores_classifiers()) {  // e.g. a reward-model variant of a matrix
+    if (env_.dist->rank() == 0)
+      std::cerr << "posttrain: eval " << suite.name
+                << " skipped: it scores a causal LM and the policy is a reward model\n";
+    return {{"suite", suite.name}, {"step", step}, {"skipped", "the policy is a sequence classifier"}};
+  }
   const auto started = std::chrono::steady_clock::now();
   if (env_.dist->rank() == 0)
     std::cerr << "posttrain: eval " << suite.name << " (" << suite.item_count() << " items) at step " << step << "\n";

@@ -22,6 +22,7 @@ class PreferenceSuite : public EvalSuite {
   }
 
   size_t item_count() const override { return items_.size(); }
+  bool scores_classifiers() const override { return true; }
   std::vector<std::string> item_texts() const override {
     std::vector<std::string> texts;
     for (const auto& item : items_)

@@ -8,6 +8,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   libyaml-cpp-dev libboost-program-options-dev libhdf5-dev nlohmann-json3-dev
   libpcre2-dev libutf8proc-dev libssl-dev catch2 libgloo-dev
+  chromium-headless-shell  # the report test renders report.html and takes a screenshot
 )
 
 missing=()

@@ -12,12 +12,25 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace test {
+
+// The message of the UserError `f` throws, or "" when it throws none.
+inline std::string user_error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const posttrain::UserError& e) {
+    return e.what();
+  }
+  return "";
+}
 
 namespace fs = std::filesystem;
 

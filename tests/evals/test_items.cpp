@@ -15,15 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
-}
-
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 }  // namespace
@@ -39,10 +30,11 @@ TEST_CASE("CSV: BOM, quotes, escaped quotes, newlines in quotes, and bad rows by
   CHECK(t.rows[2][1] == "two\nlines");
   CHECK(t.lines == std::vector<int64_t>{2, 3, 4});
   test::write_text(tmp / "short.csv", "id,text\n1,a\n2\n");
-  CHECK(contains(error_of([&] { read_csv(tmp / "short.csv"); }), "short.csv:3: has 1 columns, the header 2"));
+  CHECK(
+      contains(test::user_error_of([&] { read_csv(tmp / "short.csv"); }), "short.csv:3: has 1 columns, the header 2"));
   test::write_text(tmp / "open.csv", "id,text\n1,\"never closed\n");
-  CHECK(contains(error_of([&] { read_csv(tmp / "open.csv"); }), "open.csv:2: a quoted field is not closed"));
-  CHECK(contains(error_of([&] { load_xstest(tmp / "ok.csv"); }), "missing column \"prompt\""));
+  CHECK(contains(test::user_error_of([&] { read_csv(tmp / "open.csv"); }), "open.csv:2: a quoted field is not closed"));
+  CHECK(contains(test::user_error_of([&] { load_xstest(tmp / "ok.csv"); }), "missing column \"prompt\""));
 }
 
 TEST_CASE("model-written evals JSONL: answers as strings or lists, bad lines by file:line", "[evals][loaders]") {
@@ -62,13 +54,14 @@ TEST_CASE("model-written evals JSONL: answers as strings or lists, bad lines by 
   CHECK(items[1].question_no_view == "Q2 plain");
   CHECK(items[0].question_no_view.empty());
   test::write_text(tmp / "bad.jsonl", "{\"question\": \"Q\", \"answer_matching_behavior\": \" (A)\"}\n");
-  CHECK(contains(error_of([&] { load_model_written_evals(tmp / "bad.jsonl"); }),
+  CHECK(contains(test::user_error_of([&] { load_model_written_evals(tmp / "bad.jsonl"); }),
                  "bad.jsonl:1: missing field \"answer_not_matching_behavior\""));
   test::write_text(tmp / "mc.jsonl", "{\"question\": \"Q\", \"choices\": [\"a\", \"b\"], \"answer\": 2}\n");
-  CHECK(contains(error_of([&] { load_mc_jsonl(tmp / "mc.jsonl"); }), "mc.jsonl:1: \"answer\" 2 is not a choice index"));
+  CHECK(contains(test::user_error_of([&] { load_mc_jsonl(tmp / "mc.jsonl"); }),
+                 "mc.jsonl:1: \"answer\" 2 is not a choice index"));
   test::write_text(tmp / "r.jsonl", "{\"prompt\": \"P\", \"label\": \"maybe\"}\n");
-  CHECK(
-      contains(error_of([&] { load_refusal_jsonl(tmp / "r.jsonl"); }), "r.jsonl:1: \"label\" must be safe or unsafe"));
+  CHECK(contains(test::user_error_of([&] { load_refusal_jsonl(tmp / "r.jsonl"); }),
+                 "r.jsonl:1: \"label\" must be safe or unsafe"));
 }
 
 TEST_CASE("TruthfulQA mc_task.json keeps the file's key order (MC1's true answer first)", "[evals][loaders]") {
@@ -84,7 +77,7 @@ TEST_CASE("TruthfulQA mc_task.json keeps the file's key order (MC1's true answer
   CHECK(items[0].acc_choices == std::vector<int>{0, 2});
   test::write_text(tmp / "two.json",
                    R"J([{"question": "Q?", "mc1_targets": {"A.": 1, "B.": 1}, "mc2_targets": {"A.": 1}}])J");
-  CHECK(contains(error_of([&] { load_truthfulqa(tmp / "two.json"); }), "exactly one true answer"));
+  CHECK(contains(test::user_error_of([&] { load_truthfulqa(tmp / "two.json"); }), "exactly one true answer"));
 }
 
 TEST_CASE("the real datasets load every row", "[evals][loaders][shared]") {
@@ -212,19 +205,19 @@ TEST_CASE("suite options and YAML tasks are validated with file, line and key", 
   test::write_text(tmp / "mc.jsonl", "{\"question\": \"Q\", \"choices\": [\"a\", \"b\"], \"answer\": 0}\n");
   YAML::Node options = YAML::Load("{limt: 5}");
   options["data"] = tmp / "mc.jsonl";
-  CHECK(contains(error_of([&] { make_suite("mc", options, "r.yaml", "evals[0]"); }), "limt"));
-  CHECK(contains(error_of([&] { make_suite("nope", YAML::Node(), "r.yaml", "evals[1]"); }),
+  CHECK(contains(test::user_error_of([&] { make_suite("mc", options, "r.yaml", "evals[0]"); }), "limt"));
+  CHECK(contains(test::user_error_of([&] { make_suite("nope", YAML::Node(), "r.yaml", "evals[1]"); }),
                  "r.yaml: evals[1].suite: unknown eval suite \"nope\""));
   test::write_text(tmp / "d.jsonl", "{\"q\": \"Q1\", \"opts\": [\"a\", \"b\"], \"gold\": 1}\n");
   test::write_text(tmp / "task.yaml",
                    "dataset: d.jsonl\noutput_type: multiple_choice\ndoc_to_text: \"{{q}}\"\n"
                    "doc_to_choice: \"{{opts}}\"\ndoc_to_target: \"{{gold}}\"\ncolour: red\n");
-  CHECK(contains(error_of([&] { make_suite(tmp / "task.yaml", YAML::Node(), "r.yaml", "evals[0]"); }),
+  CHECK(contains(test::user_error_of([&] { make_suite(tmp / "task.yaml", YAML::Node(), "r.yaml", "evals[0]"); }),
                  "task.yaml:6: colour: unknown key"));
   test::write_text(tmp / "task2.yaml",
                    "dataset: d.jsonl\noutput_type: multiple_choice\ndoc_to_text: \"{{question}}\"\n"
                    "doc_to_choice: \"{{opts}}\"\ndoc_to_target: \"{{gold}}\"\n");
-  CHECK(contains(error_of([&] { make_suite(tmp / "task2.yaml", YAML::Node(), "r.yaml", "evals[0]"); }),
+  CHECK(contains(test::user_error_of([&] { make_suite(tmp / "task2.yaml", YAML::Node(), "r.yaml", "evals[0]"); }),
                  "d.jsonl:1: the record has no field \"question\""));
   test::write_text(tmp / "task3.yaml",
                    "dataset: d.jsonl\noutput_type: multiple_choice\ndoc_to_text: \"{{q}}\"\n"

@@ -1,0 +1,171 @@
+// posttrain variants MATRIX.yaml: runs every variant of a matrix (one base, data spec, seed and
+// budget; variants differ in method only), each in its own `posttrain run` (or `launch`) process,
+// skipping variants already completed; then checks the controls and writes the report.
+// posttrain report RUN_DIR...: the report alone, over any run folders (or a matrix's folder).
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "apps/cli.h"
+#include "core/error.h"
+#include "core/files.h"
+#include "core/recipe.h"
+#include "core/variants.h"
+#include "eval_hooks/report.h"
+#include "trainers/plugin.h"
+#include "trainers/run.h"
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+
+namespace posttrain::cli {
+
+namespace {
+
+// Runs this executable with `args`; returns its exit code (-1 if it did not start or was killed).
+int run_self(const std::vector<std::string>& args) {
+  const std::string self = fs::read_symlink("/proc/self/exe").string();
+  std::vector<std::string> argv_store{self};
+  argv_store.insert(argv_store.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_store) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv.data(), environ) != 0) return -1;
+  int status = 0;
+  if (waitpid(pid, &status, 0) < 0) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool completed(const std::string& run_dir) {
+  const std::string manifest = (fs::path(run_dir) / "manifest.json").string();
+  if (!fs::exists(manifest)) return false;
+  try {
+    return nlohmann::json::parse(read_file(manifest)).value("status", "") == "completed";
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+// Prints each control check; differences outside the method section loudly.
+void print_controls(const nlohmann::json& controls) {
+  for (const auto& c : controls["checks"])
+    std::cerr << "posttrain: control " << (c["passed"].get<bool>() ? "ok    " : "FAILED") << "  "
+              << c["check"].get<std::string>() << (c["passed"].get<bool>() ? "" : ": " + c["detail"].dump()) << "\n";
+  for (const auto& d : controls["differences"]) {
+    std::cerr << "posttrain: CONTROL VIOLATION: " << d["key"].get<std::string>() << " differs:";
+    for (const auto& [run, value] : d["values"].items()) std::cerr << " " << run << "=" << value.get<std::string>();
+    std::cerr << "\n";
+  }
+}
+
+}  // namespace
+
+int variants(const std::vector<std::string>& args) {
+  po::options_description options("variants options");
+  std::string matrix_path;
+  std::vector<std::string> only;
+  int nproc = 1;
+  bool check_only = false;
+  options.add_options()("matrix", po::value(&matrix_path)->required(), "variant matrix YAML")(
+      "only", po::value(&only)->composing(), "run only this variant (repeatable); the others are still checked")(
+      "nproc-per-node", po::value(&nproc)->default_value(1), "worker processes per variant (posttrain launch)")(
+      "check-only", po::bool_switch(&check_only), "run nothing: check the controls and write the report");
+  po::positional_options_description positional;
+  positional.add("matrix", 1);
+  po::variables_map vm;
+  if (!parse("variants", "MATRIX.yaml [--only NAME] [--nproc-per-node N]", options, args, vm, &positional)) return 0;
+  if (nproc < 1) throw UserError("--nproc-per-node must be at least 1");
+
+  const Matrix matrix = parse_matrix(matrix_path, load_plugins, trainer_data_kind);
+  for (const auto& name : only) {
+    bool known = false;
+    for (const auto& v : matrix.variants) known = known || v.name == name;
+    if (!known) throw UserError("--only " + name + ": no such variant in " + matrix_path);
+  }
+  // Every variant's recipe is written and validated before anything runs.
+  const fs::path recipes = fs::path(matrix.output_dir) / "recipes";
+  fs::create_directories(recipes);
+  for (const auto& v : matrix.variants) {
+    const std::string path = (recipes / (v.name + ".yaml")).string();
+    write_file_atomic(path, v.recipe_yaml);
+    parse_recipe(path, {}, nproc);
+  }
+
+  std::vector<std::string> failed;
+  for (const auto& v : matrix.variants) {
+    if (check_only || (!only.empty() && std::find(only.begin(), only.end(), v.name) == only.end())) continue;
+    const std::string run_dir = (fs::path(matrix.output_dir) / v.name).string();
+    if (completed(run_dir)) {
+      std::cerr << "posttrain: variant " << v.name << " already completed in " << run_dir
+                << " (delete the folder to run it again)\n";
+      continue;
+    }
+    std::cerr << "posttrain: variant " << v.name << " (" << v.method << ")\n";
+    const std::string recipe = (recipes / (v.name + ".yaml")).string();
+    const int rc =
+        nproc > 1 ? run_self({"launch", "--nproc-per-node", std::to_string(nproc), recipe}) : run_self({"run", recipe});
+    if (rc != 0) {
+      std::cerr << "posttrain: variant " << v.name << " failed (exit code " << rc << "); the others go on\n";
+      failed.push_back(v.name);
+    }
+  }
+
+  std::vector<std::string> run_dirs;
+  for (const auto& v : matrix.variants) {
+    const std::string run_dir = (fs::path(matrix.output_dir) / v.name).string();
+    if (fs::exists(fs::path(run_dir) / "manifest.json")) run_dirs.push_back(run_dir);
+  }
+  if (run_dirs.empty()) throw UserError(matrix.output_dir + ": no variant has run yet");
+  const nlohmann::json controls = check_controls(run_dirs, &matrix);
+  write_file_atomic((fs::path(matrix.output_dir) / "controls.json").string(), controls.dump(2) + "\n");
+  print_controls(controls);
+  write_report(run_dirs, matrix.output_dir, matrix.name, controls);
+  std::cerr << "posttrain: report in " << (fs::path(matrix.output_dir) / "report.html").string() << "\n";
+  if (!failed.empty()) {
+    std::string names;
+    for (const auto& n : failed) names += (names.empty() ? "" : ", ") + n;
+    throw UserError("variants failed: " + names);
+  }
+  return 0;
+}
+
+int report(const std::vector<std::string>& args) {
+  po::options_description options("report options");
+  std::vector<std::string> dirs;
+  std::string out, title;
+  options.add_options()("runs", po::value(&dirs)->composing()->required(),
+                        "run folders, or one matrix output folder (its variants and controls.json)")(
+      "out", po::value(&out), "where report.md and report.html go (default: the matrix folder, else .)")(
+      "title", po::value(&title)->default_value("posttrain report"), "report title");
+  po::positional_options_description positional;
+  positional.add("runs", -1);
+  po::variables_map vm;
+  if (!parse("report", "RUN_DIR... [--out DIR]", options, args, vm, &positional)) return 0;
+
+  nlohmann::json controls;
+  std::vector<std::string> run_dirs = dirs;
+  if (dirs.size() == 1 && fs::exists(fs::path(dirs[0]) / "controls.json")) {  // a matrix's output folder
+    run_dirs.clear();
+    for (const auto& entry : fs::directory_iterator(dirs[0]))
+      if (fs::exists(entry.path() / "manifest.json")) run_dirs.push_back(entry.path().string());
+    std::sort(run_dirs.begin(), run_dirs.end());
+    controls = nlohmann::json::parse(read_file((fs::path(dirs[0]) / "controls.json").string()));
+    if (out.empty()) out = dirs[0];
+  } else {
+    for (const auto& d : run_dirs)
+      if (!fs::exists(fs::path(d) / "manifest.json")) throw UserError(d + ": not a run folder (no manifest.json)");
+    controls = check_controls(run_dirs, nullptr);
+    print_controls(controls);
+  }
+  if (out.empty()) out = ".";
+  write_report(run_dirs, out, title, controls);
+  std::cout << (fs::path(out) / "report.md").string() << "\n" << (fs::path(out) / "report.html").string() << "\n";
+  return 0;
+}
+
+}  // namespace posttrain::cli

@@ -1,0 +1,293 @@
+#include "core/variants.h"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "core/yaml_reader.h"
+
+namespace fs = std::filesystem;
+
+namespace posttrain {
+
+namespace {
+
+const char* const kDataKinds[] = {"sft", "preference", "unpaired", "prompts"};
+
+std::string resolve_path(const std::string& matrix_file, const std::string& path) {
+  if (path.empty() || fs::path(path).is_absolute()) return path;
+  return fs::absolute(fs::path(matrix_file).parent_path() / path).lexically_normal().string();
+}
+
+// evals entries with their file options (and YAML task files) made absolute.
+YAML::Node resolve_evals(const YAML::Node& evals, const std::string& matrix_file) {
+  YAML::Node out = YAML::Clone(evals);
+  if (!out.IsSequence()) return out;
+  for (auto entry : out) {
+    if (!entry.IsMap()) continue;
+    for (const char* key : {"data", "reference", "reward_model"})
+      if (entry[key] && entry[key].IsScalar()) entry[key] = resolve_path(matrix_file, entry[key].as<std::string>());
+    if (entry["suite"] && entry["suite"].IsScalar()) {
+      const std::string suite = entry["suite"].as<std::string>();
+      const auto ext = fs::path(suite).extension();
+      if (ext == ".yaml" || ext == ".yml") entry["suite"] = resolve_path(matrix_file, suite);
+    }
+  }
+  return out;
+}
+
+// "a.b=value" set in a YAML tree (maps created as needed, numeric segments index lists).
+void apply_override(YAML::Node root, const std::string& item, const std::string& where) {
+  const size_t eq = item.find('=');
+  if (eq == std::string::npos || eq == 0) fail(where, "override \"" + item + "\" is not key.sub=value");
+  std::vector<std::string> parts;
+  const std::string key = item.substr(0, eq);
+  for (size_t start = 0; start <= key.size();) {
+    size_t dot = key.find('.', start);
+    if (dot == std::string::npos) dot = key.size();
+    parts.push_back(key.substr(start, dot - start));
+    start = dot + 1;
+  }
+  YAML::Node value = YAML::Load(item.substr(eq + 1));
+  YAML::Node node = root;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    if (node.IsSequence() && parts[i].find_first_not_of("0123456789") == std::string::npos) {
+      node.reset(node[static_cast<size_t>(std::stoul(parts[i]))]);
+      continue;
+    }
+    if (!node[parts[i]] || !(node[parts[i]].IsMap() || node[parts[i]].IsSequence()))
+      node[parts[i]] = YAML::Node(YAML::NodeType::Map);
+    node.reset(node[parts[i]]);
+  }
+  node[parts.back()] = value;
+}
+
+// Every scalar of a YAML tree under its dotted path (list items by index).
+void flatten(const YAML::Node& node, const std::string& prefix, std::map<std::string, std::string>& out) {
+  if (node.IsMap()) {
+    for (const auto& kv : node)
+      flatten(kv.second, prefix.empty() ? kv.first.as<std::string>() : prefix + "." + kv.first.as<std::string>(), out);
+  } else if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i) flatten(node[i], prefix + "." + std::to_string(i), out);
+  } else if (node.IsScalar()) {
+    out[prefix] = node.Scalar();
+  } else {
+    out[prefix] = "null";
+  }
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  try {
+    return nlohmann::json::parse(read_file(path));
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+
+}  // namespace
+
+Matrix parse_matrix(const std::string& path, const std::function<void(const std::vector<std::string>&)>& load_plugins,
+                    const std::function<std::string(const std::string&)>& data_kind_of) {
+  if (!fs::exists(path)) fail(path, "matrix file not found");
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    fail(path + ":" + std::to_string(e.mark.line + 1), std::string("malformed YAML: ") + e.msg);
+  }
+  YamlSection top(root, "", path);
+  Matrix m;
+  m.file = path;
+  const std::string stem = fs::path(path).stem().string();
+  m.name = top.get<std::string>("name", stem);
+  m.output_dir = fs::absolute(top.get<std::string>("output_dir", "runs/" + stem)).lexically_normal().string();
+  m.base_sha256 = top.get<std::string>("base_sha256", "");
+  for (const auto& plugin : top.get<std::vector<std::string>>("plugins", {}))
+    m.plugins.push_back(resolve_path(path, plugin));
+  load_plugins(m.plugins);
+
+  YAML::Node base = YAML::Clone(top.raw("base"));
+  if (!base || base.IsNull()) top.fail_at("base", "is required (a HF model folder or {preset: tiny, seed: 0})");
+  if (base.IsScalar()) base = YAML::Node(resolve_path(path, base.as<std::string>()));
+  const uint64_t seed = top.get<uint64_t>("seed", 0);
+
+  // The data spec: a file per data kind, and the settings every variant shares.
+  YamlSection data = top.section("data");
+  YAML::Node shared_data(YAML::NodeType::Map);
+  for (const char* kind : kDataKinds) {
+    const std::string file = data.get<std::string>(kind, "");
+    if (!file.empty()) m.data_files[kind] = resolve_path(path, file);
+  }
+  for (const char* key : {"format", "max_length", "skip_bad_records", "pack"}) {
+    YAML::Node value = data.raw(key);
+    if (value && !value.IsNull()) shared_data[key] = YAML::Clone(value);
+  }
+  data.finish();
+  if (m.data_files.empty()) top.fail_at("data", "names no data file (keys: sft, preference, unpaired, prompts)");
+
+  const YAML::Node train = YAML::Clone(top.raw("train"));
+  const YAML::Node checkpoint = YAML::Clone(top.raw("checkpoint"));
+  const YAML::Node evals = resolve_evals(top.raw("evals"), path);
+  const YAML::Node variants = top.raw("variants");
+  if (!variants || !variants.IsSequence() || variants.size() == 0)
+    top.fail_at("variants", "must be a non-empty list of {name, method, <method options>}");
+
+  std::set<std::string> names;
+  for (size_t i = 0; i < variants.size(); ++i) {
+    const std::string where = "variants[" + std::to_string(i) + "]";
+    YamlSection v(variants[i], where, path);
+    Variant variant;
+    variant.name = v.require<std::string>("name");
+    variant.method = v.require<std::string>("method");
+    if (variant.name.empty() ||
+        variant.name.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
+                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != std::string::npos)
+      v.fail_at("name", "must be letters, digits, '_', '.' or '-' (it names the run folder)");
+    if (!names.insert(variant.name).second) v.fail_at("name", "\"" + variant.name + "\" is used twice");
+    variant.data_kind = data_kind_of(variant.method);
+    if (variant.data_kind.empty()) v.fail_at("method", "\"" + variant.method + "\" is not a registered method");
+    if (!m.data_files.count(variant.data_kind))
+      v.fail_at("method", variant.method + " trains on " + variant.data_kind + " data: add data." + variant.data_kind +
+                              " to the matrix");
+    const YAML::Node options = v.raw(variant.method);
+    const auto overrides = v.get<std::vector<std::string>>("overrides", {});
+    v.finish();
+
+    YAML::Node recipe(YAML::NodeType::Map);
+    recipe["method"] = variant.method;
+    recipe["seed"] = seed;
+    recipe["base"] = YAML::Clone(base);
+    if (!m.plugins.empty()) recipe["plugins"] = m.plugins;
+    YAML::Node recipe_data = YAML::Clone(shared_data);
+    recipe_data["train"] = m.data_files[variant.data_kind];
+    recipe["data"] = recipe_data;
+    if (train && !train.IsNull()) recipe["train"] = YAML::Clone(train);
+    if (checkpoint && !checkpoint.IsNull()) recipe["checkpoint"] = YAML::Clone(checkpoint);
+    if (evals && !evals.IsNull()) recipe["evals"] = YAML::Clone(evals);
+    recipe["output_dir"] = (fs::path(m.output_dir) / variant.name).string();
+    if (options && !options.IsNull()) recipe[variant.method] = YAML::Clone(options);
+    for (const auto& o : overrides) apply_override(recipe, o, path + ": " + where + ".overrides");
+    variant.recipe_yaml = "# variant " + variant.name + " of matrix " + fs::absolute(path).string() +
+                          " (generated: edit the matrix, not this file)\n" + YAML::Dump(recipe) + "\n";
+    m.variants.push_back(variant);
+  }
+  top.finish();
+  return m;
+}
+
+nlohmann::json check_controls(const std::vector<std::string>& run_dirs, const Matrix* matrix) {
+  nlohmann::json checks = nlohmann::json::array(), differences = nlohmann::json::array();
+  const auto add = [&](const std::string& check, bool passed, const nlohmann::json& detail) {
+    checks.push_back({{"check", check}, {"passed", passed}, {"detail", detail}});
+  };
+  std::map<std::string, nlohmann::json> manifests;
+  std::map<std::string, std::map<std::string, std::string>> configs;
+  std::vector<std::string> names;
+  nlohmann::json status = nlohmann::json::object();
+  bool all_complete = true;
+  for (const auto& dir : run_dirs) {
+    const std::string name = fs::path(dir).filename().string();
+    names.push_back(name);
+    manifests[name] = read_json_file((fs::path(dir) / "manifest.json").string());
+    const std::string s = manifests[name].is_object() ? manifests[name].value("status", "unknown") : "missing";
+    status[name] = s;
+    all_complete = all_complete && s == "completed";
+    std::map<std::string, std::string> flat;
+    try {
+      const YAML::Node resolved = YAML::LoadFile((fs::path(dir) / "recipe.resolved.yaml").string());
+      const std::string method = resolved["method"] ? resolved["method"].as<std::string>() : "";
+      flatten(resolved, "", flat);
+      // What follows from the variant itself: its method and options, its folder, its data file.
+      for (auto it = flat.begin(); it != flat.end();) {
+        const std::string& key = it->first;
+        const bool own = key == "method" || key == "output_dir" || key == "data.train" || key == method ||
+                         key.rfind(method + ".", 0) == 0;
+        it = own ? flat.erase(it) : std::next(it);
+      }
+    } catch (const YAML::Exception&) {
+      flat["recipe.resolved.yaml"] = "unreadable";
+    }
+    configs[name] = flat;
+  }
+  add("runs completed", all_complete, status);
+
+  // Values of one manifest field per run; the check passes when all are equal (and equal `expected`).
+  const auto same = [&](const std::string& check, const std::function<nlohmann::json(const nlohmann::json&)>& field,
+                        const nlohmann::json& expected = nullptr) {
+    nlohmann::json values = nlohmann::json::object();
+    std::set<std::string> distinct;
+    for (const auto& name : names) {
+      const nlohmann::json v = manifests[name].is_object() ? field(manifests[name]) : nlohmann::json(nullptr);
+      values[name] = v;
+      distinct.insert(v.dump());
+    }
+    bool passed = distinct.size() == 1;
+    if (!expected.is_null()) passed = passed && *distinct.begin() == expected.dump();
+    nlohmann::json detail = {{"values", values}};
+    if (!expected.is_null()) detail["expected"] = expected;
+    add(check, passed, detail);
+  };
+  const auto at = [](const nlohmann::json& j, const std::vector<std::string>& keys) {
+    nlohmann::json v = j;
+    for (const auto& k : keys) v = v.is_object() && v.contains(k) ? v[k] : nlohmann::json(nullptr);
+    return v;
+  };
+  same(
+      "same base",
+      [&](const nlohmann::json& m) {
+        return at(m, {"base", "sha256"});
+      },
+      matrix != nullptr && !matrix->base_sha256.empty() ? nlohmann::json(matrix->base_sha256)
+                                                        : nlohmann::json(nullptr));
+  same("same seed", [&](const nlohmann::json& m) { return at(m, {"seed"}); });
+  same("same budget", [&](const nlohmann::json& m) { return at(m, {"budget"}); });
+
+  // Data: each run trained on its kind's file of the spec, byte for byte (sha256).
+  nlohmann::json data_detail = nlohmann::json::object();
+  bool data_ok = true;
+  std::map<std::string, std::string> spec_hash;  // path -> sha256
+  if (matrix != nullptr)
+    for (const auto& [kind, file] : matrix->data_files)
+      spec_hash[file] = fs::exists(file) ? sha256_file(file) : "missing";
+  std::map<std::string, std::set<std::string>> hashes_by_path;
+  for (const auto& name : names) {
+    const nlohmann::json path = at(manifests[name], {"data", "train"}), hash = at(manifests[name], {"data", "sha256"});
+    data_detail[name] = {{"train", path}, {"sha256", hash}};
+    if (!path.is_string() || !hash.is_string()) {
+      data_ok = false;
+      continue;
+    }
+    hashes_by_path[path.get<std::string>()].insert(hash.get<std::string>());
+    if (matrix != nullptr) {
+      const auto it = spec_hash.find(path.get<std::string>());
+      if (it == spec_hash.end() || it->second != hash.get<std::string>()) data_ok = false;
+    }
+  }
+  for (const auto& [path, hashes] : hashes_by_path) data_ok = data_ok && hashes.size() == 1;
+  add("same data", data_ok, data_detail);
+
+  // Resolved recipes outside the method section.
+  std::set<std::string> keys;
+  for (const auto& [name, flat] : configs)
+    for (const auto& [key, value] : flat) keys.insert(key);
+  for (const auto& key : keys) {
+    nlohmann::json values = nlohmann::json::object();
+    std::set<std::string> distinct;
+    for (const auto& name : names) {
+      const auto it = configs[name].find(key);
+      const std::string v = it == configs[name].end() ? "(absent)" : it->second;
+      values[name] = v;
+      distinct.insert(v);
+    }
+    if (distinct.size() > 1) differences.push_back({{"key", key}, {"values", values}});
+  }
+  add("configs differ only in the method section", differences.empty(), {{"differing_keys", differences.size()}});
+
+  bool controlled = true;
+  for (const auto& c : checks) controlled = controlled && c["passed"].get<bool>();
+  return {{"controlled", controlled}, {"checks", checks}, {"differences", differences}};
+}
+
+}  // namespace posttrain

@@ -1,0 +1,357 @@
+#include "eval_hooks/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/files.h"
+
+namespace fs = std::filesystem;
+
+namespace posttrain {
+
+namespace {
+
+struct RunSummary {
+  std::string name, method, status;
+  nlohmann::json manifest;
+  std::map<std::string, nlohmann::json> evals;  // suite -> after_run summary
+  std::vector<nlohmann::json> metrics;  // metrics.jsonl lines
+};
+
+RunSummary read_run(const std::string& dir) {
+  const std::string manifest_path = (fs::path(dir) / "manifest.json").string();
+  if (!fs::exists(manifest_path)) throw UserError(dir + ": not a run folder (no manifest.json)");
+  RunSummary run;
+  run.name = fs::path(dir).lexically_normal().filename().string();
+  if (run.name.empty()) run.name = fs::path(dir).lexically_normal().parent_path().filename().string();
+  run.manifest = nlohmann::json::parse(read_file(manifest_path));
+  run.method = run.manifest.value("method", "?");
+  run.status = run.manifest.value("status", "?");
+  const fs::path evals = fs::path(dir) / "evals";
+  if (fs::exists(evals))
+    for (const auto& entry : fs::directory_iterator(evals))
+      if (entry.path().extension() == ".json") {
+        auto summary = nlohmann::json::parse(read_file(entry.path().string()));
+        run.evals[entry.path().stem().string()] = summary;
+      }
+  std::ifstream in((fs::path(dir) / "metrics.jsonl").string());
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) run.metrics.push_back(nlohmann::json::parse(line));
+  return run;
+}
+
+std::string fixed(double v, int digits = 3) {
+  if (!std::isfinite(v)) return "-";
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(digits) << v;
+  return out.str();
+}
+
+std::string html_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '&')
+      out += "&amp;";
+    else if (c == '"')
+      out += "&quot;";
+    else
+      out += c;
+  }
+  return out;
+}
+
+double number_or_nan(const nlohmann::json& v) { return v.is_number() ? v.get<double>() : std::nan(""); }
+
+// The cell of one suite for one run: primary score, interval, worst case, consistency, flags.
+struct Cell {
+  bool present = false;
+  std::string primary;
+  double value = std::nan(""), low = std::nan(""), high = std::nan(""), worst = std::nan(""),
+         consistency = std::nan("");
+  bool gameable = false, contaminated = false;
+  double chance = std::nan(""), threshold = std::nan("");
+};
+
+Cell cell_of(const RunSummary& run, const std::string& suite) {
+  Cell c;
+  const auto it = run.evals.find(suite);
+  if (it == run.evals.end()) return c;
+  const nlohmann::json& s = it->second;
+  c.present = true;
+  c.primary = s.value("primary", "");
+  if (s.contains("scores") && s["scores"].contains(c.primary)) {
+    const auto& score = s["scores"][c.primary];
+    c.value = number_or_nan(score["value"]);
+    c.low = number_or_nan(score["ci95"][0]);
+    c.high = number_or_nan(score["ci95"][1]);
+  }
+  if (s.contains("robustness")) {
+    c.worst = number_or_nan(s["robustness"].value("worst", nlohmann::json()));
+    c.consistency = number_or_nan(s["robustness"].value("consistency", nlohmann::json()));
+  }
+  if (s.contains("audit")) {
+    c.gameable = s["audit"].value("gameable", false);
+    c.chance = number_or_nan(s["audit"].value("chance", nlohmann::json()));
+    c.threshold = number_or_nan(s["audit"].value("threshold", nlohmann::json()));
+  }
+  if (s.contains("contamination"))
+    c.contaminated =
+        s["contamination"].value("canary_found", false) || s["contamination"].value("items_overlapping", 0) > 0;
+  return c;
+}
+
+std::string cell_text(const Cell& c) {
+  if (!c.present) return "-";
+  std::string text = fixed(c.value) + " [" + fixed(c.low) + ", " + fixed(c.high) + "]";
+  if (std::isfinite(c.worst)) text += " worst " + fixed(c.worst);
+  if (std::isfinite(c.consistency)) text += " cons " + fixed(c.consistency, 2);
+  if (c.gameable) text += " GAMEABLE";
+  if (c.contaminated) text += " CONTAMINATED";
+  return text;
+}
+
+const char* const kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
+
+// A horizontal bar per run with its interval as a whisker, the audit's chance and threshold lines.
+std::string suite_chart(const std::string& suite, const std::vector<RunSummary>& runs) {
+  const int row = 26, left = 150, width = 360, height = row * static_cast<int>(runs.size()) + 40;
+  std::ostringstream svg;
+  svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << left + width + 60 << "' height='" << height
+      << "' font-family='sans-serif' font-size='12'>";
+  const auto x = [&](double v) { return left + static_cast<int>(std::clamp(v, 0.0, 1.0) * width); };
+  svg << "<line x1='" << left << "' y1='10' x2='" << left << "' y2='" << height - 20 << "' stroke='#999'/>";
+  for (double tick : {0.0, 0.25, 0.5, 0.75, 1.0})
+    svg << "<text x='" << x(tick) << "' y='" << height - 5 << "' text-anchor='middle'>" << fixed(tick, 2) << "</text>";
+  Cell any;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const Cell c = cell_of(runs[i], suite);
+    if (c.present && !any.present) any = c;
+    const int y = 12 + row * static_cast<int>(i);
+    svg << "<text x='" << left - 6 << "' y='" << y + 14 << "' text-anchor='end'>" << html_escape(runs[i].name)
+        << "</text>";
+    if (!c.present || !std::isfinite(c.value)) continue;
+    svg << "<rect x='" << left << "' y='" << y + 3 << "' width='" << x(c.value) - left << "' height='16' fill='"
+        << kPalette[i % 8] << "' opacity='0.8'/>";
+    if (std::isfinite(c.low))
+      svg << "<line x1='" << x(c.low) << "' y1='" << y + 11 << "' x2='" << x(c.high) << "' y2='" << y + 11
+          << "' stroke='black' stroke-width='2'/>";
+    svg << "<text x='" << x(c.value) + 4 << "' y='" << y + 15 << "'>" << fixed(c.value)
+        << (c.gameable ? " (gameable)" : "") << "</text>";
+  }
+  if (std::isfinite(any.chance))
+    svg << "<line x1='" << x(any.chance) << "' y1='8' x2='" << x(any.chance) << "' y2='" << height - 20
+        << "' stroke='#555' stroke-dasharray='4,3'/><text x='" << x(any.chance)
+        << "' y='8' font-size='10'>chance</text>";
+  if (std::isfinite(any.threshold))
+    svg << "<line x1='" << x(any.threshold) << "' y1='8' x2='" << x(any.threshold) << "' y2='" << height - 20
+        << "' stroke='#d62728' stroke-dasharray='2,2'/>";
+  svg << "</svg>";
+  return svg.str();
+}
+
+// Lines of one metric over steps, one per run that logged it (and whose method is `method`, when
+// given: losses of different methods are on different scales).
+std::string curve_chart(const std::string& metric, const std::vector<RunSummary>& runs,
+                        const std::string& method = "") {
+  double min_v = INFINITY, max_v = -INFINITY, min_step = INFINITY, max_step = -INFINITY;
+  const auto shown = [&](const RunSummary& run) { return method.empty() || run.method == method; };
+  for (const auto& run : runs)
+    for (const auto& m : run.metrics)
+      if (shown(run) && m.contains(metric) && m[metric].is_number()) {
+        min_v = std::min(min_v, m[metric].get<double>());
+        max_v = std::max(max_v, m[metric].get<double>());
+        min_step = std::min(min_step, m.value("step", 0.0));
+        max_step = std::max(max_step, m.value("step", 0.0));
+      }
+  if (!std::isfinite(min_v)) return "";
+  if (max_v == min_v) max_v = min_v + 1;
+  if (max_step == min_step) max_step = min_step + 1;
+  const int left = 50, top = 20, width = 420, height = 180;
+  std::ostringstream svg;
+  svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << left + width + 130 << "' height='" << top + height + 30
+      << "' font-family='sans-serif' font-size='11'><text x='" << left << "' y='12' font-weight='bold'>"
+      << html_escape(metric + (method.empty() ? "" : " (" + method + ")")) << "</text>";
+  svg << "<rect x='" << left << "' y='" << top << "' width='" << width << "' height='" << height
+      << "' fill='none' stroke='#999'/>";
+  svg << "<text x='" << left - 4 << "' y='" << top + 10 << "' text-anchor='end'>" << fixed(max_v, 2) << "</text>";
+  svg << "<text x='" << left - 4 << "' y='" << top + height << "' text-anchor='end'>" << fixed(min_v, 2) << "</text>";
+  svg << "<text x='" << left << "' y='" << top + height + 14 << "'>step " << static_cast<int64_t>(min_step)
+      << "</text><text x='" << left + width << "' y='" << top + height + 14 << "' text-anchor='end'>step "
+      << static_cast<int64_t>(max_step) << "</text>";
+  int legend = 0;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    std::string points;
+    if (!shown(runs[i])) continue;
+    for (const auto& m : runs[i].metrics)
+      if (m.contains(metric) && m[metric].is_number()) {
+        const double px = left + width * (m.value("step", 0.0) - min_step) / (max_step - min_step);
+        const double py = top + height * (1.0 - (m[metric].get<double>() - min_v) / (max_v - min_v));
+        points += fixed(px, 1) + "," + fixed(py, 1) + " ";
+      }
+    if (points.empty()) continue;
+    svg << "<polyline fill='none' stroke='" << kPalette[i % 8] << "' stroke-width='1.5' points='" << points << "'/>";
+    svg << "<text x='" << left + width + 8 << "' y='" << top + 12 + 14 * legend++ << "' fill='" << kPalette[i % 8]
+        << "'>" << html_escape(runs[i].name) << "</text>";
+  }
+  svg << "</svg>";
+  return svg.str();
+}
+
+}  // namespace
+
+void write_report(const std::vector<std::string>& run_dirs, const std::string& out_dir, const std::string& title,
+                  const nlohmann::json& controls) {
+  std::vector<RunSummary> runs;
+  for (const auto& dir : run_dirs) runs.push_back(read_run(dir));
+  std::set<std::string> suites;
+  std::set<std::string> curve_metrics;
+  for (const auto& run : runs) {
+    for (const auto& [suite, summary] : run.evals) suites.insert(suite);
+    for (const auto& m : run.metrics)
+      for (const auto& [key, value] : m.items())
+        if (key == "kl" || key.rfind("reward/", 0) == 0 || key == "rewards/margins") curve_metrics.insert(key);
+  }
+  const auto final_loss = [](const RunSummary& run) {
+    double loss = std::nan("");
+    for (const auto& m : run.metrics)
+      if (m.contains("loss") && m["loss"].is_number()) loss = m["loss"].get<double>();
+    return loss;
+  };
+  const bool checked = controls.is_object();
+  const bool controlled = checked && controls.value("controlled", false);
+  const std::string verdict = !checked ? "controls not checked (run `posttrain variants` for a matrix)"
+                              : controlled
+                                  ? "controlled: same base, data, seed and budget; configs differ only in the method"
+                                  : "NOT CONTROLLED: see the failed checks below";
+
+  // Markdown.
+  std::ostringstream md;
+  md << "# " << title << "\n\n" << runs.size() << " runs. Controls: " << verdict << ".\n\n";
+  md << "## Scores\n\nEach cell: the suite's primary score [95% bootstrap interval], its worst case over the "
+        "prompt perturbations, the consistency of the chosen content, and flags: GAMEABLE when a degenerate "
+        "policy beats chance + margin on that suite, CONTAMINATED when its items or canary appear in the "
+        "training data.\n\n";
+  md << "| run | method | status | steps | final loss |";
+  for (const auto& s : suites) md << " " << s << " |";
+  md << "\n| --- | --- | --- | --- | --- |";
+  for (size_t i = 0; i < suites.size(); ++i) md << " --- |";
+  md << "\n";
+  for (const auto& run : runs) {
+    md << "| " << run.name << " | " << run.method << " | " << run.status << " | "
+       << (run.manifest.contains("budget") ? run.manifest["budget"].value("steps", 0) : 0) << " | "
+       << fixed(final_loss(run), 4) << " |";
+    for (const auto& s : suites) md << " " << cell_text(cell_of(run, s)) << " |";
+    md << "\n";
+  }
+  md << "\nPrimary scores:";
+  for (const auto& s : suites) {
+    for (const auto& run : runs)
+      if (run.evals.count(s)) {
+        md << " " << s << " = " << run.evals.at(s).value("primary", "?") << ";";
+        break;
+      }
+  }
+  md << "\n\n## Controls\n\n";
+  if (checked) {
+    md << "| check | passed |\n| --- | --- |\n";
+    for (const auto& c : controls["checks"])
+      md << "| " << c["check"].get<std::string>() << " | " << (c["passed"].get<bool>() ? "yes" : "**NO**") << " |\n";
+    if (!controls["differences"].empty()) {
+      md << "\nDifferences outside the method section:\n\n";
+      for (const auto& d : controls["differences"]) {
+        md << "- `" << d["key"].get<std::string>() << "`:";
+        for (const auto& [run, value] : d["values"].items()) md << " " << run << "=" << value.get<std::string>();
+        md << "\n";
+      }
+    }
+  } else {
+    md << "Not checked.\n";
+  }
+  md << "\n## Runs\n\n| run | base sha256 | data sha256 | seed |\n| --- | --- | --- | --- |\n";
+  for (const auto& run : runs) {
+    const auto& m = run.manifest;
+    md << "| " << run.name << " | "
+       << (m.contains("base") ? m["base"].value("sha256", "").substr(0, 12) : std::string("-")) << " | "
+       << (m.contains("data") ? m["data"].value("sha256", "").substr(0, 12) : std::string("-")) << " | "
+       << m.value("seed", 0) << " |\n";
+  }
+
+  // HTML: the same tables, plus charts.
+  std::ostringstream html;
+  html << "<!DOCTYPE html><html><head><meta charset='utf-8'><title>" << html_escape(title)
+       << "</title><style>body{font-family:sans-serif;margin:24px;max-width:1200px}"
+          "table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}"
+          "th{background:#f3f3f3}.bad{color:#b00;font-weight:bold}.ok{color:#070}"
+          ".banner{padding:8px 12px;border-radius:4px;margin:8px 0}</style></head><body>";
+  html << "<h1>" << html_escape(title) << "</h1>";
+  html << "<div class='banner' style='background:" << (controlled ? "#e6f4e6" : "#fbe3e3") << "'>" << runs.size()
+       << " runs. Controls: <span class='" << (controlled ? "ok" : "bad") << "'>" << html_escape(verdict)
+       << "</span></div>";
+  html << "<h2>Scores</h2><table><tr><th>run</th><th>method</th><th>status</th><th>final loss</th>";
+  for (const auto& s : suites) html << "<th>" << html_escape(s) << "</th>";
+  html << "</tr>";
+  for (const auto& run : runs) {
+    html << "<tr><td>" << html_escape(run.name) << "</td><td>" << html_escape(run.method) << "</td><td>"
+         << html_escape(run.status) << "</td><td>" << fixed(final_loss(run), 4) << "</td>";
+    for (const auto& s : suites) {
+      const Cell c = cell_of(run, s);
+      html << "<td" << (c.gameable || c.contaminated ? " class='bad'" : "") << ">" << html_escape(cell_text(c))
+           << "</td>";
+    }
+    html << "</tr>";
+  }
+  html << "</table><p>Cells: primary score [95% bootstrap interval], worst case over prompt perturbations, "
+          "consistency; GAMEABLE: a degenerate policy beats chance + margin on that suite; CONTAMINATED: "
+          "its items or canary appear in the training data.</p>";
+  for (const auto& s : suites) {
+    std::string primary;
+    for (const auto& run : runs)
+      if (run.evals.count(s)) primary = run.evals.at(s).value("primary", "");
+    html << "<h3>" << html_escape(s) << " (" << html_escape(primary) << ")</h3>" << suite_chart(s, runs);
+  }
+  html << "<h2>Training curves</h2>";
+  std::set<std::string> methods;
+  for (const auto& run : runs) methods.insert(run.method);
+  for (const auto& method : methods) html << curve_chart("loss", runs, method);
+  for (const auto& metric : curve_metrics)
+    if (metric != "loss") html << curve_chart(metric, runs);
+  html << "<h2>Controls</h2>";
+  if (checked) {
+    html << "<table><tr><th>check</th><th>passed</th></tr>";
+    for (const auto& c : controls["checks"])
+      html << "<tr><td>" << html_escape(c["check"].get<std::string>()) << "</td><td class='"
+           << (c["passed"].get<bool>() ? "ok'>yes" : "bad'>NO") << "</td></tr>";
+    html << "</table>";
+    if (!controls["differences"].empty()) {
+      html << "<p class='bad'>Differences outside the method section:</p><ul>";
+      for (const auto& d : controls["differences"]) {
+        html << "<li><code>" << html_escape(d["key"].get<std::string>()) << "</code>:";
+        for (const auto& [run, value] : d["values"].items())
+          html << " " << html_escape(run) << "=" << html_escape(value.get<std::string>());
+        html << "</li>";
+      }
+      html << "</ul>";
+    }
+  } else {
+    html << "<p>Not checked.</p>";
+  }
+  html << "</body></html>\n";
+
+  fs::create_directories(out_dir);
+  write_file_atomic((fs::path(out_dir) / "report.md").string(), md.str());
+  write_file_atomic((fs::path(out_dir) / "report.html").string(), html.str());
+}
+
+}  // namespace posttrain

@@ -1,0 +1,139 @@
+// Variant matrices and the report: a matrix expands into recipes that differ only in the method; a
+// difference outside the method section (here a learning-rate override) is caught by the control
+// checks; the report lists every variant and suite and renders in headless Chromium.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/recipe.h"
+#include "core/variants.h"
+#include "tests/test_util.h"
+
+using namespace posttrain;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string kind_of(const std::string& method) {
+  if (method == "sft") return "sft";
+  if (method == "dpo" || method == "reward") return "preference";
+  if (method == "kto") return "unpaired";
+  return "";
+}
+
+void no_plugins(const std::vector<std::string>&) {}
+
+std::string matrix_text(const std::string& out_dir, const std::string& extra_variant) {
+  const std::string data = test::source_dir() + "/recipes/data/";
+  return "name: test matrix\noutput_dir: " + out_dir +
+         "\nbase: {preset: tiny, seed: 0}\nseed: 3\n"
+         "data: {sft: " +
+         data + "sft_demo_chat.jsonl, preference: " + data +
+         "dpo_demo.jsonl, max_length: 48}\n"
+         "train: {steps: 3, batch_size: 4, micro_batch_size: 2, lr: 3.0e-3}\n"
+         "evals:\n  - {suite: mc, data: " +
+         test::source_dir() +
+         "/recipes/evals/arith_mc.jsonl, limit: 6, perturbations: []}\n"
+         "variants:\n  - {name: sft, method: sft}\n  - {name: dpo, method: dpo, dpo: {beta: 0.2}}\n" +
+         extra_variant;
+}
+
+}  // namespace
+
+TEST_CASE("a matrix expands into recipes that differ only in the method", "[variants]") {
+  test::TempDir tmp("matrix");
+  test::write_text(tmp / "m.yaml", matrix_text(tmp / "out", ""));
+  const Matrix m = parse_matrix(tmp / "m.yaml", no_plugins, kind_of);
+  REQUIRE(m.variants.size() == 2);
+  CHECK(m.variants[0].data_kind == "sft");
+  CHECK(m.variants[1].data_kind == "preference");
+  for (const auto& v : m.variants) {
+    test::write_text(tmp / (v.name + ".yaml"), v.recipe_yaml);
+    const Recipe r = parse_recipe(tmp / (v.name + ".yaml"), {}, 1);
+    CHECK(r.method == v.method);
+    CHECK(r.seed == 3);
+    CHECK(r.train.steps == 3);
+    CHECK(r.output_dir == tmp / ("out/" + v.name));
+    CHECK(r.evals.size() == 1);
+    CHECK(r.data.train == m.data_files.at(v.data_kind));
+  }
+  CHECK(YAML::Load(m.variants[1].recipe_yaml)["dpo"]["beta"].as<double>() == 0.2);
+
+  // A variant holds only its name, method, the method's section and overrides.
+  test::write_text(tmp / "bad.yaml", matrix_text(tmp / "out", "  - {name: x, method: sft, train: {lr: 1.0}}\n"));
+  CHECK(test::user_error_of([&] {
+          parse_matrix(tmp / "bad.yaml", no_plugins, kind_of);
+        }).find("variants[2].train: unknown key") != std::string::npos);
+  test::write_text(tmp / "kto.yaml", matrix_text(tmp / "out", "  - {name: k, method: kto}\n"));
+  CHECK(test::user_error_of([&] {
+          parse_matrix(tmp / "kto.yaml", no_plugins, kind_of);
+        }).find("variants[2].method kto trains on unpaired data: add data.unpaired") != std::string::npos);
+  test::write_text(tmp / "twice.yaml", matrix_text(tmp / "out", "  - {name: sft, method: sft}\n"));
+  CHECK(test::user_error_of([&] { parse_matrix(tmp / "twice.yaml", no_plugins, kind_of); }).find("is used twice") !=
+        std::string::npos);
+}
+
+TEST_CASE("variants run, an accidental difference is caught, and the report renders", "[variants][report]") {
+  test::TempDir tmp("variants");
+  test::write_text(tmp / "m.yaml",
+                   matrix_text(tmp / "out", "  - {name: dpo-lr, method: dpo, overrides: [train.lr=1.0e-3]}\n"));
+  const std::string bin = "POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + test::posttrain_bin();
+  auto r = test::run(bin + " variants " + tmp / "m.yaml");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("CONTROL VIOLATION: train.lr differs: dpo=0.003 dpo-lr=0.001 sft=0.003") != std::string::npos);
+  const auto controls = nlohmann::json::parse(test::read_text(tmp / "out/controls.json"));
+  CHECK_FALSE(controls["controlled"].get<bool>());
+  REQUIRE(controls["differences"].size() == 1);
+  CHECK(controls["differences"][0]["key"] == "train.lr");
+  for (const auto& c : controls["checks"])
+    if (c["check"] != "configs differ only in the method section") CHECK(c["passed"].get<bool>());
+
+  // Without the odd one out, the same runs are controlled.
+  const auto clean = check_controls({tmp / "out/sft", tmp / "out/dpo"}, nullptr);
+  CHECK(clean["controlled"].get<bool>());
+  // A run on another base is caught.
+  auto manifest = nlohmann::json::parse(test::read_text(tmp / "out/dpo/manifest.json"));
+  manifest["base"]["sha256"] = "0000";
+  test::write_text(tmp / "out/dpo/manifest.json", manifest.dump());
+  const auto tampered = check_controls({tmp / "out/sft", tmp / "out/dpo"}, nullptr);
+  CHECK_FALSE(tampered["controlled"].get<bool>());
+  CHECK_FALSE(tampered["checks"][1]["passed"].get<bool>());  // "same base"
+  CHECK(tampered["checks"][1]["check"] == "same base");
+
+  // Completed variants are not run again.
+  r = test::run(bin + " variants " + tmp / "m.yaml" + " --only sft");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("variant sft already completed") != std::string::npos);
+
+  const std::string md = test::read_text(tmp / "out/report.md");
+  for (const char* name : {"| sft |", "| dpo |", "| dpo-lr |", " mc |", "NOT CONTROLLED", "`train.lr`"})
+    CHECK(md.find(name) != std::string::npos);
+  const std::string html = test::read_text(tmp / "out/report.html");
+  CHECK(html.find("<svg") != std::string::npos);
+  for (const char* fetch : {"src=", "href=", "<link", "<script", "url("})  // self-contained: nothing fetched
+    CHECK(html.find(fetch) == std::string::npos);
+  for (const char* name : {"sft", "dpo-lr", ">mc ("}) CHECK(html.find(name) != std::string::npos);
+
+  // posttrain report over run folders does the same without a matrix.
+  r = test::run(bin + " report " + tmp / "out/sft" + " " + tmp / "out/dpo-lr" + " --out " + tmp / "adhoc");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(test::read_text(tmp / "adhoc/report.md").find("| dpo-lr |") != std::string::npos);
+
+  std::string chromium;
+  for (const char* candidate : {"chromium-headless-shell", "chromium", "chromium-browser"})
+    if (test::run(std::string("command -v ") + candidate).exit_code == 0) chromium = candidate;
+  if (chromium.empty()) {
+    WARN("skipped the rendering check: no headless Chromium (scripts/install-deps.sh installs one)");
+    return;
+  }
+  const std::string png = test::test_cache_dir() + "/report-screenshot.png";  // kept for people to look at
+  fs::remove(png);
+  r = test::run(chromium + " --headless --no-sandbox --disable-gpu --window-size=1200,1600 --screenshot=" + png +
+                " file://" + tmp / "out/report.html");
+  INFO(r.output);
+  REQUIRE(fs::exists(png));
+  CHECK(fs::file_size(png) > 20000);  // a blank page is a few kB
+}
