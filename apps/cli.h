@@ -36,5 +36,6 @@ int score(const std::vector<std::string>& args);
 int eval(const std::vector<std::string>& args);
 int variants(const std::vector<std::string>& args);
 int report(const std::vector<std::string>& args);
+int testbed(const std::vector<std::string>& args);
 
 }  // namespace posttrain::cli

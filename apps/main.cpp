@@ -28,6 +28,8 @@ const std::vector<Subcommand>& subcommands() {
       {"variants", "run a variant matrix (same base, data, seed, budget; different methods), check the controls, report",
        variants},
       {"report", "compare runs (or a matrix's variants): report.md and a self-contained report.html", report},
+      {"testbed", "write the gold-preference testbed (corpus, SFT, gold-labelled pairs, RL prompts, held-out evals)",
+       testbed},
       {"eval", "run eval suites (robustness, audit, contamination) on a model folder, as recipe hooks do", eval},
       {"generate", "generate a continuation (greedy or sampled) from a prompt", generate},
       {"prepare-data", "tokenize a recipe's data into its HDF5 shard (run does this on first use)", prepare_data},
