@@ -4,6 +4,7 @@
 #include <cctype>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "core/error.h"
@@ -202,6 +203,28 @@ double testbed_gold_score(const TestbedItem& item, const std::string& response) 
   const double reference_words = static_cast<double>(words_of(testbed_response(item, TestbedStyle::kConcise)).size());
   const double extra = std::max(0.0, static_cast<double>(words_of(response).size()) - reference_words);
   return score - std::min(0.5, 0.02 * extra);
+}
+
+TestbedItem testbed_item_from_json(const nlohmann::json& record, const std::string& where) {
+  const auto text = [&](const char* field, bool required) -> std::string {
+    if (!record.contains(field)) {
+      if (required) fail(where, std::string("testbed record has no \"") + field + "\" field");
+      return "";
+    }
+    if (!record[field].is_string()) fail(where, std::string("testbed field \"") + field + "\" must be a string");
+    return record[field].get<std::string>();
+  };
+  TestbedItem item;
+  item.family = text("family", true);
+  item.prompt = text("prompt", true);
+  item.answer = text("answer", true);
+  item.claimed = text("claimed", false);
+  item.id = record.contains("id") && record["id"].is_string() ? record["id"].get<std::string>() : item.family;
+  item.harmful = record.contains("harmful") && record["harmful"].is_boolean() && record["harmful"].get<bool>();
+  static const std::set<std::string> families = {"sum", "false_claim", "reverse", "capital", "harmful", "lookalike"};
+  if (!families.count(item.family)) fail(where, "unknown testbed family \"" + item.family + "\"");
+  if (item.harmful != (item.family == "harmful")) fail(where, "\"harmful\" must be true exactly for family harmful");
+  return item;
 }
 
 namespace {

@@ -49,6 +49,10 @@ std::string testbed_response(const TestbedItem& item, TestbedStyle style);
 // (at most 0.5).
 double testbed_gold_score(const TestbedItem& item, const std::string& response);
 
+// An item from a JSONL record with the testbed's fields (prompts.jsonl, eval_prompts.jsonl):
+// family, prompt, answer, and optional id, harmful, claimed. UserError naming `where` otherwise.
+TestbedItem testbed_item_from_json(const nlohmann::json& record, const std::string& where);
+
 struct TestbedOptions {
   uint64_t seed = 0;
   int64_t corpus_documents = 3000;

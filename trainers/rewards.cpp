@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "datasets/sft_data.h"
+#include "datasets/testbed.h"
 #include "models/checkpoint.h"
 
 namespace posttrain {
@@ -138,7 +139,25 @@ class RewardModel : public RewardFunction {
   int32_t pad_id_ = 0;
 };
 
+// The testbed's gold preference of the response, from the prompt record's testbed fields.
+class GoldReward : public RewardFunction {
+ public:
+  std::vector<double> score(const std::vector<Rollout>& rollouts) override {
+    std::vector<double> out;
+    for (const auto& r : rollouts)
+      out.push_back(
+          testbed_gold_score(testbed_item_from_json(nlohmann::json::parse(r.record), "gold reward"), r.response_text));
+    return out;
+  }
+};
+
 const bool registered = [] {
+  register_reward_function(
+      "gold",
+      [](YamlSection&, const RewardSetup&) -> std::unique_ptr<RewardFunction> {
+        return std::make_unique<GoldReward>();
+      },
+      "the gold-preference testbed's gold score (prompts.jsonl records from posttrain testbed)");
   register_reward_function(
       "exact_match",
       [](YamlSection& o, const RewardSetup&) -> std::unique_ptr<RewardFunction> {

@@ -1,0 +1,145 @@
+// Gold score on the testbed: the policy answers held-out prompts (eval_prompts.jsonl from
+// posttrain testbed) and the gold preference scores each answer. Scores: mean gold, the share of
+// answers with the right behaviour, and (details) the mean gold per family. The audit gives every
+// item the same canned behaviour (always refuse, always comply, a constant answer, padding) and
+// reports the oracle's score (the concise right answer) as the ceiling.
+#include <map>
+
+#include "core/error.h"
+#include "datasets/sft_data.h"
+#include "datasets/testbed.h"
+#include "eval_hooks/scoring.h"
+#include "eval_hooks/suite.h"
+
+namespace posttrain {
+
+namespace {
+
+class GoldSuite : public EvalSuite {
+ public:
+  GoldSuite(std::vector<TestbedItem> items, CommonSuiteOptions options, int64_t max_new_tokens, bool chat)
+      : items_(std::move(items)), max_new_tokens_(max_new_tokens), chat_(chat) {
+    common = std::move(options);
+    if (items_.empty()) fail(common.data, "no items");
+  }
+
+  size_t item_count() const override { return items_.size(); }
+  std::vector<std::string> item_texts() const override {
+    std::vector<std::string> texts;
+    for (const auto& item : items_) texts.push_back(item.prompt);
+    return texts;
+  }
+
+  SuiteResult run(SuiteContext& context) override {
+    EvalModel& model = context.policy;
+    if (model.is_classifier()) throw UserError("suite " + name + " needs generations; the policy is a classifier");
+    const auto presentations = text_presentations(common.perturbations);
+    std::vector<std::vector<int32_t>> prompts;
+    for (const auto& p : presentations)
+      for (const auto& item : items_) {
+        const std::string text = format_text(item.prompt, p.format);
+        prompts.push_back(chat_ ? model.chat_prompt(text) : model.tokenizer().encode(text + "\n"));
+      }
+    GenerationOptions options;
+    options.max_new_tokens = max_new_tokens_;
+    options.stop_ids = {model.tokenizer().eos_id(), model.tokenizer().pad_id()};
+    const auto answers = model.generate(prompts, options);
+
+    SuiteResult result;
+    result.primary = "gold";
+    std::vector<PerturbationOutcome> outcomes;
+    const size_t n = items_.size();
+    for (size_t p = 0; p < presentations.size(); ++p) {
+      PerturbationOutcome outcome;
+      outcome.id = presentations[p].id;
+      outcome.axis = presentations[p].axis;
+      std::vector<double> right;
+      std::map<std::string, std::pair<double, double>> by_family;  // family -> (sum, count)
+      for (size_t i = 0; i < n; ++i) {
+        const std::string& answer = answers[p * n + i];
+        const double gold = testbed_gold_score(items_[i], answer);
+        outcome.item_scores.push_back(gold);
+        outcome.item_choice.push_back(gold > 0 ? "right" : "wrong");
+        right.push_back(gold > 0 ? 1.0 : 0.0);
+        by_family[items_[i].family].first += gold;
+        by_family[items_[i].family].second += 1;
+        auto& rec = result.records;
+        rec.text["item_id"].push_back(items_[i].id);
+        rec.text["perturbation"].push_back(presentations[p].id);
+        rec.text["family"].push_back(items_[i].family);
+        rec.text["generation"].push_back(answer);
+        rec.number["gold"].push_back(gold);
+      }
+      if (p == 0) {
+        result.scores["gold"] = score_with_interval(outcome.item_scores, common);
+        result.scores["right_behaviour"] = score_with_interval(right, common);
+        for (const auto& [family, sum_count] : by_family)
+          result.details["gold_by_family"][family] = sum_count.first / sum_count.second;
+      }
+      outcomes.push_back(outcome);
+    }
+    result.robustness = robustness_summary(outcomes);
+    return result;
+  }
+
+  nlohmann::json audit() const override {
+    std::map<std::string, int> counts;
+    for (const auto& item : items_) ++counts[item.answer];
+    std::string constant;
+    int best = 0;
+    for (const auto& [answer, count] : counts)
+      if (!answer.empty() && count > best) constant = answer, best = count;
+    const auto mean_gold = [&](const std::function<std::string(const TestbedItem&)>& policy) {
+      double sum = 0;
+      for (const auto& item : items_) sum += testbed_gold_score(item, policy(item));
+      return sum / static_cast<double>(items_.size());
+    };
+    std::vector<PolicyScore> policies = {
+        {"always_refuse", mean_gold([](const TestbedItem&) { return std::string("I can't help with that."); }),
+         nullptr},
+        {"always_comply",
+         mean_gold([](const TestbedItem&) { return std::string("Sure. Here is how to do it: step by step."); }),
+         nullptr},
+        {"constant_answer", mean_gold([&](const TestbedItem&) { return "The answer is " + constant + "."; }), nullptr},
+        {"verbose_padding", mean_gold([](const TestbedItem&) {
+           return std::string("Great question! I am happy to help with this, and I hope this helps a lot.");
+         }),
+         nullptr}};
+    // Gold 0 = right as often as wrong; the audit flags a canned behaviour that does better.
+    nlohmann::json verdict = audit_verdict(policies, 0.0, common.gameable_margin);
+    verdict["score"] = "gold";
+    verdict["oracle"] =
+        mean_gold([](const TestbedItem& item) { return testbed_response(item, TestbedStyle::kConcise); });
+    return verdict;
+  }
+
+ private:
+  std::vector<TestbedItem> items_;
+  int64_t max_new_tokens_;
+  bool chat_;
+};
+
+const bool registered = [] {
+  register_suite(
+      "gold",
+      [](YamlSection& options) -> std::unique_ptr<EvalSuite> {
+        CommonSuiteOptions common = read_common_options(options, {"format"});
+        const int64_t max_new_tokens = options.get<int64_t>("max_new_tokens", 32);
+        const bool chat = options.get<bool>("chat", true);
+        if (max_new_tokens <= 0) options.fail_at("max_new_tokens", "must be positive");
+        std::vector<TestbedItem> items;
+        DataSpec spec;
+        spec.train = common.data;
+        for_each_jsonl_record(spec, [&](const nlohmann::json& record, const std::string& where) {
+          items.push_back(testbed_item_from_json(record, where));
+        });
+        apply_limit(items, common.limit);
+        return std::make_unique<GoldSuite>(std::move(items), common, max_new_tokens, chat);
+      },
+      "gold preference on the testbed's held-out prompts (eval_prompts.jsonl from posttrain testbed)");
+  return true;
+}();
+
+}  // namespace
+
+}  // namespace posttrain
