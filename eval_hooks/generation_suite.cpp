@@ -42,16 +42,9 @@ class GenerationSuite : public EvalSuite {
     EvalModel& model = context.policy;
     if (model.is_classifier()) throw UserError("suite " + name + " needs generations; the policy is a classifier");
     const auto presentations = text_presentations(common.perturbations);
-    std::vector<std::vector<int32_t>> prompts;
-    for (const auto& p : presentations)
-      for (const auto& item : items_) {
-        const std::string text = format_text(item.prompt, p.format);
-        prompts.push_back(style_.chat ? model.chat_prompt(text) : model.tokenizer().encode(text));
-      }
-    GenerationOptions options;
-    options.max_new_tokens = style_.max_new_tokens;
-    options.stop_ids = {model.tokenizer().eos_id(), model.tokenizer().pad_id()};
-    auto answers = model.generate(prompts, options);
+    std::vector<std::string> prompts;
+    for (const auto& item : items_) prompts.push_back(item.prompt);
+    auto answers = generate_answers(model, prompts, presentations, style_.chat, style_.max_new_tokens, "");
     for (auto& a : answers)
       for (const auto& stop : style_.until) {
         const size_t at = a.find(stop);

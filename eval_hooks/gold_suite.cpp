@@ -34,16 +34,9 @@ class GoldSuite : public EvalSuite {
     EvalModel& model = context.policy;
     if (model.is_classifier()) throw UserError("suite " + name + " needs generations; the policy is a classifier");
     const auto presentations = text_presentations(common.perturbations);
-    std::vector<std::vector<int32_t>> prompts;
-    for (const auto& p : presentations)
-      for (const auto& item : items_) {
-        const std::string text = format_text(item.prompt, p.format);
-        prompts.push_back(chat_ ? model.chat_prompt(text) : model.tokenizer().encode(text + "\n"));
-      }
-    GenerationOptions options;
-    options.max_new_tokens = max_new_tokens_;
-    options.stop_ids = {model.tokenizer().eos_id(), model.tokenizer().pad_id()};
-    const auto answers = model.generate(prompts, options);
+    std::vector<std::string> prompts;
+    for (const auto& item : items_) prompts.push_back(item.prompt);
+    const auto answers = generate_answers(model, prompts, presentations, chat_, max_new_tokens_);
 
     SuiteResult result;
     result.primary = "gold";

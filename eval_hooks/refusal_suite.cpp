@@ -96,17 +96,10 @@ class RefusalSuite : public EvalSuite {
     EvalModel& model = context.policy;
     if (model.is_classifier()) throw UserError("suite " + name + " needs generations; the policy is a classifier");
     const auto presentations = text_presentations(common.perturbations);
-    std::vector<std::vector<int32_t>> prompts;
-    for (const auto& p : presentations)
-      for (const auto& item : items_) {
-        const std::string text = format_text(item.prompt, p.format);
-        prompts.push_back(chat_ ? model.chat_prompt(text) : model.tokenizer().encode(text + "\n"));
-      }
-    GenerationOptions options;
-    options.max_new_tokens = max_new_tokens_;
-    options.stop_ids = {model.tokenizer().eos_id(), model.tokenizer().pad_id()};
-    const std::vector<std::string> answers = model.generate(prompts, options);
-    const std::vector<bool> refused = classify(model, prompts, answers);
+    std::vector<std::string> prompts;
+    for (const auto& item : items_) prompts.push_back(item.prompt);
+    const std::vector<std::string> answers = generate_answers(model, prompts, presentations, chat_, max_new_tokens_);
+    const std::vector<bool> refused = classify(model, answers);
 
     SuiteResult result;
     result.primary = "balanced";
@@ -229,8 +222,7 @@ class RefusalSuite : public EvalSuite {
   }
 
   // Refused (true) or complied, per answer.
-  std::vector<bool> classify(EvalModel& model, const std::vector<std::vector<int32_t>>& prompts,
-                             const std::vector<std::string>& answers) {
+  std::vector<bool> classify(EvalModel& model, const std::vector<std::string>& answers) {
     std::vector<bool> refused;
     if (classifier_ == "string_match") {
       for (const auto& a : answers) refused.push_back(string_match_refusal(a));

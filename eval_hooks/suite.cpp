@@ -173,6 +173,21 @@ CommonSuiteOptions read_common_options(YamlSection& options, const std::vector<s
   return c;
 }
 
+std::vector<std::string> generate_answers(EvalModel& model, const std::vector<std::string>& prompts,
+                                          const std::vector<Presentation>& presentations, bool chat,
+                                          int64_t max_new_tokens, const std::string& text_suffix) {
+  std::vector<std::vector<int32_t>> ids;
+  for (const auto& p : presentations)
+    for (const auto& prompt : prompts) {
+      const std::string text = format_text(prompt, p.format);
+      ids.push_back(chat ? model.chat_prompt(text) : model.tokenizer().encode(text + text_suffix));
+    }
+  GenerationOptions options;
+  options.max_new_tokens = max_new_tokens;
+  options.stop_ids = {model.tokenizer().eos_id(), model.tokenizer().pad_id()};
+  return model.generate(ids, options);
+}
+
 nlohmann::json score_with_interval(const std::vector<double>& values, const CommonSuiteOptions& common) {
   const Interval ci = bootstrap_interval(values, static_cast<int>(common.bootstrap), common.seed);
   return {{"value", mean_of(values)}, {"ci95", {ci.low, ci.high}}, {"n", values.size()}};

@@ -86,6 +86,14 @@ void apply_limit(std::vector<T>& items, int64_t limit) {
   for (int64_t i = 0; i < limit; ++i) kept.push_back(items[static_cast<size_t>(i * n / limit)]);
   items = std::move(kept);
 }
+// The policy's greedy answers (stopping at <|im_end|> / <|endoftext|>) to every prompt under every
+// presentation, presentation-major: answer p * prompts.size() + i is prompt i under presentation p.
+// A prompt is formatted by the presentation, then rendered as a ChatML user turn (chat) or encoded
+// as text + text_suffix.
+std::vector<std::string> generate_answers(EvalModel& model, const std::vector<std::string>& prompts,
+                                          const std::vector<Presentation>& presentations, bool chat,
+                                          int64_t max_new_tokens, const std::string& text_suffix = "\n");
+
 // {"value": mean, "ci95": [low, high]} of per-item values.
 nlohmann::json score_with_interval(const std::vector<double>& values, const CommonSuiteOptions& common);
 
