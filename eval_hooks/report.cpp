@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "eval_hooks/overoptimization.h"
 
 namespace fs = std::filesystem;
 
@@ -209,6 +210,51 @@ std::string curve_chart(const std::string& metric, const std::vector<RunSummary>
   return svg.str();
 }
 
+// Each reward/* of one RL run (gained since its first step) against d = sqrt(KL to the start).
+std::string reward_vs_kl_chart(const RunSummary& run) {
+  std::map<std::string, std::vector<std::pair<double, double>>> series;
+  std::map<std::string, double> first;
+  double max_d = 0, min_r = INFINITY, max_r = -INFINITY;
+  for (const auto& m : run.metrics) {
+    if (!m.contains("kl") || !m["kl"].is_number()) continue;
+    const double d = std::sqrt(std::max(0.0, m["kl"].get<double>()));
+    for (const auto& [key, value] : m.items())
+      if (key.rfind("reward/", 0) == 0 && key != "reward/std" && value.is_number()) {
+        if (!first.count(key)) first[key] = value.get<double>();
+        const double r = value.get<double>() - first[key];
+        series[key].emplace_back(d, r);
+        max_d = std::max(max_d, d);
+        min_r = std::min(min_r, r);
+        max_r = std::max(max_r, r);
+      }
+  }
+  if (series.empty() || max_d <= 0) return "";
+  if (max_r == min_r) max_r = min_r + 1;
+  const int left = 50, top = 20, width = 420, height = 180;
+  std::ostringstream svg;
+  svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << left + width + 160 << "' height='" << top + height + 30
+      << "' font-family='sans-serif' font-size='11'><text x='" << left << "' y='12' font-weight='bold'>"
+      << html_escape(run.name) << ": reward gained vs sqrt(KL)</text><rect x='" << left << "' y='" << top << "' width='"
+      << width << "' height='" << height << "' fill='none' stroke='#999'/>";
+  svg << "<text x='" << left - 4 << "' y='" << top + 10 << "' text-anchor='end'>" << fixed(max_r, 2) << "</text>";
+  svg << "<text x='" << left - 4 << "' y='" << top + height << "' text-anchor='end'>" << fixed(min_r, 2) << "</text>";
+  svg << "<text x='" << left + width << "' y='" << top + height + 14 << "' text-anchor='end'>d = " << fixed(max_d, 3)
+      << "</text>";
+  int k = 0;
+  for (const auto& [name, points] : series) {
+    std::string line;
+    for (const auto& [d, r] : points)
+      line +=
+          fixed(left + width * d / max_d, 1) + "," + fixed(top + height * (1 - (r - min_r) / (max_r - min_r)), 1) + " ";
+    svg << "<polyline fill='none' stroke='" << kPalette[k % 8] << "' stroke-width='1.5' points='" << line << "'/>";
+    svg << "<text x='" << left + width + 8 << "' y='" << top + 12 + 14 * k << "' fill='" << kPalette[k % 8] << "'>"
+        << html_escape(name) << "</text>";
+    ++k;
+  }
+  svg << "</svg>";
+  return svg.str();
+}
+
 }  // namespace
 
 void write_report(const std::vector<std::string>& run_dirs, const std::string& out_dir, const std::string& title,
@@ -263,6 +309,31 @@ void write_report(const std::vector<std::string>& run_dirs, const std::string& o
         break;
       }
   }
+  // Over-optimisation: Gao et al.'s RL form fitted to each reward of each RL run.
+  std::ostringstream overopt_md, overopt_html;
+  for (const auto& run : runs) {
+    const nlohmann::json fits = overoptimization_report(run.metrics);
+    for (const auto& [reward, fit] : fits.items()) {
+      const bool past = fit["past_peak"].get<bool>();
+      const std::string peak = fit["peak_d"].is_number() ? fixed(fit["peak_d"].get<double>()) : "none yet";
+      overopt_md << "| " << run.name << " | " << reward << " | " << fixed(fit["a"].get<double>()) << " | "
+                 << fixed(fit["b"].get<double>()) << " | " << peak << " | " << fixed(fit["last_d"].get<double>())
+                 << " | " << fixed(fit["r2"].get<double>(), 2) << " | " << (past ? "**PAST THE PEAK**" : "no")
+                 << " |\n";
+      overopt_html << "<tr><td>" << html_escape(run.name) << "</td><td>" << html_escape(reward) << "</td><td>"
+                   << fixed(fit["a"].get<double>()) << "</td><td>" << fixed(fit["b"].get<double>()) << "</td><td>"
+                   << peak << "</td><td>" << fixed(fit["last_d"].get<double>()) << "</td><td>"
+                   << fixed(fit["r2"].get<double>(), 2) << "</td><td" << (past ? " class='bad'>PAST THE PEAK" : ">no")
+                   << "</td></tr>";
+    }
+  }
+  if (!overopt_md.str().empty())
+    md << "\n\n## Over-optimisation\n\nReward gained since the first step against d = sqrt(KL to the start), "
+          "fitted with Gao et al. (2022)'s RL form R(d) = d (a - b ln d); the peak is at d* = exp(a / b - 1). "
+          "Past it, pushing the proxy further lowers that reward.\n\n"
+          "| run | reward | a | b | peak d* | last d | R^2 | past the peak |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+       << overopt_md.str();
   md << "\n\n## Controls\n\n";
   if (checked) {
     md << "| check | passed |\n| --- | --- |\n";
@@ -327,6 +398,14 @@ void write_report(const std::vector<std::string>& run_dirs, const std::string& o
   for (const auto& method : methods) html << curve_chart("loss", runs, method);
   for (const auto& metric : curve_metrics)
     if (metric != "loss") html << curve_chart(metric, runs);
+  if (!overopt_html.str().empty()) {
+    html << "<h2>Over-optimisation</h2><p>Reward gained since the first step against d = sqrt(KL to the start), "
+            "fitted with Gao et al. (2022)'s RL form R(d) = d (a - b ln d); the peak is at d* = exp(a / b - 1).</p>"
+            "<table><tr><th>run</th><th>reward</th><th>a</th><th>b</th><th>peak d*</th><th>last d</th><th>R^2</th>"
+            "<th>past the peak</th></tr>"
+         << overopt_html.str() << "</table>";
+    for (const auto& run : runs) html << reward_vs_kl_chart(run);
+  }
   html << "<h2>Controls</h2>";
   if (checked) {
     html << "<table><tr><th>check</th><th>passed</th></tr>";

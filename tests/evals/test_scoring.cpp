@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "eval_hooks/overoptimization.h"
 #include "eval_hooks/perturb.h"
 #include "eval_hooks/scoring.h"
 
@@ -119,4 +120,38 @@ TEST_CASE("multiple-choice prompts under each presentation", "[evals][perturb]")
   CHECK(moved >= 8);
   CHECK(format_text("Is it TRUE?\nYes", "lowercase") == "is it true?\nyes");
   CHECK(format_text("a\nb", "double_newline") == "a\n\nb");
+}
+
+TEST_CASE("Gao et al.'s over-optimisation forms are fitted exactly on noise-free points", "[evals][overoptimization]") {
+  // RL form with a = 2, b = 0.5: peak at d* = exp(2 / 0.5 - 1) = e^3, R(d*) = b d* = 0.5 e^3.
+  std::vector<double> d = {0.5, 1.0, 2.0, 3.0, 4.0}, r;
+  for (double x : d) r.push_back(x * (2.0 - 0.5 * std::log(x)));
+  auto fit = fit_overoptimization(d, r, "rl");
+  CHECK(fit.points == 5);
+  CHECK(fit.a == Approx(2.0).epsilon(1e-9));
+  CHECK(fit.b == Approx(0.5).epsilon(1e-9));
+  CHECK(fit.peak_d == Approx(std::exp(3.0)).epsilon(1e-9));
+  CHECK(fit.peak_reward == Approx(0.5 * std::exp(3.0)).epsilon(1e-9));
+  CHECK(fit.r2 == Approx(1.0));
+  // Best-of-n form with a = 1, b = 0.25: peak at d* = a / 2b = 2, R(d*) = a^2 / 4b = 1.
+  r.clear();
+  for (double x : d) r.push_back(x * (1.0 - 0.25 * x));
+  fit = fit_overoptimization(d, r, "bon");
+  CHECK(fit.a == Approx(1.0).epsilon(1e-9));
+  CHECK(fit.b == Approx(0.25).epsilon(1e-9));
+  CHECK(fit.peak_d == Approx(2.0).epsilon(1e-9));
+  CHECK(fit.peak_reward == Approx(1.0).epsilon(1e-9));
+  CHECK(fit_overoptimization({0.0, 1.0}, {0.0, 1.0}, "rl").points == 0);  // too few points
+
+  // From metrics.jsonl lines: gold rises then falls past its peak while the proxy keeps rising.
+  std::vector<nlohmann::json> metrics;
+  for (double x : {0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0}) {
+    const double gold = x > 0 ? x * (1.0 - 0.6 * std::log(x)) : 0.0;  // peak at exp(1/0.6 - 1) = 1.95
+    metrics.push_back({{"step", x}, {"kl", x * x}, {"reward/gold", 0.3 + gold}, {"reward/proxy", 0.1 + x}});
+  }
+  const auto report = overoptimization_report(metrics);
+  CHECK(report["gold"]["peak_d"].get<double>() == Approx(std::exp(1.0 / 0.6 - 1.0)).epsilon(1e-6));
+  CHECK(report["gold"]["past_peak"].get<bool>());
+  CHECK(report["gold"]["last_d"].get<double>() == Approx(6.0));
+  CHECK_FALSE(report["proxy"]["past_peak"].get<bool>());
 }
