@@ -90,13 +90,7 @@ nlohmann::json read_json_file(const std::string& path) {
 
 Matrix parse_matrix(const std::string& path, const std::function<void(const std::vector<std::string>&)>& load_plugins,
                     const std::function<std::string(const std::string&)>& data_kind_of) {
-  if (!fs::exists(path)) fail(path, "matrix file not found");
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    fail(path + ":" + std::to_string(e.mark.line + 1), std::string("malformed YAML: ") + e.msg);
-  }
+  const YAML::Node root = load_yaml_file(path, "matrix");
   YamlSection top(root, "", path);
   Matrix m;
   m.file = path;

@@ -29,13 +29,7 @@ YAML::Node merge(const YAML::Node& base, const YAML::Node& top) {
 
 YAML::Node load_file(const std::string& path, std::vector<std::string>& chain) {
   if (std::find(chain.begin(), chain.end(), path) != chain.end()) fail(path, "defaults: include cycle");
-  if (!fs::exists(path)) fail(path, "recipe file not found");
-  YAML::Node node;
-  try {
-    node = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    fail(path + ":" + std::to_string(e.mark.line + 1), "malformed YAML: " + e.msg);
-  }
+  YAML::Node node = load_yaml_file(path, "recipe");
   if (node.IsNull()) node = YAML::Node(YAML::NodeType::Map);
   if (!node.IsMap()) fail(path, "a recipe must be a YAML mapping (key: value lines)");
   chain.push_back(path);
@@ -55,6 +49,15 @@ YAML::Node load_file(const std::string& path, std::vector<std::string>& chain) {
 }
 
 }  // namespace
+
+YAML::Node load_yaml_file(const std::string& path, const std::string& kind) {
+  if (!fs::exists(path)) fail(path, kind + " file not found");
+  try {
+    return YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    fail(path + ":" + std::to_string(e.mark.line + 1), "malformed YAML: " + e.msg);
+  }
+}
 
 RecipeTree load_recipe_tree(const std::string& path, const std::vector<std::string>& overrides) {
   RecipeTree tree;

@@ -18,6 +18,9 @@ struct RecipeTree {
   std::vector<std::string> override_paths;  // dotted keys set on the command line
 };
 
+// Parses a YAML file; UserError "<path>: <kind> file not found" or "<path>:<line>: malformed YAML: ...".
+YAML::Node load_yaml_file(const std::string& path, const std::string& kind);
+
 // Loads `path`, merges the files listed under `defaults:` (relative to it; later wins, the recipe
 // itself last), then applies `key.sub=value` overrides (values parsed as YAML scalars / lists).
 RecipeTree load_recipe_tree(const std::string& path, const std::vector<std::string>& overrides);

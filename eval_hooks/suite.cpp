@@ -36,12 +36,7 @@ std::string known_suites() {
 std::unique_ptr<EvalSuite> make_yaml_task(const std::string& task_file, const YAML::Node& entry_options,
                                           const std::string& recipe_file, const std::string& path) {
   if (!fs::exists(task_file)) fail(recipe_file + ": " + path + ".suite", "task file " + task_file + " not found");
-  YAML::Node task;
-  try {
-    task = YAML::LoadFile(task_file);
-  } catch (const YAML::Exception& e) {
-    fail(task_file + ":" + std::to_string(e.mark.line + 1), std::string("malformed YAML: ") + e.msg);
-  }
+  YAML::Node task = load_yaml_file(task_file, "task");
   if (!task.IsMap()) fail(task_file, "a task file must be a mapping (task, dataset, output_type, doc_to_text, ...)");
   // The recipe entry's options (limit, perturbations, ...) override the task file's.
   for (const auto& kv : entry_options) task[kv.first.as<std::string>()] = kv.second;

@@ -9,13 +9,7 @@
 namespace posttrain {
 
 Constitution load_constitution(const std::string& path) {
-  if (!std::filesystem::exists(path)) fail(path, "constitution file not found");
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    fail(path + ":" + std::to_string(e.mark.line + 1), std::string("malformed YAML: ") + e.msg);
-  }
+  const YAML::Node root = load_yaml_file(path, "constitution");
   YamlSection top(root, "", path);
   Constitution c;
   c.name = top.get<std::string>("name", std::filesystem::path(path).stem().string());
