@@ -15,14 +15,8 @@ H5::StrType utf8_string_type() {
 void write_string_column(H5::H5File& file, const std::string& name, const std::vector<std::string>& values) {
   const hsize_t size = values.size();
   H5::DataSpace space(1, &size);
-  H5::DSetCreatPropList props;
-  if (size > 0) {
-    const hsize_t chunk = std::min<hsize_t>(size, 1 << 12);
-    props.setChunk(1, &chunk);
-    props.setDeflate(4);
-  }
   const H5::StrType type = utf8_string_type();
-  H5::DataSet dataset = file.createDataSet(name, type, space, props);
+  H5::DataSet dataset = file.createDataSet(name, type, space, column_properties(size, 1 << 12));
   std::vector<const char*> pointers;
   pointers.reserve(values.size());
   for (const auto& v : values) pointers.push_back(v.c_str());

@@ -11,17 +11,23 @@
 
 namespace posttrain {
 
+// Creation properties of a one-dimensional column of `size` rows: chunks of at most max_chunk rows,
+// deflate level 4 (none for an empty column, which HDF5 cannot chunk).
+inline H5::DSetCreatPropList column_properties(hsize_t size, hsize_t max_chunk) {
+  H5::DSetCreatPropList props;
+  if (size > 0) {
+    const hsize_t chunk = std::min<hsize_t>(size, max_chunk);
+    props.setChunk(1, &chunk);
+    props.setDeflate(4);
+  }
+  return props;
+}
+
 template <typename T>
 void write_vector(H5::H5File& file, const std::string& name, const std::vector<T>& values, const H5::PredType& type) {
   const hsize_t size = values.size();
   H5::DataSpace space(1, &size);
-  H5::DSetCreatPropList props;
-  if (size > 0) {
-    const hsize_t chunk = std::min<hsize_t>(size, 1 << 16);
-    props.setChunk(1, &chunk);
-    props.setDeflate(4);
-  }
-  H5::DataSet dataset = file.createDataSet(name, type, space, props);
+  H5::DataSet dataset = file.createDataSet(name, type, space, column_properties(size, 1 << 16));
   if (size > 0) dataset.write(values.data(), type);
 }
 

@@ -40,7 +40,6 @@ class GenerationSuite : public EvalSuite {
 
   SuiteResult run(SuiteContext& context) override {
     EvalModel& model = context.policy;
-    if (model.is_classifier()) throw UserError("suite " + name + " needs generations; the policy is a classifier");
     const auto presentations = text_presentations(common.perturbations);
     std::vector<std::string> prompts;
     for (const auto& item : items_) prompts.push_back(item.prompt);

@@ -54,6 +54,8 @@ EvalModel& EvalRunner::reference() {
 }
 
 std::string eval_summary_line(const nlohmann::json& summary) {
+  if (summary.contains("skipped"))
+    return summary.value("suite", std::string("?")) + " skipped: " + summary["skipped"].get<std::string>();
   std::ostringstream line;
   line << std::fixed << std::setprecision(3) << summary["suite"].get<std::string>() << " (" << summary["items"]
        << " items)";

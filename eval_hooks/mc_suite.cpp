@@ -38,7 +38,6 @@ class McSuite : public EvalSuite {
 
   SuiteResult run(SuiteContext& context) override {
     EvalModel& model = context.policy;
-    if (model.is_classifier()) throw UserError("suite " + name + " scores a causal LM; the policy is a classifier");
     const auto presentations = mc_presentations(style_, most_choices());
     // Every continuation of every presentation in one sharded pass. Identical requests are scored
     // once: without listed options, order shifts change no prompt, only the positions.

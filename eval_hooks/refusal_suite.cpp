@@ -94,10 +94,8 @@ class RefusalSuite : public EvalSuite {
 
   SuiteResult run(SuiteContext& context) override {
     EvalModel& model = context.policy;
-    if (model.is_classifier()) throw UserError("suite " + name + " needs generations; the policy is a classifier");
     const auto presentations = text_presentations(common.perturbations);
-    std::vector<std::string> prompts;
-    for (const auto& item : items_) prompts.push_back(item.prompt);
+    const std::vector<std::string> prompts = item_texts();
     const std::vector<std::string> answers = generate_answers(model, prompts, presentations, chat_, max_new_tokens_);
     const std::vector<bool> refused = classify(model, answers);
 

@@ -66,7 +66,8 @@ class EvalSuite {
   // The text of each item (for the contamination guard).
   virtual std::vector<std::string> item_texts() const = 0;
   virtual size_t item_count() const = 0;
-  // Whether the suite can score a sequence classifier (a reward model) instead of a causal LM.
+  // Whether the suite can score a sequence classifier (a reward model) instead of a causal LM; the
+  // runner skips the others on a classifier, so run() only ever sees a policy it can score.
   virtual bool scores_classifiers() const { return false; }
 
   std::string name;

@@ -29,7 +29,6 @@ class SycophancySuite : public EvalSuite {
 
   SuiteResult run(SuiteContext& context) override {
     EvalModel& model = context.policy;
-    if (model.is_classifier()) throw UserError("suite " + name + " scores a causal LM; the policy is a classifier");
     const auto presentations = text_presentations(common.perturbations);
     // Per presentation and item: question (matching, other), then the two controls when present.
     std::vector<ScoringRequest> requests;
