@@ -34,6 +34,7 @@ EvalRunner::EvalRunner(EvalEnvironment env, const std::vector<EvalSpec>& specs) 
     const std::string data = suite.common.data;
     data_sha256_.push_back(!data.empty() && fs::exists(data) ? sha256_file(data) : "");
   }
+  tokenizer_ = Tokenizer::from_dir(env_.tokenizer_dir);
 }
 
 EvalRunner::~EvalRunner() = default;
@@ -47,8 +48,7 @@ EvalModel& EvalRunner::reference() {
     load.device = parse_device(env_.device);
     reference_->model = load_model(env_.reference_dir, load);
     reference_->model->eval();
-    reference_->eval =
-        std::make_unique<EvalModel>(*reference_->model, Tokenizer::from_dir(env_.tokenizer_dir), env_.dist);
+    reference_->eval = std::make_unique<EvalModel>(*reference_->model, *tokenizer_, env_.dist);
   }
   return *reference_->eval;
 }
@@ -75,8 +75,6 @@ std::string eval_summary_line(const nlohmann::json& summary) {
   return line.str();
 }
 
-nlohmann::json audit_suite(const EvalSuite& suite) { return suite.audit(); }
-
 nlohmann::json EvalRunner::run_suite(size_t i, QwenForCausalLMImpl& policy, int64_t step, const std::string& subdir) {
   EvalSuite& suite = *suites_[i];
   if (policy.is_classifier() && !suite.scores_classifiers()) {  // e.g. a reward-model variant of a matrix
@@ -88,7 +86,7 @@ nlohmann::json EvalRunner::run_suite(size_t i, QwenForCausalLMImpl& policy, int6
   const auto started = std::chrono::steady_clock::now();
   if (env_.dist->rank() == 0)
     std::cerr << "posttrain: eval " << suite.name << " (" << suite.item_count() << " items) at step " << step << "\n";
-  EvalModel model(policy, Tokenizer::from_dir(env_.tokenizer_dir), env_.dist, suite.common.batch_size);
+  EvalModel model(policy, *tokenizer_, env_.dist, suite.common.batch_size);
   SuiteContext context{model, [this]() -> EvalModel& { return reference(); }};
   SuiteResult result = suite.run(context);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "eval_hooks/suite.h"
 #include "launch/distributed.h"
 #include "models/qwen.h"
+#include "models/tokenizer.h"
 
 namespace posttrain {
 
@@ -51,6 +53,9 @@ class EvalRunner {
   EvalModel& reference();
 
   EvalEnvironment env_;
+  // Read once from env_.tokenizer_dir after the suites are built (a bad suite is reported first),
+  // then shared by every eval of the run.
+  std::optional<Tokenizer> tokenizer_;
   std::vector<EvalSpec> specs_;
   std::vector<std::unique_ptr<EvalSuite>> suites_;
   std::vector<nlohmann::json> contamination_;
@@ -61,8 +66,5 @@ class EvalRunner {
 
 // One line for people: suite, items, each score with its interval, worst case, consistency, gameable.
 std::string eval_summary_line(const nlohmann::json& summary);
-
-// Model-free: each suite's audit of degenerate policies (posttrain eval --audit-only).
-nlohmann::json audit_suite(const EvalSuite& suite);
 
 }  // namespace posttrain
