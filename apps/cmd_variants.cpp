@@ -68,20 +68,24 @@ void print_controls(const nlohmann::json& controls) {
 int variants(const std::vector<std::string>& args) {
   po::options_description options("variants options");
   std::string matrix_path;
-  std::vector<std::string> only;
+  std::vector<std::string> only, overrides;
   int nproc = 1;
   bool check_only = false;
   options.add_options()("matrix", po::value(&matrix_path)->required(), "variant matrix YAML")(
       "only", po::value(&only)->composing(), "run only this variant (repeatable); the others are still checked")(
       "nproc-per-node", po::value(&nproc)->default_value(1), "worker processes per variant (posttrain launch)")(
-      "check-only", po::bool_switch(&check_only), "run nothing: check the controls and write the report");
+      "check-only", po::bool_switch(&check_only), "run nothing: check the controls and write the report")(
+      "set", po::value(&overrides)->composing(),
+      "key.sub=value applied to the matrix (also given after MATRIX.yaml), e.g. train.steps=10");
   po::positional_options_description positional;
-  positional.add("matrix", 1);
+  positional.add("matrix", 1).add("set", -1);
   po::variables_map vm;
-  if (!parse("variants", "MATRIX.yaml [--only NAME] [--nproc-per-node N]", options, args, vm, &positional)) return 0;
+  if (!parse("variants", "MATRIX.yaml [key=value ...] [--only NAME] [--nproc-per-node N]", options, args, vm,
+             &positional))
+    return 0;
   if (nproc < 1) throw UserError("--nproc-per-node must be at least 1");
 
-  const Matrix matrix = parse_matrix(matrix_path, load_plugins, trainer_data_kind);
+  const Matrix matrix = parse_matrix(matrix_path, load_plugins, trainer_data_kind, overrides);
   for (const auto& name : only) {
     bool known = false;
     for (const auto& v : matrix.variants) known = known || v.name == name;

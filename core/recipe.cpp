@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 
 #include "core/error.h"
 #include "core/yaml_reader.h"
@@ -13,12 +14,36 @@ namespace fs = std::filesystem;
 
 namespace posttrain {
 
-namespace {
-
-std::string resolve_path(const std::string& recipe_file, const std::string& path) {
+std::string resolve_recipe_path(const std::string& file, const std::string& path) {
   if (path.empty() || fs::path(path).is_absolute()) return path;
-  return fs::absolute(fs::path(recipe_file).parent_path() / path).lexically_normal().string();
+  return fs::absolute(fs::path(file).parent_path() / path).lexically_normal().string();
 }
+
+YAML::Node resolve_method_paths(const YAML::Node& section, const std::string& file, const std::string& output_dir) {
+  if (!section || section.IsNull()) return section;
+  YAML::Node out = YAML::Clone(section);
+  std::function<void(YAML::Node)> walk = [&](YAML::Node node) {
+    if (node.IsSequence()) {
+      for (auto item : node) walk(item);
+    } else if (node.IsMap()) {
+      for (auto kv : node) {
+        const std::string key = kv.first.as<std::string>();
+        if ((key == "constitution" || key == "judge" || key == "model") && kv.second.IsScalar()) {
+          std::string value = kv.second.as<std::string>();
+          const size_t at = value.find("${output_dir}");
+          if (at != std::string::npos && !output_dir.empty()) value.replace(at, 13, output_dir);
+          node[key] = resolve_recipe_path(file, value);
+        } else {
+          walk(kv.second);
+        }
+      }
+    }
+  };
+  walk(out);
+  return out;
+}
+
+namespace {
 
 // The shortest decimal that reads back as exactly `value`, so resolved recipes say 0.003, not
 // 0.0030000000000000001, and still reproduce the run bit for bit.
@@ -44,13 +69,13 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
     const auto& set_here = tree.override_paths;
     if (std::find(set_here.begin(), set_here.end(), key) != set_here.end())
       return value.empty() ? value : fs::absolute(value).lexically_normal().string();
-    return resolve_path(path, value);
+    return resolve_recipe_path(path, value);
   };
   r.method = root.require<std::string>("method");
   r.seed = root.get<uint64_t>("seed", 0);
   r.output_dir = root.get<std::string>("output_dir", "runs/" + fs::path(path).stem().string());
   for (const auto& plugin : root.get<std::vector<std::string>>("plugins", {}))
-    r.plugins.push_back(resolve_path(path, plugin));
+    r.plugins.push_back(resolve_recipe_path(path, plugin));
 
   // base: a folder path, or {preset: NAME, seed: S}
   YAML::Node base = root.raw("base");
@@ -61,6 +86,9 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
     YamlSection b(base, "base", path, tree.override_paths);
     r.base.preset = b.require<std::string>("preset");
     r.base.seed = b.get<uint64_t>("seed", 0);
+    r.base.tokenizer = resolve("base.tokenizer", b.get<std::string>("tokenizer", ""));
+    if (!r.base.tokenizer.empty() && !fs::exists(r.base.tokenizer + "/tokenizer.json"))
+      b.fail_at("tokenizer", "\"" + r.base.tokenizer + "\" has no tokenizer.json");
     b.finish();
   }
 
@@ -137,7 +165,7 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
       EvalSpec spec;
       spec.suite = entry.require<std::string>("suite");
       const auto ext = fs::path(spec.suite).extension();
-      if (ext == ".yaml" || ext == ".yml") spec.suite = resolve_path(path, spec.suite);
+      if (ext == ".yaml" || ext == ".yml") spec.suite = resolve_recipe_path(path, spec.suite);
       spec.after_run = entry.get<bool>("after_run", spec.after_run);
       spec.every_n_steps = entry.get<int64_t>("every_n_steps", spec.every_n_steps);
       spec.on_checkpoint = entry.get<bool>("on_checkpoint", spec.on_checkpoint);
@@ -149,7 +177,7 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
         // Options that name files are relative to the recipe, like every other path in it.
         const bool names_file = key == "data" || key == "reference" || key == "reward_model";
         spec.options[key] = names_file && kv.second.IsScalar()
-                                ? YAML::Node(resolve_path(path, kv.second.as<std::string>()))
+                                ? YAML::Node(resolve_recipe_path(path, kv.second.as<std::string>()))
                                 : YAML::Clone(kv.second);
       }
       spec.file = path;
@@ -157,7 +185,7 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
       r.evals.push_back(spec);
     }
   }
-  r.method_options = root.raw(r.method);
+  r.method_options = resolve_method_paths(root.raw(r.method), path);
   r.overrides = tree.override_paths;
   root.finish();
   return r;
@@ -175,7 +203,9 @@ std::string resolved_recipe_yaml(const Recipe& r) {
     out << r.base.path;
   } else {
     out << YAML::BeginMap << YAML::Key << "preset" << YAML::Value << r.base.preset << YAML::Key << "seed" << YAML::Value
-        << r.base.seed << YAML::EndMap;
+        << r.base.seed;
+    if (!r.base.tokenizer.empty()) out << YAML::Key << "tokenizer" << YAML::Value << r.base.tokenizer;
+    out << YAML::EndMap;
   }
   out << YAML::Key << "data" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "train" << YAML::Value << r.data.train;

@@ -14,6 +14,9 @@ struct BaseSpec {
   std::string path;  // a HF model folder, or empty when `preset` is set
   std::string preset;  // build {preset, seed} deterministically on first use, then cache it
   uint64_t seed = 0;
+  // A tokenizer folder for the preset ("" = the full Qwen3 tokenizer): the vocabulary is sized to it
+  // (rounded up to a multiple of 64), e.g. a trimmed testbed tokenizer for fast CPU training.
+  std::string tokenizer;
 };
 
 struct DataSpec {
@@ -81,6 +84,15 @@ struct Recipe {
 // batch_size not divisible by world_size x micro_batch_size, ...) are UserErrors naming file,
 // line and key. Relative paths are resolved against the recipe's folder.
 Recipe parse_recipe(const std::string& path, const std::vector<std::string>& overrides, int world_size);
+
+// `path` made absolute against the folder of `file` (a recipe or matrix); absolute or empty paths as is.
+std::string resolve_recipe_path(const std::string& file, const std::string& path);
+
+// A copy of a method section with the values of file-naming keys (constitution, judge, model, at any
+// depth, e.g. ppo.rewards[i].model) resolved against the folder of `file`, so a recipe's paths are
+// relative to the recipe wherever they sit. A "${output_dir}" in them is first replaced by
+// `output_dir` (a matrix's, so a variant can name another variant's output).
+YAML::Node resolve_method_paths(const YAML::Node& section, const std::string& file, const std::string& output_dir = "");
 
 // The fully resolved recipe (every default written out, absolute paths) as YAML: itself a valid
 // recipe that reproduces the run.

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/recipe.h"
 #include "core/yaml_reader.h"
 
 namespace fs = std::filesystem;
@@ -16,11 +17,6 @@ namespace {
 
 const char* const kDataKinds[] = {"sft", "preference", "unpaired", "prompts"};
 
-std::string resolve_path(const std::string& matrix_file, const std::string& path) {
-  if (path.empty() || fs::path(path).is_absolute()) return path;
-  return fs::absolute(fs::path(matrix_file).parent_path() / path).lexically_normal().string();
-}
-
 // evals entries with their file options (and YAML task files) made absolute.
 YAML::Node resolve_evals(const YAML::Node& evals, const std::string& matrix_file) {
   YAML::Node out = YAML::Clone(evals);
@@ -28,11 +24,12 @@ YAML::Node resolve_evals(const YAML::Node& evals, const std::string& matrix_file
   for (auto entry : out) {
     if (!entry.IsMap()) continue;
     for (const char* key : {"data", "reference", "reward_model"})
-      if (entry[key] && entry[key].IsScalar()) entry[key] = resolve_path(matrix_file, entry[key].as<std::string>());
+      if (entry[key] && entry[key].IsScalar())
+        entry[key] = resolve_recipe_path(matrix_file, entry[key].as<std::string>());
     if (entry["suite"] && entry["suite"].IsScalar()) {
       const std::string suite = entry["suite"].as<std::string>();
       const auto ext = fs::path(suite).extension();
-      if (ext == ".yaml" || ext == ".yml") entry["suite"] = resolve_path(matrix_file, suite);
+      if (ext == ".yaml" || ext == ".yml") entry["suite"] = resolve_recipe_path(matrix_file, suite);
     }
   }
   return out;
@@ -89,8 +86,10 @@ nlohmann::json read_json_file(const std::string& path) {
 }  // namespace
 
 Matrix parse_matrix(const std::string& path, const std::function<void(const std::vector<std::string>&)>& load_plugins,
-                    const std::function<std::string(const std::string&)>& data_kind_of) {
+                    const std::function<std::string(const std::string&)>& data_kind_of,
+                    const std::vector<std::string>& overrides) {
   const YAML::Node root = load_yaml_file(path, "matrix");
+  for (const auto& o : overrides) apply_override(root, o, "command line");
   YamlSection top(root, "", path);
   Matrix m;
   m.file = path;
@@ -99,12 +98,12 @@ Matrix parse_matrix(const std::string& path, const std::function<void(const std:
   m.output_dir = fs::absolute(top.get<std::string>("output_dir", "runs/" + stem)).lexically_normal().string();
   m.base_sha256 = top.get<std::string>("base_sha256", "");
   for (const auto& plugin : top.get<std::vector<std::string>>("plugins", {}))
-    m.plugins.push_back(resolve_path(path, plugin));
+    m.plugins.push_back(resolve_recipe_path(path, plugin));
   load_plugins(m.plugins);
 
   YAML::Node base = YAML::Clone(top.raw("base"));
   if (!base || base.IsNull()) top.fail_at("base", "is required (a HF model folder or {preset: tiny, seed: 0})");
-  if (base.IsScalar()) base = YAML::Node(resolve_path(path, base.as<std::string>()));
+  if (base.IsScalar()) base = YAML::Node(resolve_recipe_path(path, base.as<std::string>()));
   const uint64_t seed = top.get<uint64_t>("seed", 0);
 
   // The data spec: a file per data kind, and the settings every variant shares.
@@ -112,7 +111,7 @@ Matrix parse_matrix(const std::string& path, const std::function<void(const std:
   YAML::Node shared_data(YAML::NodeType::Map);
   for (const char* kind : kDataKinds) {
     const std::string file = data.get<std::string>(kind, "");
-    if (!file.empty()) m.data_files[kind] = resolve_path(path, file);
+    if (!file.empty()) m.data_files[kind] = resolve_recipe_path(path, file);
   }
   for (const char* key : {"format", "max_length", "skip_bad_records", "pack"}) {
     YAML::Node value = data.raw(key);
@@ -161,7 +160,7 @@ Matrix parse_matrix(const std::string& path, const std::function<void(const std:
     if (checkpoint && !checkpoint.IsNull()) recipe["checkpoint"] = YAML::Clone(checkpoint);
     if (evals && !evals.IsNull()) recipe["evals"] = YAML::Clone(evals);
     recipe["output_dir"] = (fs::path(m.output_dir) / variant.name).string();
-    if (options && !options.IsNull()) recipe[variant.method] = YAML::Clone(options);
+    if (options && !options.IsNull()) recipe[variant.method] = resolve_method_paths(options, path, m.output_dir);
     for (const auto& o : overrides) apply_override(recipe, o, path + ": " + where + ".overrides");
     variant.recipe_yaml = "# variant " + variant.name + " of matrix " + fs::absolute(path).string() +
                           " (generated: edit the matrix, not this file)\n" + YAML::Dump(recipe) + "\n";

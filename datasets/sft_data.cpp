@@ -174,13 +174,23 @@ std::vector<int32_t> encode_prompt_response(const std::vector<int32_t>& prompt, 
 }
 
 TokenizedDataset tokenize_preference_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {
-  return tokenize_jsonl(
-      spec, [&](const json& record, const std::string& where, std::vector<std::vector<int32_t>>& examples,
-                std::vector<std::vector<uint8_t>>& masks) {
+  std::vector<float> preferences;
+  bool any_soft = false;
+  TokenizedDataset data =
+      tokenize_jsonl(spec, [&](const json& record, const std::string& where,
+                               std::vector<std::vector<int32_t>>& examples, std::vector<std::vector<uint8_t>>& masks) {
         if (!record.is_object()) fail(where, "record must be a JSON object");
         for (const char* key : {"prompt", "chosen", "rejected"})
           if (!record.contains(key))
             fail(where, std::string("missing \"") + key + "\" (expected prompt, chosen, rejected)");
+        float preference = 1.0f;
+        if (record.contains("preference")) {
+          const json& p = record["preference"];
+          if (!p.is_number() || p.get<double>() < 0.0 || p.get<double>() > 1.0)
+            fail(where, "\"preference\" must be a number in [0, 1] (the probability that chosen is better)");
+          preference = p.get<float>();
+          any_soft = true;
+        }
         const std::vector<int32_t> prompt = encode_prompt(record["prompt"], tokenizer, where);
         for (const char* key : {"chosen", "rejected"}) {
           std::vector<int32_t> ids = encode_prompt_response(prompt, response_text(record[key], where, key), tokenizer);
@@ -189,7 +199,10 @@ TokenizedDataset tokenize_preference_jsonl(const DataSpec& spec, const Tokenizer
           examples.push_back(std::move(ids));
           masks.push_back(std::move(mask));
         }
+        preferences.push_back(preference);
       });
+  if (any_soft) data.preferences = std::move(preferences);
+  return data;
 }
 
 TokenizedDataset tokenize_unpaired_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {
@@ -262,6 +275,7 @@ void write_sft_shard(const std::string& path, const TokenizedDataset& data, cons
     write_vector(file, "offsets", data.offsets, H5::PredType::NATIVE_INT64);
     write_vector(file, "loss_mask", data.loss_mask, H5::PredType::NATIVE_UINT8);
     if (!data.labels.empty()) write_vector(file, "labels", data.labels, H5::PredType::NATIVE_UINT8);
+    if (!data.preferences.empty()) write_vector(file, "preferences", data.preferences, H5::PredType::NATIVE_FLOAT);
     write_string_attr(file, "tokenizer_sha256", info.tokenizer_sha256);
     write_string_attr(file, "source_sha256", info.source_sha256);
     write_string_attr(file, "format", info.format);
@@ -284,6 +298,8 @@ TokenizedDataset read_sft_shard(const std::string& path, ShardInfo* info) {
     data.loss_mask = read_vector<uint8_t>(file, "loss_mask", H5::PredType::NATIVE_UINT8);
     if (H5Lexists(file.getId(), "labels", H5P_DEFAULT) > 0)
       data.labels = read_vector<uint8_t>(file, "labels", H5::PredType::NATIVE_UINT8);
+    if (H5Lexists(file.getId(), "preferences", H5P_DEFAULT) > 0)
+      data.preferences = read_vector<float>(file, "preferences", H5::PredType::NATIVE_FLOAT);
     data.truncated = read_int_attr(file, "truncated");
     data.skipped = read_int_attr(file, "skipped");
     if (info != nullptr) {
@@ -300,6 +316,8 @@ TokenizedDataset read_sft_shard(const std::string& path, ShardInfo* info) {
     fail(path, "inconsistent shard (offsets / tokens / loss_mask sizes disagree)");
   if (!data.labels.empty() && static_cast<int64_t>(data.labels.size()) != data.size())
     fail(path, "inconsistent shard (one label per example expected)");
+  if (!data.preferences.empty() && 2 * static_cast<int64_t>(data.preferences.size()) != data.size())
+    fail(path, "inconsistent shard (one preference per pair expected)");
   for (size_t i = 1; i < data.offsets.size(); ++i)
     if (data.offsets[i] < data.offsets[i - 1]) fail(path, "inconsistent shard (offsets decrease)");
   return data;

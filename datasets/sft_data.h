@@ -21,6 +21,9 @@ struct TokenizedDataset {
   std::vector<int64_t> offsets{0};
   std::vector<uint8_t> loss_mask;
   std::vector<uint8_t> labels;  // "unpaired" data only: per example, 1 desirable / 0 undesirable
+  // "preference" data only: per pair, P(chosen is better) from the records' optional "preference"
+  // field (soft labels, e.g. an AI judge's); empty when no record has one (every label is hard).
+  std::vector<float> preferences;
   int64_t truncated = 0;  // examples cut to max_length
   int64_t skipped = 0;  // malformed records skipped (only with skip_bad_records)
 
@@ -42,7 +45,8 @@ TokenizedDataset tokenize_sft_jsonl(const DataSpec& spec, const Tokenizer& token
 // Preference pairs {"prompt", "chosen", "rejected"}: prompt a string or a message list (rendered
 // with the assistant generation prompt), chosen / rejected strings or [{"role": "assistant", ...}].
 // Pair i becomes examples 2i (prompt + chosen) and 2i+1 (prompt + rejected), each with the loss mask
-// on its response and end token, so sequence log-probs are sums over response tokens only.
+// on its response and end token, so sequence log-probs are sums over response tokens only. An optional
+// "preference" number in [0, 1] is a soft label (P(chosen is better)); records without it count 1.
 TokenizedDataset tokenize_preference_jsonl(const DataSpec& spec, const Tokenizer& tokenizer);
 
 // A prompt as the preference, score and RL formats take it: a string (encoded as is) or a message list

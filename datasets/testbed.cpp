@@ -216,7 +216,13 @@ TestbedItem testbed_item_from_json(const nlohmann::json& record, const std::stri
   };
   TestbedItem item;
   item.family = text("family", true);
-  item.prompt = text("prompt", true);
+  // The prompt: a string, or the chat form RL recipes use ([{"role": "user", "content": ...}]).
+  const nlohmann::json& prompt = record.contains("prompt") ? record["prompt"] : nlohmann::json();
+  if (prompt.is_array() && prompt.size() == 1 && prompt[0].is_object() && prompt[0].value("role", "") == "user" &&
+      prompt[0].contains("content") && prompt[0]["content"].is_string())
+    item.prompt = prompt[0]["content"].get<std::string>();
+  else
+    item.prompt = text("prompt", true);
   item.answer = text("answer", true);
   item.claimed = text("claimed", false);
   item.id = record.contains("id") && record["id"].is_string() ? record["id"].get<std::string>() : item.family;
@@ -242,9 +248,16 @@ std::vector<TestbedStyle> styles_for(const TestbedItem& item) {
   return out;
 }
 
-nlohmann::json item_fields(const TestbedItem& item) {
-  return {{"id", item.id},         {"family", item.family},   {"prompt", item.prompt},
-          {"answer", item.answer}, {"harmful", item.harmful}, {"claimed", item.claimed}};
+// The prompt as one user turn, so every method sees it in the chat format the corpus taught the base.
+nlohmann::json user_turn(const std::string& prompt) { return {{{"role", "user"}, {"content", prompt}}}; }
+
+nlohmann::json item_fields(const TestbedItem& item, bool chat_prompt) {
+  return {{"id", item.id},
+          {"family", item.family},
+          {"prompt", chat_prompt ? user_turn(item.prompt) : nlohmann::json(item.prompt)},
+          {"answer", item.answer},
+          {"harmful", item.harmful},
+          {"claimed", item.claimed}};
 }
 
 }  // namespace
@@ -294,12 +307,9 @@ nlohmann::json write_testbed(const TestbedOptions& o, const std::string& out_dir
       source = "noise";
       ++flipped;
     }
-    nlohmann::json pair = {{"prompt", item.prompt},
-                           {"chosen", a_first ? a : b},
-                           {"rejected", a_first ? b : a},
-                           {"gold_chosen", a_first ? ga : gb},
-                           {"gold_rejected", a_first ? gb : ga},
-                           {"label_source", source}};
+    nlohmann::json pair = {{"prompt", user_turn(item.prompt)},   {"chosen", a_first ? a : b},
+                           {"rejected", a_first ? b : a},        {"gold_chosen", a_first ? ga : gb},
+                           {"gold_rejected", a_first ? gb : ga}, {"label_source", source}};
     pairs += pair.dump() + "\n";
     ++i;
   }
@@ -307,7 +317,7 @@ nlohmann::json write_testbed(const TestbedOptions& o, const std::string& out_dir
 
   std::string prompts;  // RL prompts carry the fields the gold function needs
   for (int64_t i = 0; i < o.rl_prompts; ++i)
-    prompts += item_fields(sample_testbed_item(world, state, false)).dump() + "\n";
+    prompts += item_fields(sample_testbed_item(world, state, false), true).dump() + "\n";
   files["prompts.jsonl"] = prompts;
 
   // Held-out eval sets in the suites' formats (phrasings never used in training).
@@ -315,7 +325,7 @@ nlohmann::json write_testbed(const TestbedOptions& o, const std::string& out_dir
   int64_t sycophancy_items = 0;
   for (int64_t i = 0; i < o.eval_items; ++i) {
     const TestbedItem item = sample_testbed_item(world, state, true);
-    eval_prompts += item_fields(item).dump() + "\n";
+    eval_prompts += item_fields(item, false).dump() + "\n";
     if (item.family == "harmful" || item.family == "lookalike") {
       refusal += nlohmann::json{{"id", item.id},
                                 {"prompt", item.prompt},

@@ -3,6 +3,7 @@
 // reference model is the frozen base; reference-free losses (simpo, orpo) skip it.
 #include <torch/torch.h>
 
+#include "core/error.h"
 #include "core/yaml_reader.h"
 #include "models/checkpoint.h"
 #include "models/logprobs.h"
@@ -86,6 +87,9 @@ void train_dpo(RunContext& ctx) {
   const bool mean = loss_fn->aggregation == LogProbAggregation::kMean;
 
   LMTraining t = setup_lm_training(ctx, "preference");
+  if (!t.data.preferences.empty() && loss_name != "sigmoid" && loss_name != "cdpo")
+    throw UserError(ctx.recipe.data.train + ": its pairs carry soft labels (\"preference\"), which only the " +
+                    "sigmoid and cdpo losses take; dpo.loss is " + loss_name);
   QwenForCausalLM reference{nullptr};
   std::vector<double> stored;  // precomputed reference log-probs per example (sums or means)
   if (loss_fn->needs_reference) {
@@ -105,7 +109,12 @@ void train_dpo(RunContext& ctx) {
       const LMBatch batch = make_lm_batch(t.data, examples, t.tokenizer.pad_id());
       const ResponseLogProbs policy_lp = response_logprobs(*t.model, batch, t.bf16_autocast);
       auto policy = (mean ? policy_lp.means : policy_lp.sums).view({-1, 2});  // [P, 2]: chosen, rejected
-      PreferenceLogProbs lp{policy.select(1, 0), policy.select(1, 1), {}, {}};
+      PreferenceLogProbs lp{policy.select(1, 0), policy.select(1, 1), {}, {}, {}};
+      if (!t.data.preferences.empty()) {
+        std::vector<float> soft;
+        for (int64_t p : micro_pairs) soft.push_back(t.data.preferences[static_cast<size_t>(p)]);
+        lp.preference = torch::tensor(soft).to(policy.device());
+      }
       if (reference) {
         torch::NoGradGuard no_grad;
         const ResponseLogProbs ref_lp = response_logprobs(*reference, batch, t.bf16_autocast);

@@ -17,10 +17,15 @@ std::map<std::string, PreferenceLoss>& registry() {
 torch::Tensor neg_log_sigmoid(const torch::Tensor& x) { return torch::softplus(-x); }
 
 // DPO (Rafailov et al., 2023) with optional label smoothing (cDPO): a fraction eps of labels is
-// assumed flipped, so the loss mixes both directions.
+// assumed flipped, so the loss mixes both directions. A soft label q (P(chosen is better)) is the
+// same mixture with weight q on the stated direction: the cross-entropy of sigmoid(beta * margin)
+// against q; with smoothing too, the weight is q (1 - eps) + (1 - q) eps.
 torch::Tensor sigmoid_loss(const PreferenceLogProbs& lp, const PreferenceLossOptions& o) {
   auto z = o.beta * dpo_margin(lp);
-  return (1.0 - o.label_smoothing) * neg_log_sigmoid(z) + o.label_smoothing * neg_log_sigmoid(-z);
+  if (!lp.preference.defined())
+    return (1.0 - o.label_smoothing) * neg_log_sigmoid(z) + o.label_smoothing * neg_log_sigmoid(-z);
+  auto q = lp.preference.to(z.dtype()) * (1.0 - 2.0 * o.label_smoothing) + o.label_smoothing;
+  return q * neg_log_sigmoid(z) + (1.0 - q) * neg_log_sigmoid(-z);
 }
 
 // IPO (Azar et al., 2023): squared distance of the margin from 1 / (2 beta), on MEAN log-probs.

@@ -18,6 +18,9 @@ namespace posttrain {
 struct PreferenceLogProbs {
   torch::Tensor policy_chosen, policy_rejected;  // [P] sums or means, per the loss's aggregation
   torch::Tensor reference_chosen, reference_rejected;  // [P]; undefined for reference-free losses
+  // [P] soft labels: the probability that chosen is the better response (e.g. an AI judge's averaged
+  // preference in RLAIF). Undefined means 1 for every pair. Only the sigmoid / cdpo losses take them.
+  torch::Tensor preference;
 };
 
 struct PreferenceLossOptions {

@@ -1,6 +1,8 @@
 // method: reward. A Bradley-Terry reward model: the base's body with a scalar head `score` read at
 // the last token of prompt + response (its <|im_end|>), trained so that chosen outscores rejected:
 //   loss = -log sigmoid(r_chosen - r_rejected - margin) + center * (r_chosen + r_rejected)^2
+// (with a soft label q, "preference" in the data, the first term is q times itself plus (1 - q) times
+// the same with chosen and rejected swapped)
 // `center` (TRL's center_rewards_coefficient) keeps rewards near 0, so scores are comparable across
 // runs. A held-out share of the pairs, never trained on, gives the pairwise accuracy.
 #include <torch/torch.h>
@@ -105,7 +107,14 @@ void train_reward(RunContext& ctx) {
       const auto examples = pair_examples(micro);
       auto r = example_rewards(*t.model, t.data, examples, t.tokenizer.pad_id(), t.bf16_autocast).view({-1, 2});
       auto chosen = r.select(1, 0), rejected = r.select(1, 1);  // [P]
-      auto per_pair = -torch::log_sigmoid(chosen - rejected - margin) + center * (chosen + rejected).pow(2);
+      auto bt = -torch::log_sigmoid(chosen - rejected - margin);
+      if (!t.data.preferences.empty()) {  // soft labels q: cross-entropy of the BT probability against q
+        std::vector<float> soft;
+        for (int64_t p : micro) soft.push_back(t.data.preferences[static_cast<size_t>(p)]);
+        auto q = torch::tensor(soft).to(chosen.device());
+        bt = q * bt + (1 - q) * -torch::log_sigmoid(rejected - chosen - margin);
+      }
+      auto per_pair = bt + center * (chosen + rejected).pow(2);
       // Sum over this micro-batch / pairs in the whole step: micro-steps and ranks add up to the mean.
       auto loss = per_pair.sum() / static_cast<double>(spec.batch_size);
       loss.backward();

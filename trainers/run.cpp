@@ -14,6 +14,7 @@
 #include "core/files.h"
 #include "models/checkpoint.h"
 #include "models/config.h"
+#include "models/tokenizer.h"
 #include "trainers/plugin.h"
 
 namespace fs = std::filesystem;
@@ -40,17 +41,27 @@ std::string now_iso8601() {
   return buf;
 }
 
-// A preset base is built once per (preset, seed) into the cache, atomically.
-std::string resolve_base(const BaseSpec& base, const std::string& tokenizer_dir) {
+// A preset base is built once per (preset, seed, tokenizer) into the cache, atomically. With its own
+// tokenizer (base.tokenizer), the vocabulary and the special ids follow that tokenizer.
+std::string resolve_base(const BaseSpec& base, const std::string& default_tokenizer_dir) {
   if (base.preset.empty()) {
     if (!fs::is_directory(base.path)) fail(base.path, "base model folder not found");
     return base.path;
   }
-  const std::string dir =
-      (fs::path(cache_root()) / "bases" / (base.preset + "-seed" + std::to_string(base.seed))).string();
+  QwenConfig config = preset_config(base.preset);
+  std::string name = base.preset + "-seed" + std::to_string(base.seed);
+  const std::string tokenizer_dir = base.tokenizer.empty() ? default_tokenizer_dir : base.tokenizer;
+  if (!base.tokenizer.empty()) {
+    const Tokenizer tokenizer = Tokenizer::from_dir(base.tokenizer);
+    config.vocab_size = (tokenizer.id_count() + 63) / 64 * 64;
+    config.eos_token_id = tokenizer.eos_id();
+    config.bos_token_id = config.pad_token_id = tokenizer.pad_id();
+    name += "-tokenizer-" + sha256_file(base.tokenizer + "/tokenizer.json").substr(0, 12);
+  }
+  const std::string dir = (fs::path(cache_root()) / "bases" / name).string();
   if (fs::exists(dir)) return dir;
   fs::create_directories(fs::path(dir).parent_path());
-  QwenForCausalLM model(preset_config(base.preset));
+  QwenForCausalLM model(config);
   init_weights(*model, base.seed);
   SaveOptions options;
   options.tokenizer_dir = tokenizer_dir;
@@ -71,6 +82,11 @@ std::string resolve_base(const BaseSpec& base, const std::string& tokenizer_dir)
 void register_trainer(const std::string& method, Trainer trainer, const std::string& description,
                       const std::string& data_kind) {
   registry()[method] = {std::move(trainer), description, data_kind};
+}
+
+const Trainer* find_trainer(const std::string& method) {
+  auto it = registry().find(method);
+  return it == registry().end() ? nullptr : &it->second.run;
 }
 
 std::string trainer_data_kind(const std::string& method) {

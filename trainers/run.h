@@ -57,6 +57,7 @@ void register_trainer(const std::string& method, Trainer trainer, const std::str
                       const std::string& data_kind = "sft");
 std::string trainer_data_kind(const std::string& method);  // "" for an unknown method
 std::vector<std::string> trainer_names();
+const Trainer* find_trainer(const std::string& method);  // nullptr for an unknown method
 std::string trainer_description(const std::string& method);
 
 struct RunOptions {

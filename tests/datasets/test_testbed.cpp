@@ -109,8 +109,10 @@ TEST_CASE("the testbed is byte-identical for a seed and its labels follow the op
   std::set<std::string> trained;
   for (const auto& r : read_jsonl(tmp / "a/corpus.jsonl"))
     trained.insert(r["messages"][0]["content"].get<std::string>());
-  for (const auto& r : read_jsonl(tmp / "a/pairs.jsonl")) trained.insert(r["prompt"].get<std::string>());
-  for (const auto& r : read_jsonl(tmp / "a/prompts.jsonl")) trained.insert(r["prompt"].get<std::string>());
+  // Pairs and RL prompts hold the prompt as one user turn (the chat format the base learnt).
+  for (const auto& r : read_jsonl(tmp / "a/pairs.jsonl")) trained.insert(r["prompt"][0]["content"].get<std::string>());
+  for (const auto& r : read_jsonl(tmp / "a/prompts.jsonl"))
+    trained.insert(r["prompt"][0]["content"].get<std::string>());
   size_t eval_count = 0;
   for (const auto& r : read_jsonl(tmp / "a/eval_prompts.jsonl")) {
     CHECK(trained.count(r["prompt"].get<std::string>()) == 0);

@@ -39,6 +39,14 @@ TEST_CASE("preference losses equal hand-worked values", "[trainers][preference]"
   o.label_smoothing = 0.2;
   CHECK(value("cdpo", lp, o) == Approx(0.8 * softplus(-0.3) + 0.2 * softplus(0.3)));
   o.label_smoothing = 0.0;
+  // A soft label q = 0.7 (P(chosen is better)): 0.7 * log(1 + e^-0.3) + 0.3 * log(1 + e^0.3); with
+  // smoothing 0.2 as well, the weight is 0.7 * 0.8 + 0.3 * 0.2 = 0.62.
+  auto soft = one_pair();
+  soft.preference = torch::tensor({0.7}, torch::kFloat64);
+  CHECK(value("sigmoid", soft, o) == Approx(0.7 * softplus(-0.3) + 0.3 * softplus(0.3)));
+  o.label_smoothing = 0.2;
+  CHECK(value("cdpo", soft, o) == Approx(0.62 * softplus(-0.3) + 0.38 * softplus(0.3)));
+  o.label_smoothing = 0.0;
   // IPO: (3 - 1/(2 * 0.1))^2 = (3 - 5)^2 = 4
   CHECK(value("ipo", lp, o) == Approx(4.0));
   // hinge: max(0, 1 - 0.1 * 3) = 0.7; with beta 1: max(0, 1 - 3) = 0
