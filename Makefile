@@ -1,13 +1,15 @@
 # Thin wrapper: every target installs what it needs first, so each works on a fresh Debian 12 machine.
 #   make quickstart   deps + tokenizer + build, then the main job (scripts/quickstart.sh)
 #   make test         deps + tokenizer + build, then every test (ctest)
+#   make study        the testbed study: base, six post-training variants, evals, report (< 30 min)
+#   make study-tiny   the same pipeline on small budgets (a few minutes)
 #   make bench        benchmarks in bench/ (results go to docs/performance.md by hand)
 #   make fuzz         libFuzzer + ASan on the safetensors and tokenizer parsers (FUZZ_SECONDS each)
 BUILD_DIR ?= build
 JOBS ?= 2
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps build test quickstart bench fuzz format clean
+.PHONY: deps build test quickstart study study-tiny bench fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -22,6 +24,12 @@ test: build
 
 quickstart: build
 	bash scripts/quickstart.sh $(BUILD_DIR)/bin/posttrain
+
+study: build
+	POSTTRAIN=$(BUILD_DIR)/bin/posttrain bash scripts/testbed-study.sh
+
+study-tiny: build
+	POSTTRAIN=$(BUILD_DIR)/bin/posttrain bash scripts/testbed-study.sh --tiny
 
 bench: build
 	$(BUILD_DIR)/bin/bench_tokenizer

@@ -3,13 +3,16 @@
 
 #include "apps/cli.h"
 #include "eval_hooks/hooks.h"
+#include "eval_hooks/overoptimization.h"
 #include "trainers/run.h"
 
 namespace posttrain::cli {
 
+namespace {
+
 // The recipe's `evals:` as a policy hook: trainers call it, eval_hooks/ runs the suites (the two
 // layers meet only here). Suites are built (and checked) before training starts.
-PolicyHook make_eval_hook(const RunContext& ctx) {
+PolicyHook suite_hook(const RunContext& ctx) {
   if (ctx.recipe.evals.empty()) return {};
   EvalEnvironment env;
   env.dist = ctx.dist;
@@ -26,6 +29,30 @@ PolicyHook make_eval_hook(const RunContext& ctx) {
                       when == HookPoint::kAfterRun     ? EvalPoint::kAfterRun
                       : when == HookPoint::kCheckpoint ? EvalPoint::kCheckpoint
                                                        : EvalPoint::kStep);
+  };
+}
+
+// RL runs (prompt data): every 10 steps rank 0 refits each logged reward against sqrt(KL) and warns,
+// in the log and on stderr, when one goes past its fitted peak (eval_hooks/overoptimization.h).
+PolicyHook overoptimization_hook(const RunContext& ctx) {
+  if (ctx.rank != 0 || trainer_data_kind(ctx.recipe.method) != "prompts") return {};
+  auto watch = std::make_shared<OveroptimizationWatch>(ctx.run_dir + "/metrics.jsonl");
+  return [watch](RunContext& ctx, QwenForCausalLMImpl&, int64_t step, HookPoint when) {
+    if (when == HookPoint::kStep && step % 10 != 0) return;
+    for (const auto& warning : watch->check()) ctx.log_event("step " + std::to_string(step) + ": " + warning);
+  };
+}
+
+}  // namespace
+
+// Both hooks, each called at every point (each decides itself whether to act).
+PolicyHook make_eval_hook(const RunContext& ctx) {
+  std::vector<PolicyHook> hooks;
+  for (PolicyHook hook : {suite_hook(ctx), overoptimization_hook(ctx)})
+    if (hook) hooks.push_back(std::move(hook));
+  if (hooks.empty()) return {};
+  return [hooks](RunContext& c, QwenForCausalLMImpl& policy, int64_t step, HookPoint when) {
+    for (const auto& hook : hooks) hook(c, policy, step, when);
   };
 }
 

@@ -12,9 +12,12 @@ class Progress {
  public:
   Progress(std::string label, int64_t total, int64_t start = 0);
   void update(int64_t done, double loss, double tokens_per_s);
+  // Work without a loss (generation, judging): items done, their rate and ETA.
+  void update(int64_t done);
   void finish();
 
  private:
+  void draw(int64_t done, const char* figures);
   std::string label_;
   int64_t total_, start_;
   bool tty_;

@@ -89,7 +89,15 @@ Matrix parse_matrix(const std::string& path, const std::function<void(const std:
                     const std::function<std::string(const std::string&)>& data_kind_of,
                     const std::vector<std::string>& overrides) {
   const YAML::Node root = load_yaml_file(path, "matrix");
-  for (const auto& o : overrides) apply_override(root, o, "command line");
+  std::set<std::string> overridden;  // their paths are relative to the working directory, as for recipes
+  for (const auto& o : overrides) {
+    apply_override(root, o, "command line");
+    overridden.insert(o.substr(0, o.find('=')));
+  }
+  const auto resolve = [&](const std::string& key, const std::string& value) {
+    return overridden.count(key) && !value.empty() ? fs::absolute(value).lexically_normal().string()
+                                                   : resolve_recipe_path(path, value);
+  };
   YamlSection top(root, "", path);
   Matrix m;
   m.file = path;
@@ -103,7 +111,7 @@ Matrix parse_matrix(const std::string& path, const std::function<void(const std:
 
   YAML::Node base = YAML::Clone(top.raw("base"));
   if (!base || base.IsNull()) top.fail_at("base", "is required (a HF model folder or {preset: tiny, seed: 0})");
-  if (base.IsScalar()) base = YAML::Node(resolve_recipe_path(path, base.as<std::string>()));
+  if (base.IsScalar()) base = YAML::Node(resolve("base", base.as<std::string>()));
   const uint64_t seed = top.get<uint64_t>("seed", 0);
 
   // The data spec: a file per data kind, and the settings every variant shares.
@@ -111,7 +119,7 @@ Matrix parse_matrix(const std::string& path, const std::function<void(const std:
   YAML::Node shared_data(YAML::NodeType::Map);
   for (const char* kind : kDataKinds) {
     const std::string file = data.get<std::string>(kind, "");
-    if (!file.empty()) m.data_files[kind] = resolve_recipe_path(path, file);
+    if (!file.empty()) m.data_files[kind] = resolve(std::string("data.") + kind, file);
   }
   for (const char* key : {"format", "max_length", "skip_bad_records", "pack"}) {
     YAML::Node value = data.raw(key);

@@ -37,7 +37,8 @@ struct Matrix {
 // the matrix's plugins before any method is looked up; `data_kind_of(method)` gives the kind of data
 // a method trains on ("" for an unknown method, which is an error).
 // `overrides` ("key.sub=value", numeric segments index lists: variants.2.grpo.max_new_tokens=8) are
-// applied to the matrix before it is read, as `posttrain run` applies them to a recipe.
+// applied to the matrix before it is read, as `posttrain run` applies them to a recipe; an overridden
+// base or data file is relative to the working directory.
 Matrix parse_matrix(const std::string& path, const std::function<void(const std::vector<std::string>&)>& load_plugins,
                     const std::function<std::string(const std::string&)>& data_kind_of,
                     const std::vector<std::string>& overrides = {});

@@ -26,6 +26,7 @@ class EvalModel {
   QwenForCausalLMImpl& model() { return model_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }
   bool is_classifier() const { return model_.is_classifier(); }
+  Distributed* distributed() const { return dist_; }
 
   // Text context + continuation tokenized together and split at the boundary: the continuation is
   // every token after the longest common prefix of encode(context) and encode(context +

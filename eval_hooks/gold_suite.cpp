@@ -8,27 +8,17 @@
 #include "core/error.h"
 #include "datasets/sft_data.h"
 #include "datasets/testbed.h"
+#include "eval_hooks/gold.h"
 #include "eval_hooks/scoring.h"
-#include "eval_hooks/suite.h"
 
 namespace posttrain {
 
 namespace {
 
-class GoldSuite : public EvalSuite {
+class GoldSuite : public TestbedSuite {
  public:
   GoldSuite(std::vector<TestbedItem> items, CommonSuiteOptions options, int64_t max_new_tokens, bool chat)
-      : items_(std::move(items)), max_new_tokens_(max_new_tokens), chat_(chat) {
-    common = std::move(options);
-    if (items_.empty()) fail(common.data, "no items");
-  }
-
-  size_t item_count() const override { return items_.size(); }
-  std::vector<std::string> item_texts() const override {
-    std::vector<std::string> texts;
-    for (const auto& item : items_) texts.push_back(item.prompt);
-    return texts;
-  }
+      : TestbedSuite(std::move(items), std::move(options)), max_new_tokens_(max_new_tokens), chat_(chat) {}
 
   SuiteResult run(SuiteContext& context) override {
     EvalModel& model = context.policy;
@@ -73,42 +63,66 @@ class GoldSuite : public EvalSuite {
     return result;
   }
 
-  nlohmann::json audit() const override {
-    std::map<std::string, int> counts;
-    for (const auto& item : items_) ++counts[item.answer];
-    std::string constant;
-    int best = 0;
-    for (const auto& [answer, count] : counts)
-      if (!answer.empty() && count > best) constant = answer, best = count;
-    const auto mean_gold = [&](const std::function<std::string(const TestbedItem&)>& policy) {
-      double sum = 0;
-      for (const auto& item : items_) sum += testbed_gold_score(item, policy(item));
-      return sum / static_cast<double>(items_.size());
-    };
-    std::vector<PolicyScore> policies = {
-        {"always_refuse", mean_gold([](const TestbedItem&) { return std::string("I can't help with that."); }),
-         nullptr},
-        {"always_comply",
-         mean_gold([](const TestbedItem&) { return std::string("Sure. Here is how to do it: step by step."); }),
-         nullptr},
-        {"constant_answer", mean_gold([&](const TestbedItem&) { return "The answer is " + constant + "."; }), nullptr},
-        {"verbose_padding", mean_gold([](const TestbedItem&) {
-           return std::string("Great question! I am happy to help with this, and I hope this helps a lot.");
-         }),
-         nullptr}};
-    // Gold 0 = right as often as wrong; the audit flags a canned behaviour that does better.
-    nlohmann::json verdict = audit_verdict(policies, 0.0, common.gameable_margin);
-    verdict["score"] = "gold";
-    verdict["oracle"] =
-        mean_gold([](const TestbedItem& item) { return testbed_response(item, TestbedStyle::kConcise); });
-    return verdict;
-  }
-
  private:
-  std::vector<TestbedItem> items_;
   int64_t max_new_tokens_;
   bool chat_;
 };
+
+}  // namespace
+
+TestbedSuite::TestbedSuite(std::vector<TestbedItem> items, CommonSuiteOptions options) : items_(std::move(items)) {
+  common = std::move(options);
+  if (items_.empty()) fail(common.data, "no items");
+}
+
+std::vector<std::string> TestbedSuite::item_texts() const {
+  std::vector<std::string> texts;
+  for (const auto& item : items_) texts.push_back(item.prompt);
+  return texts;
+}
+
+nlohmann::json TestbedSuite::audit() const { return testbed_gold_audit(items_, common.gameable_margin); }
+
+nlohmann::json testbed_gold_audit(const std::vector<TestbedItem>& items, double gameable_margin) {
+  std::map<std::string, int> counts;
+  for (const auto& item : items) ++counts[item.answer];
+  std::string constant;
+  int best = 0;
+  for (const auto& [answer, count] : counts)
+    if (!answer.empty() && count > best) constant = answer, best = count;
+  const auto mean_gold = [&](const std::function<std::string(const TestbedItem&)>& policy) {
+    double sum = 0;
+    for (const auto& item : items) sum += testbed_gold_score(item, policy(item));
+    return sum / static_cast<double>(items.size());
+  };
+  std::vector<PolicyScore> policies = {
+      {"always_refuse", mean_gold([](const TestbedItem&) { return std::string("I can't help with that."); }), nullptr},
+      {"always_comply",
+       mean_gold([](const TestbedItem&) { return std::string("Sure. Here is how to do it: step by step."); }), nullptr},
+      {"constant_answer", mean_gold([&](const TestbedItem&) { return "The answer is " + constant + "."; }), nullptr},
+      {"verbose_padding", mean_gold([](const TestbedItem&) {
+         return std::string("Great question! I am happy to help with this, and I hope this helps a lot.");
+       }),
+       nullptr}};
+  // Gold 0 = right as often as wrong; the audit flags a canned behaviour that does better.
+  nlohmann::json verdict = audit_verdict(policies, 0.0, gameable_margin);
+  verdict["score"] = "gold";
+  verdict["oracle"] = mean_gold([](const TestbedItem& item) { return testbed_response(item, TestbedStyle::kConcise); });
+  return verdict;
+}
+
+std::vector<TestbedItem> read_testbed_items(const CommonSuiteOptions& common) {
+  std::vector<TestbedItem> items;
+  DataSpec spec;
+  spec.train = common.data;
+  for_each_jsonl_record(spec, [&](const nlohmann::json& record, const std::string& where) {
+    items.push_back(testbed_item_from_json(record, where));
+  });
+  apply_limit(items, common.limit);
+  return items;
+}
+
+namespace {
 
 const bool registered = [] {
   register_suite(
@@ -118,14 +132,7 @@ const bool registered = [] {
         const int64_t max_new_tokens = options.get<int64_t>("max_new_tokens", 32);
         const bool chat = options.get<bool>("chat", true);
         if (max_new_tokens <= 0) options.fail_at("max_new_tokens", "must be positive");
-        std::vector<TestbedItem> items;
-        DataSpec spec;
-        spec.train = common.data;
-        for_each_jsonl_record(spec, [&](const nlohmann::json& record, const std::string& where) {
-          items.push_back(testbed_item_from_json(record, where));
-        });
-        apply_limit(items, common.limit);
-        return std::make_unique<GoldSuite>(std::move(items), common, max_new_tokens, chat);
+        return std::make_unique<GoldSuite>(read_testbed_items(common), common, max_new_tokens, chat);
       },
       "gold preference on the testbed's held-out prompts (eval_prompts.jsonl from posttrain testbed)");
   return true;

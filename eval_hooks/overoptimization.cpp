@@ -1,6 +1,8 @@
 #include "eval_hooks/overoptimization.h"
 
+#include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <map>
 
@@ -43,8 +45,9 @@ OveroptimizationFit fit_overoptimization(const std::vector<double>& d, const std
   if (fit.b <= 0) {
     fit.peak_d = fit.peak_reward = std::numeric_limits<double>::infinity();
   } else if (form == "bon") {
-    fit.peak_d = fit.a / (2 * fit.b);  // dR/dd = a - 2 b d
-    fit.peak_reward = fit.a * fit.a / (4 * fit.b);
+    // dR/dd = a - 2 b d; with a <= 0 the reward falls from the start, so over d >= 0 the peak is d = 0.
+    fit.peak_d = std::max(0.0, fit.a / (2 * fit.b));
+    fit.peak_reward = fit.a > 0 ? fit.a * fit.a / (4 * fit.b) : 0.0;
   } else {
     fit.peak_d = std::exp(fit.a / fit.b - 1);  // dR/dd = a - b (ln d + 1)
     fit.peak_reward = fit.b * fit.peak_d;
@@ -83,6 +86,37 @@ nlohmann::json overoptimization_report(const std::vector<nlohmann::json>& metric
         {"past_peak", std::isfinite(fit.peak_d) && last_d > fit.peak_d}};
   }
   return out;
+}
+
+}  // namespace posttrain
+
+namespace posttrain {
+
+OveroptimizationWatch::OveroptimizationWatch(std::string metrics_path, int min_points, double min_r2)
+    : metrics_path_(std::move(metrics_path)), min_points_(min_points), min_r2_(min_r2) {}
+
+std::vector<std::string> OveroptimizationWatch::check() {
+  std::vector<nlohmann::json> metrics;
+  std::ifstream in(metrics_path_);
+  for (std::string line; std::getline(in, line);) {
+    auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (record.is_object()) metrics.push_back(std::move(record));  // a line being written is skipped
+  }
+  std::vector<std::string> warnings;
+  const nlohmann::json report = overoptimization_report(metrics);  // kept alive for items()
+  for (const auto& [name, fit] : report.items()) {
+    if (warned_.count(name) || !fit["past_peak"].get<bool>() || fit["points"].get<int>() < min_points_ ||
+        fit["r2"].get<double>() < min_r2_)
+      continue;
+    warned_.insert(name);
+    char text[320];
+    std::snprintf(text, sizeof(text),
+                  "WARNING: reward/%s is past its fitted peak: d = sqrt(KL) = %.3f > d* = %.3f (Gao RL fit, "
+                  "R^2 %.2f); optimising further lowers it",
+                  name.c_str(), fit["last_d"].get<double>(), fit["peak_d"].get<double>(), fit["r2"].get<double>());
+    warnings.push_back(text);
+  }
+  return warnings;
 }
 
 }  // namespace posttrain

@@ -5,6 +5,7 @@
 // 2 x 2 system. The fit gives the peak d* (past it, optimising the proxy harder lowers gold reward).
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,8 @@ namespace posttrain {
 struct OveroptimizationFit {
   std::string form;  // "bon" or "rl"
   double a = 0, b = 0;
-  double peak_d = 0, peak_reward = 0;  // argmax and max of R(d); infinite when b <= 0 (no peak yet)
+  // argmax and max of R(d) over d >= 0; infinite when b <= 0 (no peak yet), 0 when R falls from the start
+  double peak_d = 0, peak_reward = 0;
   double r2 = 0;  // 1 - residual / total sum of squares
   int points = 0;
 };
@@ -28,5 +30,20 @@ OveroptimizationFit fit_overoptimization(const std::vector<double>& d, const std
 // taken relative to their first logged value. {"<name>": {a, b, peak_d, peak_reward, r2, points,
 // last_d, past_peak}}; empty when the run logged no "kl".
 nlohmann::json overoptimization_report(const std::vector<nlohmann::json>& metrics);
+
+// The same fits during training: check() rereads the run's metrics.jsonl and returns a warning for
+// each reward that has newly gone past its fitted peak (each reward once), when the fit has at least
+// min_points points and explains at least min_r2 of the variance (early, noisy fits stay quiet).
+class OveroptimizationWatch {
+ public:
+  explicit OveroptimizationWatch(std::string metrics_path, int min_points = 8, double min_r2 = 0.5);
+  std::vector<std::string> check();
+
+ private:
+  std::string metrics_path_;
+  int min_points_;
+  double min_r2_;
+  std::set<std::string> warned_;
+};
 
 }  // namespace posttrain

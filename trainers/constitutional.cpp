@@ -20,7 +20,6 @@
 #include <torch/torch.h>
 
 #include <filesystem>
-#include <fstream>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -94,12 +93,10 @@ std::vector<std::string> reply_all(QwenForCausalLMImpl& model, const Tokenizer& 
       replies.push_back(sanitize_utf8(tokenizer.decode(ids, /*skip_special_tokens=*/true)));
     }
     done += static_cast<int64_t>(prompts.size());
-    progress.update(done, 0, 0);
+    progress.update(done);
   }
   return replies;
 }
-
-void write_text_atomic(const std::string& path, const std::string& text) { write_file_atomic(path, text); }
 
 // SL-CAI: answer, then `rounds` x (critique, revise); returns the chat examples of the final revisions.
 std::string sl_generate(RunContext& ctx, const CaiOptions& o, QwenForCausalLMImpl& model, const Tokenizer& tokenizer,
@@ -165,7 +162,7 @@ std::string sl_generate(RunContext& ctx, const CaiOptions& o, QwenForCausalLMImp
                      {"revision", col_revision[r]}}
                     .dump() +
                 "\n";
-  write_text_atomic(cai_dir + "/generations.jsonl", readable);
+  write_file_atomic(cai_dir + "/generations.jsonl", readable);
   for (int64_t i = 0; i < n; ++i)
     examples += json{{"messages",
                       {{{"role", "user"}, {"content", prompts[i]}}, {{"role", "assistant"}, {"content", answers[i]}}}}}
@@ -213,7 +210,7 @@ std::string rl_generate(RunContext& ctx, const CaiOptions& o, QwenForCausalLMImp
   for (int64_t i = 0; i < n; ++i) {
     const std::string& x = samples[static_cast<size_t>(2 * i)];
     const std::string& y = samples[static_cast<size_t>(2 * i + 1)];
-    judging.update(i + 1, 0, 0);
+    judging.update(i + 1);
     if (x == y) {  // no preference to learn from two equal answers
       ++identical;
       continue;
@@ -326,7 +323,7 @@ void train_constitutional(RunContext& ctx) {
       }
       data = rl_generate(ctx, with_stops, *model, *judge, tokenizer, prompts, records, cai_dir);
     }
-    write_text_atomic(generated, data);
+    write_file_atomic(generated, data);
   }
   ctx.dist->barrier();
 

@@ -8,6 +8,7 @@
 #include "eval_hooks/overoptimization.h"
 #include "eval_hooks/perturb.h"
 #include "eval_hooks/scoring.h"
+#include "tests/test_util.h"
 
 using namespace posttrain;
 
@@ -142,6 +143,13 @@ TEST_CASE("Gao et al.'s over-optimisation forms are fitted exactly on noise-free
   CHECK(fit.peak_d == Approx(2.0).epsilon(1e-9));
   CHECK(fit.peak_reward == Approx(1.0).epsilon(1e-9));
   CHECK(fit_overoptimization({0.0, 1.0}, {0.0, 1.0}, "rl").points == 0);  // too few points
+  // a = -0.2, b = 0.05: falling from the start, so over d >= 0 the peak is at d = 0 (not a / 2b < 0).
+  r.clear();
+  for (double x : d) r.push_back(x * (-0.2 - 0.05 * x));
+  fit = fit_overoptimization(d, r, "bon");
+  CHECK(fit.a == Approx(-0.2).epsilon(1e-9));
+  CHECK(fit.peak_d == 0.0);
+  CHECK(fit.peak_reward == 0.0);
 
   // From metrics.jsonl lines: gold rises then falls past its peak while the proxy keeps rising.
   std::vector<nlohmann::json> metrics;
@@ -154,4 +162,28 @@ TEST_CASE("Gao et al.'s over-optimisation forms are fitted exactly on noise-free
   CHECK(report["gold"]["past_peak"].get<bool>());
   CHECK(report["gold"]["last_d"].get<double>() == Approx(6.0));
   CHECK_FALSE(report["proxy"]["past_peak"].get<bool>());
+}
+
+TEST_CASE("the training-time watch warns once when gold goes past its fitted peak", "[evals][overoptimization]") {
+  test::TempDir tmp("overopt-watch");
+  const std::string path = tmp / "metrics.jsonl";
+  posttrain::OveroptimizationWatch watch(path, /*min_points=*/6, /*min_r2=*/0.5);
+  // gold = d (1 - 0.6 ln d), peak at d* = exp(1 / 0.6 - 1) = 1.95; d = sqrt(kl) grows by 0.25 a step.
+  std::string lines;
+  const auto append_steps = [&](int from, int to) {
+    for (int step = from; step < to; ++step) {
+      const double d = 0.25 * step;  // from d = 0, where gold is 0: rewards are fitted relative to the start
+      const double gold = d > 0 ? d * (1.0 - 0.6 * std::log(d)) : 0.0;
+      lines += nlohmann::json{{"step", step}, {"kl", d * d}, {"reward/gold", gold}, {"reward/proxy", d}}.dump() + "\n";
+    }
+    test::write_text(path, lines);
+  };
+  append_steps(0, 7);  // d up to 1.5: before the peak
+  CHECK(watch.check().empty());
+  append_steps(7, 13);  // d up to 3.0: past it
+  const auto warnings = watch.check();
+  REQUIRE(warnings.size() == 1);
+  CHECK(warnings[0].find("reward/gold") != std::string::npos);
+  CHECK(warnings[0].find("d* = 1.948") != std::string::npos);
+  CHECK(watch.check().empty());  // each reward once
 }
