@@ -23,7 +23,7 @@ void Progress::update(int64_t done) {
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - began_).count();
   char figures[64];
   std::snprintf(figures, sizeof(figures), "%.2f items/s",
-                elapsed > 0 ? static_cast<double>(done - start_) / elapsed : 0.0);
+                elapsed > 0.1 ? static_cast<double>(done - start_) / elapsed : 0.0);
   draw(done, figures);
 }
 

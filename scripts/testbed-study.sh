@@ -2,7 +2,8 @@
 # The main study, end to end on the CPU: the gold-preference testbed's data and trimmed tokenizer,
 # the pre-trained testbed base (recipes/testbed/base.yaml, skipped when already completed), then
 # the variant matrix recipes/matrices/testbed.yaml (SFT, DPO, reward model + PPO, reward model +
-# GRPO, constitutional AI; each followed by the eval hooks), the control checks and the report.
+# GRPO, SL-CAI and RL-CAI; each followed by the eval hooks), the control checks and the report, then
+# the base itself under the same evals and best-of-n on it against the matrix's reward model.
 #
 #   scripts/testbed-study.sh            the full study (runs/testbed/), under 30 minutes on 2 cores
 #   scripts/testbed-study.sh --tiny     the same pipeline on small budgets (runs/testbed-tiny/), a few
@@ -28,7 +29,8 @@ while [ $# -gt 0 ]; do
       base_overrides+=(train.steps=40)
       best_of_n=(--option n=4 --option limit=16)
       matrix_overrides+=(train.steps=4 evals.0.limit=24 evals.1.limit=16 variants.5.constitutional.max_prompts=8
-                         variants.5.constitutional.max_new_tokens=12)
+                         variants.5.constitutional.max_new_tokens=12 variants.6.constitutional.max_prompts=8
+                         variants.6.constitutional.max_new_tokens=12)
       ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *=*) matrix_overrides+=("$arg") ;;

@@ -210,7 +210,7 @@ std::string rl_generate(RunContext& ctx, const CaiOptions& o, QwenForCausalLMImp
   for (int64_t i = 0; i < n; ++i) {
     const std::string& x = samples[static_cast<size_t>(2 * i)];
     const std::string& y = samples[static_cast<size_t>(2 * i + 1)];
-    judging.update(i + 1);
+    judging.update(i);  // prompts judged so far
     if (x == y) {  // no preference to learn from two equal answers
       ++identical;
       continue;
@@ -232,6 +232,7 @@ std::string rl_generate(RunContext& ctx, const CaiOptions& o, QwenForCausalLMImp
              "\n";
     ++kept;
   }
+  judging.update(n);
   judging.finish();
   if (kept == 0)
     throw UserError(

@@ -1,5 +1,5 @@
 // The main study end to end on small budgets (scripts/testbed-study.sh --tiny): the testbed's data
-// and trimmed tokenizer, a base pre-trained with that vocabulary, six post-training variants with
+// and trimmed tokenizer, a base pre-trained with that vocabulary, seven post-training variants with
 // their eval hooks, the control checks, the report, and best-of-n against the matrix's reward model.
 #include <catch2/catch.hpp>
 
@@ -22,7 +22,7 @@ TEST_CASE("the tiny testbed study runs every method, passes its controls and rep
   const auto controls = nlohmann::json::parse(test::read_text(tmp / "study/variants/controls.json"));
   CHECK(controls["controlled"].get<bool>());
   const std::string report = test::read_text(tmp / "study/variants/report.md");
-  for (const char* variant : {"sft", "dpo", "reward", "ppo", "grpo", "constitutional"}) {
+  for (const char* variant : {"sft", "dpo", "reward", "ppo", "grpo", "constitutional", "constitutional-rl"}) {
     INFO(variant);
     const auto manifest =
         nlohmann::json::parse(test::read_text(tmp / (std::string("study/variants/") + variant + "/manifest.json")));
