@@ -50,7 +50,8 @@ std::string testbed_response(const TestbedItem& item, TestbedStyle style);
 double testbed_gold_score(const TestbedItem& item, const std::string& response);
 
 // An item from a JSONL record with the testbed's fields (prompts.jsonl, eval_prompts.jsonl):
-// family, prompt (a string or one user turn), answer, and optional id, harmful, claimed. UserError naming `where` otherwise.
+// family, prompt (a string or one user turn), answer, and optional id, harmful, claimed. UserError naming `where`
+// otherwise.
 TestbedItem testbed_item_from_json(const nlohmann::json& record, const std::string& where);
 
 struct TestbedOptions {
