@@ -65,11 +65,18 @@ std::string training_text(const std::vector<std::string>& files) {
   return out;
 }
 
+TrainingNgrams::TrainingNgrams(std::string training, size_t n) : training_(std::move(training)), n_(n) {
+  const auto words = words_of(training_);
+  for (size_t k = 0; k + n_ <= words.size(); ++k) hashes_.insert(ngram_hash(words, k, n_));
+}
+
 nlohmann::json contamination_report(const std::string& training, const std::vector<std::string>& items,
                                     const std::string& canary, size_t n) {
-  const auto train_words = words_of(training);
-  std::unordered_set<uint64_t> train_ngrams;
-  for (size_t k = 0; k + n <= train_words.size(); ++k) train_ngrams.insert(ngram_hash(train_words, k, n));
+  return TrainingNgrams(training, n).report(items, canary);
+}
+
+nlohmann::json TrainingNgrams::report(const std::vector<std::string>& items, const std::string& canary) const {
+  const size_t n = n_;
   size_t checked = 0, overlapping = 0, too_short = 0;
   nlohmann::json examples = nlohmann::json::array();
   for (size_t i = 0; i < items.size(); ++i) {
@@ -80,14 +87,14 @@ nlohmann::json contamination_report(const std::string& training, const std::vect
     }
     ++checked;
     bool hit = false;
-    for (size_t k = 0; k + n <= words.size() && !hit; ++k) hit = train_ngrams.count(ngram_hash(words, k, n)) > 0;
+    for (size_t k = 0; k + n <= words.size() && !hit; ++k) hit = hashes_.count(ngram_hash(words, k, n)) > 0;
     if (hit) {
       ++overlapping;
       if (examples.size() < 5) examples.push_back(i);
     }
   }
   return {{"canary", canary},
-          {"canary_found", !canary.empty() && training.find(canary) != std::string::npos},
+          {"canary_found", !canary.empty() && training_.find(canary) != std::string::npos},
           {"ngram", n},
           {"items_checked", checked},
           {"items_overlapping", overlapping},

@@ -23,21 +23,26 @@ struct EvalRunner::Reference {
 };
 
 EvalRunner::EvalRunner(EvalEnvironment env, const std::vector<EvalSpec>& specs) : env_(std::move(env)), specs_(specs) {
-  std::string training;
-  if (!env_.train_data.empty()) training = training_text(env_.train_data);
+  std::unique_ptr<TrainingNgrams> training;  // hashed once for every suite
+  if (!env_.train_data.empty()) training = std::make_unique<TrainingNgrams>(training_text(env_.train_data));
   for (const auto& spec : specs_) {
     suites_.push_back(make_suite(spec.suite, spec.options, spec.file, spec.path));
     const EvalSuite& suite = *suites_.back();
-    contamination_.push_back(env_.train_data.empty()
-                                 ? nlohmann::json{{"checked", false}}
-                                 : contamination_report(training, suite.item_texts(), suite.common.canary));
+    contamination_.push_back(training ? training->report(suite.item_texts(), suite.common.canary)
+                                      : nlohmann::json{{"checked", false}});
     const std::string data = suite.common.data;
     data_sha256_.push_back(!data.empty() && fs::exists(data) ? sha256_file(data) : "");
   }
+  audits_.resize(suites_.size());
   tokenizer_ = Tokenizer::from_dir(env_.tokenizer_dir);
 }
 
 EvalRunner::~EvalRunner() = default;
+
+const nlohmann::json& EvalRunner::model_free_audit(size_t i) {
+  if (audits_[i].is_null()) audits_[i] = suites_[i]->audit();
+  return audits_[i];
+}
 
 EvalModel& EvalRunner::reference() {
   if (!reference_) {
@@ -99,7 +104,7 @@ nlohmann::json EvalRunner::run_suite(size_t i, QwenForCausalLMImpl& policy, int6
                             {"primary", result.primary},
                             {"scores", result.scores},
                             {"robustness", result.robustness},
-                            {"audit", result.audit.is_null() ? suite.audit() : result.audit},
+                            {"audit", result.audit.is_null() ? model_free_audit(i) : result.audit},
                             {"contamination", contamination_[i]},
                             {"world_size", env_.dist->world_size()},
                             {"seconds", seconds}};

@@ -51,6 +51,7 @@ class EvalRunner {
 
  private:
   EvalModel& reference();
+  const nlohmann::json& model_free_audit(size_t i);
 
   EvalEnvironment env_;
   // Read once from env_.tokenizer_dir after the suites are built (a bad suite is reported first),
@@ -59,6 +60,7 @@ class EvalRunner {
   std::vector<EvalSpec> specs_;
   std::vector<std::unique_ptr<EvalSuite>> suites_;
   std::vector<nlohmann::json> contamination_;
+  std::vector<nlohmann::json> audits_;  // each suite's model-free audit, computed on first use (constant)
   std::vector<std::string> data_sha256_;
   struct Reference;
   std::unique_ptr<Reference> reference_;

@@ -109,6 +109,14 @@ TEST_CASE("RL-CAI labels each pair with the judge's preference averaged over bot
     CHECK(p["preference"].get<double>() >= 0.5);
     CHECK(p["preference"].get<double>() <= 1.0);
   }
+
+  // train_with: reward turns the same AI labels into a reward model (for PPO afterwards).
+  auto rm = cli("constitutional.phase=rl constitutional.train_with=reward output_dir=" + tmp / "rm");
+  INFO(rm.output);
+  REQUIRE(rm.exit_code == 0);
+  const auto config = nlohmann::json::parse(test::read_text(tmp / "rm/final/config.json"));
+  CHECK(config["architectures"][0].get<std::string>().find("ForSequenceClassification") != std::string::npos);
+  CHECK(test::read_text(tmp / "rm/cai/preferences.jsonl") == test::read_text(tmp / "run/cai/preferences.jsonl"));
 }
 
 TEST_CASE("constitutional rejects a bad phase, a missing constitution and unused sections", "[trainers][cai]") {
