@@ -125,15 +125,26 @@ std::string cell_text(const Cell& c) {
 
 const char* const kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
 
-// A horizontal bar per run with its interval as a whisker, the audit's chance and threshold lines.
+// A horizontal bar per run (from 0) with its interval as a whisker, the audit's chance and threshold
+// lines. The axis spans [0, 1] widened to every value and interval, in steps of 0.25 (the gold score
+// is negative for a policy that is wrong more often than right).
 std::string suite_chart(const std::string& suite, const std::vector<RunSummary>& runs) {
   const int row = 26, left = 150, width = 360, height = row * static_cast<int>(runs.size()) + 40;
+  double lo = 0.0, hi = 1.0;
+  for (const auto& run : runs) {
+    const Cell c = cell_of(run, suite);
+    for (double v : {c.value, c.low, c.high, c.chance})
+      if (c.present && std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+  }
+  lo = std::floor(lo * 4) / 4;
+  hi = std::ceil(hi * 4) / 4;
   std::ostringstream svg;
   svg << "<svg xmlns='http://www.w3.org/2000/svg' width='" << left + width + 60 << "' height='" << height
       << "' font-family='sans-serif' font-size='12'>";
-  const auto x = [&](double v) { return left + static_cast<int>(std::clamp(v, 0.0, 1.0) * width); };
-  svg << "<line x1='" << left << "' y1='10' x2='" << left << "' y2='" << height - 20 << "' stroke='#999'/>";
-  for (double tick : {0.0, 0.25, 0.5, 0.75, 1.0})
+  const auto x = [&](double v) { return left + static_cast<int>((std::clamp(v, lo, hi) - lo) / (hi - lo) * width); };
+  svg << "<line x1='" << x(0.0) << "' y1='10' x2='" << x(0.0) << "' y2='" << height - 20 << "' stroke='#999'/>";
+  const double step = hi - lo <= 1.0 ? 0.25 : 0.5;  // round ticks, 5 to 7 of them
+  for (double tick = std::ceil(lo / step) * step; tick <= hi + 1e-9; tick += step)
     svg << "<text x='" << x(tick) << "' y='" << height - 5 << "' text-anchor='middle'>" << fixed(tick, 2) << "</text>";
   Cell any;
   for (size_t i = 0; i < runs.size(); ++i) {
@@ -143,12 +154,12 @@ std::string suite_chart(const std::string& suite, const std::vector<RunSummary>&
     svg << "<text x='" << left - 6 << "' y='" << y + 14 << "' text-anchor='end'>" << html_escape(runs[i].name)
         << "</text>";
     if (!c.present || !std::isfinite(c.value)) continue;
-    svg << "<rect x='" << left << "' y='" << y + 3 << "' width='" << x(c.value) - left << "' height='16' fill='"
-        << kPalette[i % 8] << "' opacity='0.8'/>";
+    svg << "<rect x='" << std::min(x(0.0), x(c.value)) << "' y='" << y + 3 << "' width='"
+        << std::abs(x(c.value) - x(0.0)) << "' height='16' fill='" << kPalette[i % 8] << "' opacity='0.8'/>";
     if (std::isfinite(c.low))
       svg << "<line x1='" << x(c.low) << "' y1='" << y + 11 << "' x2='" << x(c.high) << "' y2='" << y + 11
           << "' stroke='black' stroke-width='2'/>";
-    svg << "<text x='" << x(c.value) + 4 << "' y='" << y + 15 << "'>" << fixed(c.value)
+    svg << "<text x='" << std::max(x(0.0), x(c.value)) + 4 << "' y='" << y + 15 << "'>" << fixed(c.value)
         << (c.gameable ? " (gameable)" : "") << "</text>";
   }
   if (std::isfinite(any.chance))
