@@ -4,11 +4,11 @@
 // and tokenizer/: the Qwen3 tokenizer trimmed to the tokens the testbed's texts use (models/tokenizer_trim.h).
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <iostream>
 
 #include "apps/cli.h"
 #include "core/error.h"
+#include "datasets/sft_data.h"
 #include "datasets/testbed.h"
 #include "models/tokenizer_trim.h"
 #include "trainers/constitution.h"
@@ -20,16 +20,12 @@ namespace {
 // Every string value in every JSONL file the testbed wrote, and the pieces the chat format adds.
 std::vector<std::string> testbed_texts(const std::string& dir) {
   std::vector<std::string> texts = {"user\n", "assistant\n", "system\n", "\n", " (A)", " (B)"};
-  std::function<void(const nlohmann::json&)> collect = [&](const nlohmann::json& value) {
-    if (value.is_string()) texts.push_back(value.get<std::string>());
-    if (value.is_structured())
-      for (const auto& item : value) collect(item);
-  };
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     if (entry.path().extension() != ".jsonl") continue;
     std::ifstream in(entry.path());
     for (std::string line; std::getline(in, line);)
-      if (!line.empty()) collect(nlohmann::json::parse(line));
+      if (!line.empty())
+        for (auto& text : json_string_values(nlohmann::json::parse(line))) texts.push_back(std::move(text));
   }
   return texts;
 }

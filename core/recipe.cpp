@@ -19,6 +19,11 @@ std::string resolve_recipe_path(const std::string& file, const std::string& path
   return fs::absolute(fs::path(file).parent_path() / path).lexically_normal().string();
 }
 
+std::string resolve_setting_path(const std::string& file, const std::string& value, bool set_on_command_line) {
+  if (set_on_command_line) return value.empty() ? value : fs::absolute(value).lexically_normal().string();
+  return resolve_recipe_path(file, value);
+}
+
 YAML::Node resolve_method_paths(const YAML::Node& section, const std::string& file, const std::string& output_dir) {
   if (!section || section.IsNull()) return section;
   YAML::Node out = YAML::Clone(section);
@@ -63,13 +68,9 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
   YamlSection root(tree.root, "", path, tree.override_paths);
   Recipe r;
   r.file = path;
-  // A path in the recipe is relative to the recipe's folder; one given on the command line
-  // (key=value) is relative to the working directory, as any command-line path.
   auto resolve = [&](const std::string& key, const std::string& value) {
     const auto& set_here = tree.override_paths;
-    if (std::find(set_here.begin(), set_here.end(), key) != set_here.end())
-      return value.empty() ? value : fs::absolute(value).lexically_normal().string();
-    return resolve_recipe_path(path, value);
+    return resolve_setting_path(path, value, std::find(set_here.begin(), set_here.end(), key) != set_here.end());
   };
   r.method = root.require<std::string>("method");
   r.seed = root.get<uint64_t>("seed", 0);

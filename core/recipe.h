@@ -88,6 +88,10 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
 // `path` made absolute against the folder of `file` (a recipe or matrix); absolute or empty paths as is.
 std::string resolve_recipe_path(const std::string& file, const std::string& path);
 
+// A path-valued setting made absolute: relative to the working directory when it was set on the
+// command line (key=value, like any command-line path), else relative to the folder of `file`.
+std::string resolve_setting_path(const std::string& file, const std::string& value, bool set_on_command_line);
+
 // A copy of a method section with the values of file-naming keys (constitution, judge, model, at any
 // depth, e.g. ppo.rewards[i].model) resolved against the folder of `file`, so a recipe's paths are
 // relative to the recipe wherever they sit. A "${output_dir}" in them is first replaced by

@@ -95,8 +95,7 @@ Matrix parse_matrix(const std::string& path, const std::function<void(const std:
     overridden.insert(o.substr(0, o.find('=')));
   }
   const auto resolve = [&](const std::string& key, const std::string& value) {
-    return overridden.count(key) && !value.empty() ? fs::absolute(value).lexically_normal().string()
-                                                   : resolve_recipe_path(path, value);
+    return resolve_setting_path(path, value, overridden.count(key) > 0);
   };
   YamlSection top(root, "", path);
   Matrix m;

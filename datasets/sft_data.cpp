@@ -156,6 +156,17 @@ std::vector<int32_t> encode_prompt(const json& prompt, const Tokenizer& tokenize
   return render_chat(tokenizer, parse_messages(prompt, where, "prompt"), /*add_generation_prompt=*/true).ids;
 }
 
+std::vector<std::string> json_string_values(const json& record) {
+  std::vector<std::string> out;
+  std::function<void(const json&)> walk = [&](const json& value) {
+    if (value.is_string()) out.push_back(value.get<std::string>());
+    if (value.is_structured())
+      for (const auto& item : value) walk(item);
+  };
+  walk(record);
+  return out;
+}
+
 std::string response_text(const json& value, const std::string& where, const std::string& field) {
   if (value.is_string()) return value.get<std::string>();
   auto messages = parse_messages(value, where, field);

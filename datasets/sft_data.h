@@ -53,6 +53,10 @@ TokenizedDataset tokenize_preference_jsonl(const DataSpec& spec, const Tokenizer
 // (rendered as ChatML with the assistant generation prompt). UserError naming `where`.
 std::vector<int32_t> encode_prompt(const nlohmann::json& prompt, const Tokenizer& tokenizer, const std::string& where);
 
+// Every string value in a JSON record, depth first in document order (e.g. all texts of a JSONL line,
+// for contamination checks and for the testbed's trimmed vocabulary).
+std::vector<std::string> json_string_values(const nlohmann::json& record);
+
 // A response field: a string or one assistant message [{"role": "assistant", "content": ...}].
 std::string response_text(const nlohmann::json& value, const std::string& where, const std::string& field);
 

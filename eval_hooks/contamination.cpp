@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "core/files.h"
+#include "datasets/sft_data.h"
 
 namespace posttrain {
 
@@ -34,15 +35,6 @@ uint64_t ngram_hash(const std::vector<std::string>& words, size_t first, size_t 
   return h;
 }
 
-void collect_strings(const nlohmann::json& value, std::string& out) {
-  if (value.is_string()) {
-    out += value.get<std::string>();
-    out += "\n";
-  } else if (value.is_array() || value.is_object()) {
-    for (const auto& v : value) collect_strings(v, out);
-  }
-}
-
 }  // namespace
 
 std::string training_text(const std::vector<std::string>& files) {
@@ -53,7 +45,7 @@ std::string training_text(const std::vector<std::string>& files) {
       std::string line;
       while (std::getline(in, line)) {
         try {
-          collect_strings(nlohmann::json::parse(line), out);
+          for (const auto& text : json_string_values(nlohmann::json::parse(line))) out += text + "\n";
         } catch (const nlohmann::json::exception&) {
           out += line + "\n";  // not JSON: check the raw line
         }

@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <stdexcept>
+
 namespace posttrain {
 
 namespace {
@@ -81,6 +84,41 @@ std::vector<double> sequence_logprobs(QwenForCausalLMImpl& model, const std::vec
       chunked_token_logprobs(hidden[0].narrow(0, 0, n - 1), model.lm_head_weight(), input[0].narrow(0, 1, n - 1));
   logp = logp.to(torch::kCPU, torch::kFloat64).contiguous();
   return std::vector<double>(logp.data_ptr<double>(), logp.data_ptr<double>() + logp.numel());
+}
+
+std::vector<double> continuation_logprobs(QwenForCausalLMImpl& model, const std::vector<int32_t>& prefix,
+                                          const std::vector<std::vector<int32_t>>& continuations) {
+  torch::NoGradGuard no_grad;
+  const auto device = model.device();
+  const auto as_ids = [&](const std::vector<int32_t>& ids) {  // [1, n] int64 on the model's device
+    return torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64).to(device).unsqueeze(0);
+  };
+  const auto positions = [&](int64_t first, int64_t n) {  // [1, n]
+    return torch::arange(first, first + n, torch::TensorOptions().dtype(torch::kInt64).device(device)).unsqueeze(0);
+  };
+  const int64_t P = static_cast<int64_t>(prefix.size());
+  size_t longest = 0;
+  for (const auto& c : continuations) longest = std::max(longest, c.size());
+  if (P == 0) throw std::invalid_argument("continuation_logprobs: empty prefix");
+  KVCache cache = model.make_cache(1, P + static_cast<int64_t>(longest));
+  auto prefix_hidden = model.hidden_states(as_ids(prefix), positions(0, P), {}, &cache);
+  const auto last = prefix_hidden[0].narrow(0, P - 1, 1);  // [1, H]: predicts each continuation's first token
+
+  std::vector<double> sums;
+  for (const auto& c : continuations) {
+    if (c.empty()) throw std::invalid_argument("continuation_logprobs: empty continuation");
+    const int64_t n = static_cast<int64_t>(c.size());
+    auto hidden = last;  // [n, H]: the states that predict c[0..n-1]
+    if (n > 1) {
+      cache.length = P;  // overwrite the previous continuation's keys and values
+      const std::vector<int32_t> head(c.begin(), c.end() - 1);
+      auto more = model.hidden_states(as_ids(head), positions(P, n - 1), {}, &cache);
+      hidden = torch::cat({last, more[0]}, 0);
+    }
+    auto logp = chunked_token_logprobs(hidden, model.lm_head_weight(), as_ids(c)[0]);
+    sums.push_back(logp.to(torch::kCPU, torch::kFloat64).sum().item<double>());
+  }
+  return sums;
 }
 
 }  // namespace posttrain

@@ -24,4 +24,10 @@ torch::Tensor chunked_token_logprobs(const torch::Tensor& hidden, const torch::T
 // log p(ids[t] | ids[<t]) for t = 1..n-1 of one sequence, in float32 (no gradient).
 std::vector<double> sequence_logprobs(QwenForCausalLMImpl& model, const std::vector<int64_t>& ids);
 
+// log p(c | prefix) summed over the tokens of each continuation c (each non-empty), float32, no
+// gradient. The prefix runs through the model once; each continuation then reuses its KV cache, so
+// k continuations cost one prefix pass, not k (e.g. a judge scoring " (A)" against " (B)").
+std::vector<double> continuation_logprobs(QwenForCausalLMImpl& model, const std::vector<int32_t>& prefix,
+                                          const std::vector<std::vector<int32_t>>& continuations);
+
 }  // namespace posttrain

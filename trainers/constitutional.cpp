@@ -173,17 +173,6 @@ std::string sl_generate(RunContext& ctx, const CaiOptions& o, QwenForCausalLMImp
   return examples;
 }
 
-// Sum of log p(continuation | prefix) under the judge.
-double continuation_logprob(QwenForCausalLMImpl& judge, const std::vector<int32_t>& prefix,
-                            const std::vector<int32_t>& continuation) {
-  std::vector<int64_t> ids(prefix.begin(), prefix.end());
-  ids.insert(ids.end(), continuation.begin(), continuation.end());
-  const std::vector<double> logp = sequence_logprobs(judge, ids);  // logp[t - 1] = log p(ids[t] | ids[<t])
-  double sum = 0;
-  for (size_t t = prefix.size(); t < ids.size(); ++t) sum += logp[t - 1];
-  return sum;
-}
-
 // RL-CAI: two samples per prompt, judged under a drawn principle in both orders.
 std::string rl_generate(RunContext& ctx, const CaiOptions& o, QwenForCausalLMImpl& policy, QwenForCausalLMImpl& judge,
                         const Tokenizer& tokenizer, const std::vector<std::string>& prompts,
@@ -218,8 +207,9 @@ std::string rl_generate(RunContext& ctx, const CaiOptions& o, QwenForCausalLMImp
     const Principle& principle = draw_principle(o.constitution, ctx.recipe.seed, i, 0);
     const auto xy = tokenizer.encode(comparison_prompt(prompts[i], x, y, principle));
     const auto yx = tokenizer.encode(comparison_prompt(prompts[i], y, x, principle));
-    const double a_xy = continuation_logprob(judge, xy, option_a), b_xy = continuation_logprob(judge, xy, option_b);
-    const double a_yx = continuation_logprob(judge, yx, option_a), b_yx = continuation_logprob(judge, yx, option_b);
+    const auto ab_xy = continuation_logprobs(judge, xy, {option_a, option_b});  // one pass per order
+    const auto ab_yx = continuation_logprobs(judge, yx, {option_a, option_b});
+    const double a_xy = ab_xy[0], b_xy = ab_xy[1], a_yx = ab_yx[0], b_yx = ab_yx[1];
     const double p_x = averaged_preference(a_xy, b_xy, a_yx, b_yx);
     position_bias += 0.5 * (1.0 / (1.0 + std::exp(b_xy - a_xy)) + 1.0 / (1.0 + std::exp(b_yx - a_yx)));
     const bool x_better = p_x >= 0.5;

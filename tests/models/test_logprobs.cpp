@@ -46,11 +46,22 @@ TEST_CASE("chunked log-probs equal the unchunked reference, values and gradients
   }
 }
 
-TEST_CASE("activation checkpointing gives the same gradients as plain backward", "[models][checkpointing]") {
+namespace {
+
+// The tiny preset with a 97-token vocabulary and weights drawn from `seed`.
+posttrain::QwenForCausalLM tiny_model(uint64_t seed) {
   posttrain::QwenConfig c = posttrain::preset_config("tiny");
   c.vocab_size = 97;
   posttrain::QwenForCausalLM model(c);
-  posttrain::init_weights(*model, 3);
+  posttrain::init_weights(*model, seed);
+  return model;
+}
+
+}  // namespace
+
+TEST_CASE("activation checkpointing gives the same gradients as plain backward", "[models][checkpointing]") {
+  auto model = tiny_model(3);
+  const auto& c = model->config;
   model->train();
   auto ids = torch::randint(0, 97, {2, 9}, torch::kInt64);
   auto positions = torch::arange(9).unsqueeze(0).expand({2, 9});
@@ -69,4 +80,25 @@ TEST_CASE("activation checkpointing gives the same gradients as plain backward",
   REQUIRE(plain.size() == recomputed.size());
   for (size_t i = 0; i < plain.size(); ++i) CHECK(torch::allclose(plain[i], recomputed[i], 1e-6, 1e-7));
   CHECK(plain[3].abs().sum().item<double>() > 0);  // a layer weight really received gradient
+}
+
+TEST_CASE("continuation log-probs through the KV cache equal whole-sequence sums", "[models][logprobs]") {
+  auto model = tiny_model(5);
+  model->eval();
+  const std::vector<int32_t> prefix = {3, 14, 15, 92, 65, 35};
+  // Continuations of different lengths, sharing a first token, so each must overwrite the cache the
+  // previous one wrote.
+  const std::vector<std::vector<int32_t>> continuations = {{8, 9, 7, 9}, {8}, {23, 84}};
+  const auto got = posttrain::continuation_logprobs(*model, prefix, continuations);
+  REQUIRE(got.size() == 3);
+  for (size_t k = 0; k < continuations.size(); ++k) {
+    // Oracle: one plain forward over prefix + continuation, no cache; sum the continuation's terms.
+    std::vector<int64_t> ids(prefix.begin(), prefix.end());
+    ids.insert(ids.end(), continuations[k].begin(), continuations[k].end());
+    const auto per_token = posttrain::sequence_logprobs(*model, ids);  // [t - 1] = log p(ids[t] | ids[<t])
+    double expected = 0;
+    for (size_t t = prefix.size(); t < ids.size(); ++t) expected += per_token[t - 1];
+    CHECK(got[k] == Approx(expected).margin(1e-4));
+  }
+  CHECK_THROWS(posttrain::continuation_logprobs(*model, prefix, {{}}));
 }
