@@ -10,6 +10,7 @@
 #include "apps/cli.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "launch/cpu_threads.h"
 
 namespace {
 
@@ -52,6 +53,7 @@ void print_usage(std::ostream& out) {
 
 int main(int argc, char** argv) {
   posttrain::keep_large_allocations_on_heap();
+  posttrain::configure_cpu_threads();
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
     print_usage(argc < 2 ? std::cerr : std::cout);
     return argc < 2 ? posttrain::kExitUserError : 0;

@@ -10,11 +10,13 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "core/files.h"
+#include "launch/cpu_threads.h"
 #include "models/autocast.h"
 #include "models/checkpoint.h"
 #include "models/config.h"
@@ -50,8 +52,9 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--threads"))
       threads = std::atoll(argv[i + 1]);
   }
-  if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
+  if (threads > 0) ::setenv("OMP_NUM_THREADS", std::to_string(threads).c_str(), 1);
   posttrain::keep_large_allocations_on_heap();  // as the posttrain executable does
+  const posttrain::CpuThreads cpu_threads = posttrain::configure_cpu_threads();
   const auto config = posttrain::preset_config(preset);
   const auto device = posttrain::parse_device(device_name);
   const bool bf16 = precision == "bf16";
@@ -113,9 +116,9 @@ int main(int argc, char** argv) {
   const double fwd_tps = tokens / forward_s, train_tps = tokens / train_s;
   const double fwd_mfu = fwd_tps * flops_per_token / 1e9 / peak,
                train_mfu = train_tps * 3 * flops_per_token / 1e9 / peak;
-  std::printf("preset %s, batch %lld x seq %lld, %s %s, %d threads; bare matmul %.1f GFLOP/s\n", preset.c_str(),
-              static_cast<long long>(batch), static_cast<long long>(seq), device_name.c_str(), precision.c_str(),
-              torch::get_num_threads(), peak);
+  std::printf("preset %s, batch %lld x seq %lld, %s %s, %d threads (%s, %d BLAS threads); bare matmul %.1f GFLOP/s\n",
+              preset.c_str(), static_cast<long long>(batch), static_cast<long long>(seq), device_name.c_str(),
+              precision.c_str(), cpu_threads.threads, cpu_threads.blas.c_str(), cpu_threads.blas_threads, peak);
   std::printf("  forward + log-probs   %9.0f tokens/s   MFU %5.1f%%\n", fwd_tps, 100 * fwd_mfu);
   std::printf("  forward + backward    %9.0f tokens/s   MFU %5.1f%%   (3x forward FLOPs)\n", train_tps,
               100 * train_mfu);
@@ -128,6 +131,8 @@ int main(int argc, char** argv) {
                            {"precision", precision},
                            {"batch", batch},
                            {"seq", seq},
+                           {"threads", cpu_threads.threads},
+                           {"blas", cpu_threads.blas},
                            {"matmul_gflops", peak},
                            {"forward_tokens_per_s", fwd_tps},
                            {"forward_mfu", fwd_mfu},

@@ -1,7 +1,8 @@
 // SFT step throughput, end to end through `posttrain run` (data, forward, backward, AdamW, logging):
 // tokens/s, MFU (against the bare matmul the run times on its device) and peak RSS, as the median
-// over steps after the first. Shapes: the `small` preset, and a real model shape with short sequences.
-//   build/bin/bench_sft [--preset small] [--steps 6] [--batch 8] [--micro 4]
+// over steps after the first two (warm-up: the heap grows and
+// pages fault in during the first steps). Shapes: the `small` preset, and a real model shape with short sequences.
+//   build/bin/bench_sft [--preset small] [--steps 12] [--batch 8] [--micro 4] [--pack TOKENS]
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -14,7 +15,7 @@
 
 int main(int argc, char** argv) {
   std::string preset = "small";
-  int steps = 6, batch = 8, micro = 4;
+  int steps = 12, batch = 8, micro = 4, pack = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--preset"))
       preset = argv[i + 1];
@@ -24,13 +25,17 @@ int main(int argc, char** argv) {
       batch = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--micro"))
       micro = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--pack"))
+      pack = std::atoi(argv[i + 1]);
   }
   const std::string run_dir = "/tmp/posttrain-bench-sft-" + preset;
-  const std::string command =
-      std::string("rm -rf ") + run_dir + " && " + POSTTRAIN_BIN + " run " + POSTTRAIN_SOURCE_DIR +
-      "/recipes/quickstart/sft.yaml base.preset=" + preset + " output_dir=" + run_dir +
-      " train.steps=" + std::to_string(steps) + " train.batch_size=" + std::to_string(batch) +
-      " train.micro_batch_size=" + std::to_string(micro) + " checkpoint.every=0 > " + run_dir + ".log 2>&1";
+  const std::string command = std::string("rm -rf ") + run_dir + " && " + POSTTRAIN_BIN + " run " +
+                              POSTTRAIN_SOURCE_DIR + "/recipes/quickstart/sft.yaml base.preset=" + preset +
+                              " output_dir=" + run_dir + " train.steps=" + std::to_string(steps) +
+                              " train.batch_size=" + std::to_string(batch) +
+                              " train.micro_batch_size=" + std::to_string(micro) + " checkpoint.every=0" +
+                              (pack > 0 ? " data.pack=true data.max_length=" + std::to_string(pack) : std::string()) +
+                              " > " + run_dir + ".log 2>&1";
   if (std::system(command.c_str()) != 0) {
     std::cerr << "bench_sft: the run failed, see " << run_dir << ".log\n";
     return 1;
@@ -42,24 +47,25 @@ int main(int argc, char** argv) {
   for (int n = 0; std::getline(in, line); ++n) {
     auto m = nlohmann::json::parse(line);
     rss = std::max(rss, m["peak_rss_mib"].get<double>());
-    if (n == 0) continue;  // first step: warm-up
+    if (n < 2) continue;  // warm-up
     tps.push_back(m["tokens_per_s"].get<double>());
     mfu.push_back(m["mfu"].get<double>());
   }
   if (tps.empty()) {
-    std::cerr << "bench_sft: need at least 2 steps\n";
+    std::cerr << "bench_sft: need at least 3 steps\n";
     return 1;
   }
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
   };
-  std::printf("sft step, preset %s, batch %d (micro %d), demo chat data (~40 tokens/example)\n", preset.c_str(), batch,
-              micro);
+  std::printf("sft step, preset %s, batch %d (micro %d), demo chat data (~40 tokens/example)%s\n", preset.c_str(),
+              batch, micro, pack > 0 ? (", packed into rows of " + std::to_string(pack)).c_str() : "");
   std::printf("  %8.0f tokens/s   MFU %5.1f%%   peak RSS %.0f MiB   (median of %zu steps)\n", median(tps),
               100 * median(mfu), rss, tps.size());
-  nlohmann::json result = {{"bench", "sft_step"},         {"preset", preset},   {"batch", batch},     {"micro", micro},
-                           {"tokens_per_s", median(tps)}, {"mfu", median(mfu)}, {"peak_rss_mib", rss}};
+  nlohmann::json result = {{"bench", "sft_step"}, {"preset", preset},   {"batch", batch},
+                           {"micro", micro},      {"pack", pack},       {"tokens_per_s", median(tps)},
+                           {"mfu", median(mfu)},  {"peak_rss_mib", rss}};
   std::cout << result.dump() << "\n";
   return 0;
 }

@@ -15,7 +15,7 @@ namespace posttrain {
 // on average a token attends to half the sequence). Backward is about 2x forward.
 double forward_flops_per_token(const QwenConfig& config, int64_t sequence_length);
 
-// Best of three n^3 matmuls of `dtype` on `device`, in FLOP/s (n = 1024 on CPU, 8192 on CUDA, big
+// Best of ten n^3 matmuls of `dtype` on `device`, in FLOP/s (n = 1024 on CPU, 8192 on CUDA, big
 // enough to reach the device's dense peak).
 double measure_matmul_flops(const c10::Device& device, c10::ScalarType dtype = c10::kFloat);
 

@@ -12,15 +12,20 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// The fused "linear + log-softmax + gather" as one autograd node. Saving the logits for backward
-// would cost N x V floats (N = 8k tokens x 151,936 vocab = 5 GB), so backward recomputes each chunk:
-// d logp[i] / d logits[i] = onehot(target[i]) - softmax(logits[i]).
+// The fused "linear + log-softmax + gather" as one autograd node, with
+// d logp[i] / d logits[i] = onehot(target[i]) - softmax(logits[i]). Saving the softmax for backward
+// costs N x V floats (8k tokens x 151,936 vocab = 5 GB), so above keep_softmax_bytes backward
+// recomputes each chunk's logits instead: one more head matmul, a quarter of the head's training work.
 struct ChunkedLogProbFunction : public torch::autograd::Function<ChunkedLogProbFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden, const torch::Tensor& weight,
-                               const torch::Tensor& targets, int64_t chunk_rows) {
+                               const torch::Tensor& targets, int64_t chunk_rows, int64_t keep_softmax_bytes) {
     ctx->save_for_backward({hidden, weight, targets});
     ctx->saved_data["chunk_rows"] = chunk_rows;
-    const int64_t n = hidden.size(0);
+    const int64_t n = hidden.size(0), V = weight.size(0);
+    const bool keep_softmax = (hidden.requires_grad() || weight.requires_grad()) && n * V * 4 <= keep_softmax_bytes;
+    ctx->saved_data["keep_softmax"] = keep_softmax;
+    torch::Tensor softmax;  // [n, V] float32, kept for backward
+    if (keep_softmax) softmax = torch::empty({n, V}, hidden.options().dtype(torch::kFloat32));
     auto out = torch::zeros({n}, hidden.options().dtype(torch::kFloat32));
     auto weight32 = weight.to(torch::kFloat32);
     for (int64_t start = 0; start < n; start += chunk_rows) {
@@ -28,11 +33,20 @@ struct ChunkedLogProbFunction : public torch::autograd::Function<ChunkedLogProbF
       auto h = hidden.narrow(0, start, rows).to(torch::kFloat32);
       auto t = targets.narrow(0, start, rows);
       auto valid = t.ne(kIgnoreIndex);
-      auto logits = torch::matmul(h, weight32.t());  // [rows, V]
+      torch::Tensor logits;  // [rows, V], written straight into the kept softmax's rows when kept
+      if (keep_softmax) {
+        logits = softmax.narrow(0, start, rows);
+        torch::matmul_out(logits, h, weight32.t());
+      } else {
+        logits = torch::matmul(h, weight32.t());
+      }
       auto safe_t = torch::where(valid, t, torch::zeros_like(t));
-      auto picked = logits.gather(1, safe_t.unsqueeze(1)).squeeze(1) - torch::logsumexp(logits, 1);
+      auto log_normalizer = torch::logsumexp(logits, 1);  // [rows]
+      auto picked = logits.gather(1, safe_t.unsqueeze(1)).squeeze(1) - log_normalizer;
       out.narrow(0, start, rows).copy_(torch::where(valid, picked, torch::zeros_like(picked)));
+      if (keep_softmax) logits.sub_(log_normalizer.unsqueeze(1)).exp_();  // in place: the softmax rows
     }
+    if (keep_softmax) ctx->saved_data["softmax"] = softmax;
     return out;
   }
 
@@ -40,6 +54,8 @@ struct ChunkedLogProbFunction : public torch::autograd::Function<ChunkedLogProbF
     auto saved = ctx->get_saved_variables();
     auto hidden = saved[0], weight = saved[1], targets = saved[2];
     const int64_t chunk_rows = ctx->saved_data["chunk_rows"].toInt();
+    const bool keep_softmax = ctx->saved_data["keep_softmax"].toBool();
+    const torch::Tensor softmax = keep_softmax ? ctx->saved_data["softmax"].toTensor() : torch::Tensor();  // [N, V]
     auto grad_out = grad_outputs[0].to(torch::kFloat32);  // [N]
     const int64_t n = hidden.size(0);
     auto weight32 = weight.to(torch::kFloat32);
@@ -51,25 +67,34 @@ struct ChunkedLogProbFunction : public torch::autograd::Function<ChunkedLogProbF
       auto t = targets.narrow(0, start, rows);
       auto valid = t.ne(kIgnoreIndex);
       auto g = grad_out.narrow(0, start, rows) * valid.to(torch::kFloat32);  // [rows]
-      auto logits = torch::matmul(h, weight32.t());
-      auto grad_logits = -torch::softmax(logits, 1) * g.unsqueeze(1);  // [rows, V]
+      auto probs = keep_softmax ? softmax.narrow(0, start, rows) : torch::softmax(torch::matmul(h, weight32.t()), 1);
+      auto grad_logits = -probs * g.unsqueeze(1);  // [rows, V]
       auto safe_t = torch::where(valid, t, torch::zeros_like(t));
       grad_logits.scatter_add_(1, safe_t.unsqueeze(1), g.unsqueeze(1));
       grad_hidden.narrow(0, start, rows).copy_(torch::matmul(grad_logits, weight32));
       grad_weight.addmm_(grad_logits.t(), h);
     }
     return {grad_hidden.to(hidden.scalar_type()), grad_weight.to(weight.scalar_type()), torch::Tensor(),
-            torch::Tensor()};
+            torch::Tensor(), torch::Tensor()};
   }
 };
 
 }  // namespace
 
+int64_t default_chunk_rows(int64_t vocab_size, const c10::Device& device) {
+  // Every chunk multiplies by the whole [V, H] head, and the BLAS packs that operand afresh per call:
+  // with few rows the packing, not the multiply, is the work (at 27 rows, 16 MB of logits for
+  // Qwen's 151,936 tokens, packing took 20% of a CPU training step). 128 rows amortise it; past that
+  // the gain is small while the chunk's logits, softmax and gradient grow by V floats per row.
+  const int64_t bytes = device.is_cuda() ? (512ll << 20) : (64ll << 20);
+  return std::max<int64_t>(128, bytes / (4 * std::max<int64_t>(1, vocab_size)));
+}
+
 torch::Tensor chunked_token_logprobs(const torch::Tensor& hidden, const torch::Tensor& weight,
-                                     const torch::Tensor& targets, int64_t chunk_rows) {
+                                     const torch::Tensor& targets, int64_t chunk_rows, int64_t keep_softmax_bytes) {
   TORCH_CHECK(hidden.dim() == 2 && weight.dim() == 2 && targets.dim() == 1, "chunked_token_logprobs: bad ranks");
-  if (chunk_rows <= 0) chunk_rows = std::max<int64_t>(8, (16ll << 20) / (4 * std::max<int64_t>(1, weight.size(0))));
-  return ChunkedLogProbFunction::apply(hidden, weight, targets.to(torch::kInt64), chunk_rows);
+  if (chunk_rows <= 0) chunk_rows = default_chunk_rows(weight.size(0), weight.device());
+  return ChunkedLogProbFunction::apply(hidden, weight, targets.to(torch::kInt64), chunk_rows, keep_softmax_bytes);
 }
 
 std::vector<double> sequence_logprobs(QwenForCausalLMImpl& model, const std::vector<int64_t>& ids) {

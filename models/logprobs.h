@@ -13,13 +13,22 @@ namespace posttrain {
 
 constexpr int64_t kIgnoreIndex = -100;
 
+// Default for chunked_token_logprobs' keep_softmax_bytes: 1 GB holds the softmax of 1,765 tokens
+// over Qwen's 151,936-token vocabulary (a CPU micro-batch; GPU micro-batches of 8k tokens recompute).
+constexpr int64_t kKeepSoftmaxBytes = 1ll << 30;
+
 // hidden [N, H], weight [V, H], targets [N] int64 -> log p(target) [N] float32, differentiable with
 // respect to hidden and weight. Targets equal to kIgnoreIndex give 0 and no gradient. Peak extra
-// memory is chunk_rows x V floats, whatever N is. chunk_rows <= 0 picks rows so one chunk of logits
-// is ~16 MB: below glibc's largest mmap threshold (32 MB), so chunk buffers are reused from the heap
-// instead of being mapped and page-faulted afresh each time (2x faster end to end on CPU).
+// memory is a few chunk_rows x V floats whatever N is, plus, when a gradient is wanted and it fits in
+// keep_softmax_bytes, the N x V softmax, kept so backward need not recompute the logits (one head
+// matmul in four). chunk_rows <= 0: default_chunk_rows.
 torch::Tensor chunked_token_logprobs(const torch::Tensor& hidden, const torch::Tensor& weight,
-                                     const torch::Tensor& targets, int64_t chunk_rows = 0);
+                                     const torch::Tensor& targets, int64_t chunk_rows = 0,
+                                     int64_t keep_softmax_bytes = kKeepSoftmaxBytes);
+
+// Rows per LM-head chunk: at least 128, more while a chunk of logits stays under 64 MB (CPU) or
+// 512 MB (CUDA). E.g. 128 rows (78 MB) for Qwen's 151,936 tokens, 15,420 for the testbed's 1,088.
+int64_t default_chunk_rows(int64_t vocab_size, const c10::Device& device);
 
 // log p(ids[t] | ids[<t]) for t = 1..n-1 of one sequence, in float32 (no gradient).
 std::vector<double> sequence_logprobs(QwenForCausalLMImpl& model, const std::vector<int64_t>& ids);

@@ -1,5 +1,6 @@
 #include "trainers/optim.h"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -21,14 +22,51 @@ AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, const Tr
   }
 }
 
+namespace {
+
+struct AdamWScalars {
+  float beta1, beta2, eps, decay;  // decay = 1 - lr * weight_decay
+  float bias2, step_size;  // step_size = lr / bias1
+};
+
+bool fusable(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v) {
+  return p.device().is_cpu() && p.scalar_type() == torch::kFloat32 && g.scalar_type() == torch::kFloat32 &&
+         p.is_contiguous() && g.is_contiguous() && m.is_contiguous() && v.is_contiguous();
+}
+
+// The update for a float32 CPU parameter in one pass: each element's p, g, m and v are read and
+// written once. The op-by-op form below makes ~10 passes and two temporaries of the parameter's size,
+// which at small batch took a tenth of a CPU training step. Elements are independent, so the result
+// does not depend on how parallel_for splits them.
+void adamw_fused_cpu(float* p, const float* g, float* m, float* v, int64_t n, const AdamWScalars& s) {
+  at::parallel_for(0, n, 1 << 15, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      m[i] = s.beta1 * m[i] + (1.0f - s.beta1) * g[i];
+      v[i] = s.beta2 * v[i] + (1.0f - s.beta2) * g[i] * g[i];
+      const float denom = std::sqrt(v[i] / s.bias2) + s.eps;
+      p[i] = p[i] * s.decay - s.step_size * (m[i] / denom);
+    }
+  });
+}
+
+}  // namespace
+
 void AdamW::step(double lr) {
   torch::NoGradGuard no_grad;
   ++steps_;
   const double bias1 = 1.0 - std::pow(beta1_, static_cast<double>(steps_));
   const double bias2 = 1.0 - std::pow(beta2_, static_cast<double>(steps_));
+  const AdamWScalars scalars{static_cast<float>(beta1_), static_cast<float>(beta2_),
+                             static_cast<float>(eps_),   static_cast<float>(1.0 - lr * weight_decay_),
+                             static_cast<float>(bias2),  static_cast<float>(lr / bias1)};
   for (size_t i = 0; i < params_.size(); ++i) {
     auto& p = params_[i].second;
     if (!p.grad().defined()) continue;
+    if (fusable(p, p.grad(), exp_avg_[i], exp_avg_sq_[i])) {
+      adamw_fused_cpu(p.data_ptr<float>(), p.grad().data_ptr<float>(), exp_avg_[i].data_ptr<float>(),
+                      exp_avg_sq_[i].data_ptr<float>(), p.numel(), scalars);
+      continue;
+    }
     auto g = p.grad().to(torch::kFloat32);
     exp_avg_[i].mul_(beta1_).add_(g, 1.0 - beta1_);
     exp_avg_sq_[i].mul_(beta2_).addcmul_(g, g, 1.0 - beta2_);
@@ -39,8 +77,16 @@ void AdamW::step(double lr) {
 }
 
 void AdamW::zero_grad() {
-  for (auto& [name, p] : params_)
-    if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
+  for (auto& [name, p] : params_) {
+    if (!p.grad().defined()) continue;
+    // On the CPU the gradient buffers are kept and zeroed: freed, they would go back to the kernel
+    // (they sit at the top of the heap) and fault in afresh, page by page, in the next backward.
+    // On CUDA the caching allocator keeps freed memory, so dropping them saves the memset.
+    if (p.grad().device().is_cpu())
+      p.mutable_grad().zero_();
+    else
+      p.mutable_grad() = torch::Tensor();
+  }
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> AdamW::state_tensors() const {

@@ -17,20 +17,20 @@ namespace posttrain {
 // checkpoints store in safetensors and restore bit for bit.
 class AdamW {
  public:
-  AdamW(std::vector<std::pair<std::string, torch::Tensor>> params, const TrainSpec& spec);
+  AdamW(std::vector<std::pair<std::string, at::Tensor>> params, const TrainSpec& spec);
   void step(double lr);  // uses each parameter's .grad()
   void zero_grad();
 
   // exp_avg.<name> and exp_avg_sq.<name> for every parameter.
-  std::vector<std::pair<std::string, torch::Tensor>> state_tensors() const;
-  void load_state_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::string& source);
+  std::vector<std::pair<std::string, at::Tensor>> state_tensors() const;
+  void load_state_tensors(const std::vector<std::pair<std::string, at::Tensor>>& tensors, const std::string& source);
   int64_t steps_taken() const { return steps_; }
   void set_steps_taken(int64_t steps) { steps_ = steps; }
 
  private:
-  std::vector<std::pair<std::string, torch::Tensor>> params_;
-  std::vector<torch::Tensor> exp_avg_;  // per parameter, its shape, float32
-  std::vector<torch::Tensor> exp_avg_sq_;  // per parameter, its shape, float32
+  std::vector<std::pair<std::string, at::Tensor>> params_;
+  std::vector<at::Tensor> exp_avg_;  // per parameter, its shape, float32
+  std::vector<at::Tensor> exp_avg_sq_;  // per parameter, its shape, float32
   double beta1_, beta2_, eps_, weight_decay_;
   int64_t steps_ = 0;
 };
@@ -41,6 +41,6 @@ double learning_rate(const TrainSpec& spec, int64_t step);
 
 // Global L2 norm of all gradients (before clipping); scales them down to max_norm when above it
 // (max_norm <= 0: no clipping).
-double clip_grad_norm(const std::vector<std::pair<std::string, torch::Tensor>>& params, double max_norm);
+double clip_grad_norm(const std::vector<std::pair<std::string, at::Tensor>>& params, double max_norm);
 
 }  // namespace posttrain

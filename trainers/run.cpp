@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "launch/cpu_threads.h"
 #include "models/checkpoint.h"
 #include "models/config.h"
 #include "models/tokenizer.h"
@@ -182,6 +183,10 @@ void run_recipe(const std::string& recipe_path, const RunOptions& options) {
                   {"tokenizer_sha256", ctx.tokenizer_sha256},
                   {"budget", {{"steps", ctx.recipe.train.steps}, {"batch_size", ctx.recipe.train.batch_size}}},
                   {"versions", {{"posttrain", "0.1.0"}, {"libtorch", TORCH_VERSION}}},
+                  {"cpu_threads",
+                   {{"torch", configured_cpu_threads().threads},
+                    {"blas", configured_cpu_threads().blas_threads},
+                    {"blas_build", configured_cpu_threads().blas}}},
                   {"command_line", options.command_line},
                   {"started_at", now_iso8601()}};
   ctx.write_manifest();

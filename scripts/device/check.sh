@@ -35,14 +35,15 @@ tokenizer=$PWD/.device-kit/tokenizer
 
 TAIL=25 step configure 120 cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$torch_prefix" -DPOSTTRAIN_TOKENIZER_DIR="$tokenizer" \
-  -DBoost_DIR=/usr/lib/x86_64-linux-gnu/cmake/Boost-1.74.0 || exit 1  # the image has a partial Boost 1.83
+  -DBoost_DIR=/usr/lib/x86_64-linux-gnu/cmake/Boost-1.74.0 -DPOSTTRAIN_TEST_THREADS=2 || exit 1  # the image has a partial Boost 1.83
 TAIL=40 step build 330 cmake --build build-cuda -j 16 --target posttrain posttrain_tests bench_model -- -k 0 || {
   grep -B2 -A6 "error" "$out/build.log" | head -150
   exit 1
 }
 
 # The npm peer (node) is not on that machine: its generated-corpus test is left to CPU CI.
-# 8 tests at a time with 2 threads each: 16 cores, no oversubscription. CTEST_REGEX picks a subset.
+# 8 tests at a time with 2 threads each (POSTTRAIN_TEST_THREADS): 16 cores, no oversubscription.
+# CTEST_REGEX picks a subset.
 export OMP_NUM_THREADS=2
 TAIL=30 step ctest "${CTEST_LIMIT_S:-200}" bash -c "cd build-cuda && ctest -j 8 --timeout 150 -E 'npm peer' \
   -R '${CTEST_REGEX:-.}' --output-on-failure"

@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "models/logprobs.h"
 #include "models/qwen.h"
@@ -36,8 +38,10 @@ TEST_CASE("chunked log-probs equal the unchunked reference, values and gradients
       valid.to(torch::kFloat64);
   auto grads_ref = torch::autograd::grad({(logp_ref * upstream).sum()}, {hidden, weight});
 
-  for (int64_t chunk : {1, 8, 64}) {
-    auto logp = posttrain::chunked_token_logprobs(hidden, weight, targets, chunk);
+  for (const auto& [chunk, keep_bytes] : std::vector<std::pair<int64_t, int64_t>>{
+           {1, 0}, {8, 0}, {64, 0}, {8, posttrain::kKeepSoftmaxBytes}, {64, posttrain::kKeepSoftmaxBytes}}) {
+    INFO("chunk rows " << chunk << (keep_bytes ? ", softmax kept for backward" : ", logits recomputed in backward"));
+    auto logp = posttrain::chunked_token_logprobs(hidden, weight, targets, chunk, keep_bytes);
     CHECK(torch::allclose(logp.to(torch::kFloat64), logp_ref, 1e-5, 1e-5));
     auto grads = torch::autograd::grad({(logp.to(torch::kFloat64) * upstream).sum()}, {hidden, weight});
     CHECK(torch::allclose(grads[0], grads_ref[0], 1e-4, 1e-5));
