@@ -123,6 +123,46 @@ std::string cell_text(const Cell& c) {
   return text;
 }
 
+// A suite's scores other than its primary one (e.g. refusal's harmful_compliance and over_refusal,
+// the two errors its balanced score averages), as rows of run name and "value [low, high]" per score.
+struct ScoreTable {
+  std::vector<std::string> scores;  // column names
+  std::vector<std::pair<std::string, std::vector<std::string>>> rows;  // run -> one cell per score
+};
+
+ScoreTable other_scores(const std::string& suite, const std::vector<RunSummary>& runs) {
+  ScoreTable table;
+  std::set<std::string> names;
+  for (const auto& run : runs) {
+    const auto it = run.evals.find(suite);
+    if (it == run.evals.end() || !it->second.contains("scores") || !it->second["scores"].is_object()) continue;
+    const std::string primary = it->second.value("primary", "");
+    for (const auto& [name, score] : it->second["scores"].items())
+      if (name != primary) names.insert(name);
+  }
+  table.scores.assign(names.begin(), names.end());
+  if (table.scores.empty()) return table;
+  for (const auto& run : runs) {
+    const auto it = run.evals.find(suite);
+    if (it == run.evals.end()) continue;
+    std::vector<std::string> cells;
+    for (const auto& name : table.scores) {
+      const nlohmann::json score =
+          it->second.contains("scores") ? it->second["scores"].value(name, nlohmann::json()) : nlohmann::json();
+      if (!score.is_object()) {
+        cells.push_back("-");
+        continue;
+      }
+      std::string cell = fixed(number_or_nan(score.value("value", nlohmann::json())));
+      if (score.contains("ci95") && score["ci95"].is_array() && score["ci95"].size() == 2)
+        cell += " [" + fixed(number_or_nan(score["ci95"][0])) + ", " + fixed(number_or_nan(score["ci95"][1])) + "]";
+      cells.push_back(cell);
+    }
+    table.rows.emplace_back(run.name, cells);
+  }
+  return table;
+}
+
 const char* const kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
 
 // A horizontal bar per run (from 0) with its interval as a whisker, the audit's chance and threshold
@@ -320,6 +360,37 @@ void write_report(const std::vector<std::string>& run_dirs, const std::string& o
         break;
       }
   }
+  std::ostringstream others_md, others_html;
+  for (const auto& suite : suites) {
+    const ScoreTable table = other_scores(suite, runs);
+    if (table.scores.empty()) continue;
+    others_md << "\n### " << suite << "\n\n| run |";
+    others_html << "<h3>" << html_escape(suite) << "</h3><table><tr><th>run</th>";
+    for (const auto& name : table.scores) {
+      others_md << " " << name << " |";
+      others_html << "<th>" << html_escape(name) << "</th>";
+    }
+    others_md << "\n| --- |";
+    for (size_t i = 0; i < table.scores.size(); ++i) others_md << " --- |";
+    others_md << "\n";
+    others_html << "</tr>";
+    for (const auto& [run, cells] : table.rows) {
+      others_md << "| " << run << " |";
+      others_html << "<tr><td>" << html_escape(run) << "</td>";
+      for (const auto& cell : cells) {
+        others_md << " " << cell << " |";
+        others_html << "<td>" << html_escape(cell) << "</td>";
+      }
+      others_md << "\n";
+      others_html << "</tr>";
+    }
+    others_html << "</table>";
+  }
+  const char* const others_intro =
+      "Every other score a suite reports beside its primary one [95% bootstrap interval] (e.g. refusal's two "
+      "errors, which its balanced score averages: a method can trade one for the other).";
+  if (!others_md.str().empty()) md << "\n\n## Other scores\n\n" << others_intro << "\n" << others_md.str();
+
   // Over-optimisation: Gao et al.'s RL form fitted to each reward of each RL run.
   std::ostringstream overopt_md, overopt_html;
   for (const auto& run : runs) {
@@ -403,6 +474,8 @@ void write_report(const std::vector<std::string>& run_dirs, const std::string& o
       if (run.evals.count(s)) primary = run.evals.at(s).value("primary", "");
     html << "<h3>" << html_escape(s) << " (" << html_escape(primary) << ")</h3>" << suite_chart(s, runs);
   }
+  if (!others_html.str().empty())
+    html << "<h2>Other scores</h2><p>" << html_escape(others_intro) << "</p>" << others_html.str();
   html << "<h2>Training curves</h2>";
   std::set<std::string> methods;
   for (const auto& run : runs) methods.insert(run.method);

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 
 #include "tests/test_util.h"
@@ -32,6 +33,20 @@ TEST_CASE("the tiny testbed study runs every method, passes its controls and rep
   for (const char* suite : {"gold", "refusal", "sycophancy"}) {
     CHECK(report.find(suite) != std::string::npos);
     CHECK(std::filesystem::exists(tmp / (std::string("study/base-evals/evals/") + suite + ".json")));
+  }
+
+  // The refusal suite's two errors appear in the report beside its primary (balanced) score.
+  const auto refusal = nlohmann::json::parse(test::read_text(tmp / "study/variants/sft/evals/refusal.json"));
+  const size_t refusal_table = report.find("### refusal", report.find("## Other scores"));
+  REQUIRE(refusal_table != std::string::npos);
+  const size_t sft_row = report.find("| sft |", refusal_table);
+  REQUIRE(sft_row != std::string::npos);
+  const std::string row = report.substr(sft_row, report.find('\n', sft_row) - sft_row);
+  for (const char* error : {"harmful_compliance", "over_refusal"}) {
+    char value[32];
+    std::snprintf(value, sizeof(value), "%.3f", refusal["scores"][error]["value"].get<double>());
+    INFO(error << " = " << value << " in " << row);
+    CHECK(row.find(value) != std::string::npos);
   }
 
   // RL variants tracked gold beside the proxy they optimised.
