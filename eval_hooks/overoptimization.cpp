@@ -96,14 +96,17 @@ OveroptimizationWatch::OveroptimizationWatch(std::string metrics_path, int min_p
     : metrics_path_(std::move(metrics_path)), min_points_(min_points), min_r2_(min_r2) {}
 
 std::vector<std::string> OveroptimizationWatch::check() {
-  std::vector<nlohmann::json> metrics;
-  std::ifstream in(metrics_path_);
-  for (std::string line; std::getline(in, line);) {
+  // Only the lines written since the last check; a line without its newline is still being written
+  // and is read next time.
+  std::ifstream in(metrics_path_, std::ios::binary);
+  in.seekg(read_to_);
+  for (std::string line; std::getline(in, line) && !in.eof();) {
+    read_to_ += static_cast<std::streamoff>(line.size()) + 1;
     auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (record.is_object()) metrics.push_back(std::move(record));  // a line being written is skipped
+    if (record.is_object()) metrics_.push_back(std::move(record));
   }
   std::vector<std::string> warnings;
-  const nlohmann::json report = overoptimization_report(metrics);  // kept alive for items()
+  const nlohmann::json report = overoptimization_report(metrics_);  // kept alive for items()
   for (const auto& [name, fit] : report.items()) {
     if (warned_.count(name) || !fit["past_peak"].get<bool>() || fit["points"].get<int>() < min_points_ ||
         fit["r2"].get<double>() < min_r2_)

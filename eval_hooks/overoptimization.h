@@ -5,6 +5,7 @@
 // 2 x 2 system. The fit gives the peak d* (past it, optimising the proxy harder lowers gold reward).
 #pragma once
 
+#include <ios>
 #include <set>
 #include <string>
 #include <vector>
@@ -31,7 +32,8 @@ OveroptimizationFit fit_overoptimization(const std::vector<double>& d, const std
 // last_d, past_peak}}; empty when the run logged no "kl".
 nlohmann::json overoptimization_report(const std::vector<nlohmann::json>& metrics);
 
-// The same fits during training: check() rereads the run's metrics.jsonl and returns a warning for
+// The same fits during training: check() reads the lines added to the run's metrics.jsonl since the
+// last check (a partly written last line waits for the next) and returns a warning for
 // each reward that has newly gone past its fitted peak (each reward once), when the fit has at least
 // min_points points and explains at least min_r2 of the variance (early, noisy fits stay quiet).
 class OveroptimizationWatch {
@@ -41,6 +43,8 @@ class OveroptimizationWatch {
 
  private:
   std::string metrics_path_;
+  std::streamoff read_to_ = 0;  // bytes of metrics.jsonl parsed so far
+  std::vector<nlohmann::json> metrics_;  // its records so far
   int min_points_;
   double min_r2_;
   std::set<std::string> warned_;

@@ -186,4 +186,17 @@ TEST_CASE("the training-time watch warns once when gold goes past its fitted pea
   CHECK(warnings[0].find("reward/gold") != std::string::npos);
   CHECK(warnings[0].find("d* = 1.948") != std::string::npos);
   CHECK(watch.check().empty());  // each reward once
+
+  // A line caught half-written is read whole at the next check: here the first point past the peak.
+  posttrain::OveroptimizationWatch fresh(path, /*min_points=*/6, /*min_r2=*/0.5);
+  lines.clear();
+  append_steps(0, 8);  // d up to 1.75: before the peak
+  const std::string before_peak = lines;
+  append_steps(8, 9);  // d = 2.0 > 1.948
+  test::write_text(path, lines.substr(0, before_peak.size() + 20));  // cut inside the last line
+  CHECK(fresh.check().empty());
+  test::write_text(path, lines);
+  const auto late = fresh.check();
+  REQUIRE(late.size() == 1);
+  CHECK(late[0].find("d = sqrt(KL) = 2.000") != std::string::npos);
 }
