@@ -12,8 +12,11 @@ double forward_flops_per_token(const QwenConfig& c, int64_t sequence_length) {
   const double per_layer_weights =
       h * heads * d + 2 * h * kv * d + heads * d * h + 3 * h * static_cast<double>(c.intermediate_size);
   const double attention = 2.0 * 2.0 * heads * d * (static_cast<double>(sequence_length) / 2.0);
-  return static_cast<double>(c.num_hidden_layers) * (2.0 * per_layer_weights + attention) +
-         2.0 * h * static_cast<double>(c.num_labels > 0 ? c.num_labels : c.vocab_size);
+  return static_cast<double>(c.num_hidden_layers) * (2.0 * per_layer_weights + attention) + lm_head_flops_per_token(c);
+}
+
+double lm_head_flops_per_token(const QwenConfig& c) {
+  return 2.0 * static_cast<double>(c.hidden_size) * static_cast<double>(c.num_labels > 0 ? c.num_labels : c.vocab_size);
 }
 
 double measure_matmul_flops(const c10::Device& device, c10::ScalarType dtype) {

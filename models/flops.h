@@ -15,6 +15,9 @@ namespace posttrain {
 // on average a token attends to half the sequence). Backward is about 2x forward.
 double forward_flops_per_token(const QwenConfig& config, int64_t sequence_length);
 
+// The LM head's (or a classifier's score head's) share of that: 2 x hidden x vocab (or num_labels).
+double lm_head_flops_per_token(const QwenConfig& config);
+
 // Best of ten n^3 matmuls of `dtype` on `device`, in FLOP/s (n = 1024 on CPU, 8192 on CUDA, big
 // enough to reach the device's dense peak).
 double measure_matmul_flops(const c10::Device& device, c10::ScalarType dtype = c10::kFloat);

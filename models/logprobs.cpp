@@ -22,7 +22,10 @@ struct ChunkedLogProbFunction : public torch::autograd::Function<ChunkedLogProbF
     ctx->save_for_backward({hidden, weight, targets});
     ctx->saved_data["chunk_rows"] = chunk_rows;
     const int64_t n = hidden.size(0), V = weight.size(0);
-    const bool keep_softmax = (hidden.requires_grad() || weight.requires_grad()) && n * V * 4 <= keep_softmax_bytes;
+    // CPU only: on CUDA the logits come from an autocast (bf16) matmul, which a float32 buffer would
+    // turn into a float32 one; the kept path is not measured there yet.
+    const bool keep_softmax = hidden.device().is_cpu() && (hidden.requires_grad() || weight.requires_grad()) &&
+                              n * V * 4 <= keep_softmax_bytes;
     ctx->saved_data["keep_softmax"] = keep_softmax;
     torch::Tensor softmax;  // [n, V] float32, kept for backward
     if (keep_softmax) softmax = torch::empty({n, V}, hidden.options().dtype(torch::kFloat32));

@@ -14,14 +14,14 @@ namespace posttrain {
 constexpr int64_t kIgnoreIndex = -100;
 
 // Default for chunked_token_logprobs' keep_softmax_bytes: 1 GB holds the softmax of 1,765 tokens
-// over Qwen's 151,936-token vocabulary (a CPU micro-batch; GPU micro-batches of 8k tokens recompute).
+// over Qwen's 151,936-token vocabulary (a CPU micro-batch).
 constexpr int64_t kKeepSoftmaxBytes = 1ll << 30;
 
 // hidden [N, H], weight [V, H], targets [N] int64 -> log p(target) [N] float32, differentiable with
 // respect to hidden and weight. Targets equal to kIgnoreIndex give 0 and no gradient. Peak extra
-// memory is a few chunk_rows x V floats whatever N is, plus, when a gradient is wanted and it fits in
-// keep_softmax_bytes, the N x V softmax, kept so backward need not recompute the logits (one head
-// matmul in four). chunk_rows <= 0: default_chunk_rows.
+// memory is a few chunk_rows x V floats whatever N is, plus, on the CPU when a gradient is wanted and
+// it fits in keep_softmax_bytes, the N x V softmax, kept so backward need not recompute the logits
+// (one head matmul in four). chunk_rows <= 0: default_chunk_rows.
 torch::Tensor chunked_token_logprobs(const torch::Tensor& hidden, const torch::Tensor& weight,
                                      const torch::Tensor& targets, int64_t chunk_rows = 0,
                                      int64_t keep_softmax_bytes = kKeepSoftmaxBytes);

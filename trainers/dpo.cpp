@@ -133,6 +133,7 @@ void train_dpo(RunContext& ctx) {
       loss.backward();
       stats.loss += loss.item<double>();
       stats.tokens += batch.tokens;
+      stats.head_rows += batch.loss_tokens;
       stats.sequence_length = std::max(stats.sequence_length, batch.input_ids.size(1));
       // Implicit rewards beta * (log pi - log ref) (reference-free: beta * log pi).
       torch::NoGradGuard no_grad;

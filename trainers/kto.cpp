@@ -101,6 +101,7 @@ void train_kto(RunContext& ctx) {
           kto_loss(policy, ref, desirable, z, beta, lambda_d, lambda_u).sum() / static_cast<double>(spec.batch_size);
       loss.backward();
       stats.loss += loss.item<double>();
+      stats.head_rows += count_loss_tokens(t.data, micro);
       for (int64_t e : micro) {
         stats.tokens += t.data.length(e);
         stats.sequence_length = std::max(stats.sequence_length, t.data.length(e));

@@ -98,8 +98,15 @@ torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& ba
                                         : causal_mask(batch.key_padding.to(device), B, T, 0, device);  // [B, 1, T, T]
   auto hidden = model.hidden_states(batch.input_ids.to(device), batch.positions.to(device), mask);  // [B, T, H]
   if (hidden_out != nullptr) *hidden_out = hidden.narrow(1, 0, T - 1);  // [B, T-1, H]
-  return chunked_token_logprobs(hidden.narrow(1, 0, T - 1).reshape({-1, hidden.size(2)}), model.lm_head_weight(),
-                                batch.targets.reshape({-1}).to(device));  // [B * (T-1)]
+  // The LM head only on positions with a target: prompt, padding and end-of-row positions need no
+  // logits, and on chat or preference data they are often half the rows (the head is most of a small
+  // model's FLOPs).
+  auto flat_hidden = hidden.narrow(1, 0, T - 1).reshape({-1, hidden.size(2)});  // [B * (T-1), H]
+  auto targets = batch.targets.reshape({-1}).to(device);  // [B * (T-1)]
+  auto rows = targets.ne(kIgnoreIndex).nonzero().squeeze(1);  // [N]
+  auto logp = chunked_token_logprobs(flat_hidden.index_select(0, rows), model.lm_head_weight(),
+                                     targets.index_select(0, rows));  // [N]
+  return torch::zeros({B * (T - 1)}, logp.options()).index_copy(0, rows, logp);  // [B * (T-1)]
 }
 
 void add_pair_reward_metrics(StepStats& stats, const torch::Tensor& chosen, const torch::Tensor& rejected) {
@@ -145,6 +152,7 @@ bool finish_step(RunContext& ctx, LMTraining& t, int64_t step, StepStats stats) 
   if (ctx.world_size > 1) {
     stats.loss = ctx.dist->all_reduce_sum(stats.loss);
     stats.tokens = static_cast<int64_t>(ctx.dist->all_reduce_sum(static_cast<double>(stats.tokens)));
+    stats.head_rows = static_cast<int64_t>(ctx.dist->all_reduce_sum(static_cast<double>(stats.head_rows)));
     for (auto& [name, sum] : stats.metric_sums) sum = ctx.dist->all_reduce_sum(sum);
     stats.metric_count = ctx.dist->all_reduce_sum(stats.metric_count);
   }
@@ -153,8 +161,12 @@ bool finish_step(RunContext& ctx, LMTraining& t, int64_t step, StepStats stats) 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - stats.started).count();
   const double tokens_per_s = static_cast<double>(stats.tokens) / seconds;
   // MFU: training FLOPs (3 x forward: forward + backward) over the bare-matmul FLOP/s of every rank.
-  const double flops =
-      3.0 * forward_flops_per_token(t.model->config, stats.sequence_length) * static_cast<double>(stats.tokens);
+  // The LM head ran only on the positions with a target where the trainer counted them (head_rows).
+  const double tokens = static_cast<double>(stats.tokens);
+  const double head_rows = stats.head_rows > 0 ? static_cast<double>(stats.head_rows) : tokens;
+  const double head_flops = lm_head_flops_per_token(t.model->config);
+  const double flops = 3.0 * ((forward_flops_per_token(t.model->config, stats.sequence_length) - head_flops) * tokens +
+                              head_flops * head_rows);
   const double mfu = flops / seconds / (t.peak_flops * ctx.world_size);
   if (ctx.rank == 0 && ((step + 1) % spec.log_every == 0 || step + 1 == spec.steps)) {
     nlohmann::json record = {{"step", step + 1},

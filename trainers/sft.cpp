@@ -27,6 +27,7 @@ void train_sft(RunContext& ctx) {
       loss.backward();
       stats.loss += loss.item<double>();
       stats.tokens += batch.tokens;
+      stats.head_rows += batch.loss_tokens;
       stats.sequence_length = std::max(stats.sequence_length, batch.input_ids.size(1));
     }
     finish_step(ctx, t, step, stats);
