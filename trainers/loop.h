@@ -65,7 +65,7 @@ struct StepStats {
   double loss = 0;  // this rank's share of the step's loss (sums to the global loss across ranks)
   int64_t tokens = 0;  // real tokens processed on this rank
   // Positions the LM head ran on (batch_token_logprobs: only those with a target), for the MFU
-  // estimate; 0 = not counted by the trainer, taken as every token.
+  // estimate; 0 = not counted by the trainer (the reward model), taken as every token.
   int64_t head_rows = 0;
   int64_t sequence_length = 0;
   // Method metrics as sums over this rank's items (e.g. pairs): finish_step sums them over ranks and

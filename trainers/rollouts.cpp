@@ -74,6 +74,7 @@ void add_rollout_metrics(StepStats& stats, const std::vector<Rollout>& rollouts,
     stats.metric_sums["response_length"] += static_cast<double>(rollouts[i].response_ids.size());
     stats.metric_sums["stopped_fraction"] += rollouts[i].stopped ? 1.0 : 0.0;
     stats.tokens += static_cast<int64_t>(rollouts[i].prompt_ids.size() + rollouts[i].response_ids.size());
+    stats.head_rows += static_cast<int64_t>(rollouts[i].response_ids.size());  // the LM head's rows
   }
   for (const auto& [name, value] : reward_means)
     stats.metric_sums["reward/" + name] += value * static_cast<double>(rollouts.size());
