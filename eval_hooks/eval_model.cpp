@@ -94,13 +94,9 @@ std::vector<double> EvalModel::loglikelihoods(const std::vector<ScoringRequest>&
     auto hidden = model_.hidden_states(batch.input_ids.to(device), positions, causal_mask(real, B, T, 0, device));
     auto flat_hidden = hidden.narrow(1, 0, T - 1).reshape({-1, hidden.size(2)});  // [B * (T-1), H]
     auto flat_targets = batch.targets.reshape({-1}).to(device);  // [B * (T-1)]
-    // The LM head only on the rows that predict a continuation token.
-    auto rows = (flat_targets != kIgnoreIndex).nonzero().squeeze(1);  // [N]
-    auto token_logprobs = chunked_token_logprobs(flat_hidden.index_select(0, rows), model_.lm_head_weight(),
-                                                 flat_targets.index_select(0, rows));  // [N]
-    auto sums = torch::zeros({B * (T - 1)}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
-    sums.index_copy_(0, rows, token_logprobs.to(torch::kFloat64));
-    auto per_row = sums.view({B, T - 1}).sum(1).cpu();  // [B]
+    // 0 off the continuation, where the head does not run
+    auto token_logprobs = chunked_token_logprobs(flat_hidden, model_.lm_head_weight(), flat_targets);
+    auto per_row = token_logprobs.to(torch::kFloat64).view({B, T - 1}).sum(1).cpu();  // [B]
     std::vector<std::vector<double>> out;
     for (int64_t b = 0; b < B; ++b) out.push_back({per_row[b].item<double>()});
     return out;

@@ -75,6 +75,27 @@ std::string html_escape(const std::string& text) {
 
 double number_or_nan(const nlohmann::json& v) { return v.is_number() ? v.get<double>() : std::nan(""); }
 
+// One score of a suite's summary: {"value", "ci95": [low, high]}; missing numbers are NaN.
+struct ScoreInterval {
+  double value = std::nan(""), low = std::nan(""), high = std::nan("");
+};
+
+ScoreInterval interval_of(const nlohmann::json& score) {
+  ScoreInterval out;
+  if (!score.is_object()) return out;
+  out.value = number_or_nan(score.value("value", nlohmann::json()));
+  if (score.contains("ci95") && score["ci95"].is_array() && score["ci95"].size() == 2) {
+    out.low = number_or_nan(score["ci95"][0]);
+    out.high = number_or_nan(score["ci95"][1]);
+  }
+  return out;
+}
+
+// "value [low, high]" to 3 decimals ("-" for a missing number).
+std::string interval_text(const ScoreInterval& s) {
+  return fixed(s.value) + " [" + fixed(s.low) + ", " + fixed(s.high) + "]";
+}
+
 // The cell of one suite for one run: primary score, interval, worst case, consistency, flags.
 struct Cell {
   bool present = false;
@@ -93,10 +114,10 @@ Cell cell_of(const RunSummary& run, const std::string& suite) {
   c.present = true;
   c.primary = s.value("primary", "");
   if (s.contains("scores") && s["scores"].contains(c.primary)) {
-    const auto& score = s["scores"][c.primary];
-    c.value = number_or_nan(score["value"]);
-    c.low = number_or_nan(score["ci95"][0]);
-    c.high = number_or_nan(score["ci95"][1]);
+    const ScoreInterval score = interval_of(s["scores"][c.primary]);
+    c.value = score.value;
+    c.low = score.low;
+    c.high = score.high;
   }
   if (s.contains("robustness")) {
     c.worst = number_or_nan(s["robustness"].value("worst", nlohmann::json()));
@@ -115,7 +136,7 @@ Cell cell_of(const RunSummary& run, const std::string& suite) {
 
 std::string cell_text(const Cell& c) {
   if (!c.present) return "-";
-  std::string text = fixed(c.value) + " [" + fixed(c.low) + ", " + fixed(c.high) + "]";
+  std::string text = interval_text({c.value, c.low, c.high});
   if (std::isfinite(c.worst)) text += " worst " + fixed(c.worst);
   if (std::isfinite(c.consistency)) text += " cons " + fixed(c.consistency, 2);
   if (c.gameable) text += " GAMEABLE";
@@ -149,14 +170,7 @@ ScoreTable other_scores(const std::string& suite, const std::vector<RunSummary>&
     for (const auto& name : table.scores) {
       const nlohmann::json score =
           it->second.contains("scores") ? it->second["scores"].value(name, nlohmann::json()) : nlohmann::json();
-      if (!score.is_object()) {
-        cells.push_back("-");
-        continue;
-      }
-      std::string cell = fixed(number_or_nan(score.value("value", nlohmann::json())));
-      if (score.contains("ci95") && score["ci95"].is_array() && score["ci95"].size() == 2)
-        cell += " [" + fixed(number_or_nan(score["ci95"][0])) + ", " + fixed(number_or_nan(score["ci95"][1])) + "]";
-      cells.push_back(cell);
+      cells.push_back(score.is_object() ? interval_text(interval_of(score)) : "-");
     }
     table.rows.emplace_back(run.name, cells);
   }

@@ -16,6 +16,7 @@ using torch::autograd::variable_list;
 // d logp[i] / d logits[i] = onehot(target[i]) - softmax(logits[i]). Saving the softmax for backward
 // costs N x V floats (8k tokens x 151,936 vocab = 5 GB), so above keep_softmax_bytes backward
 // recomputes each chunk's logits instead: one more head matmul, a quarter of the head's training work.
+// Every target is a real token (chunked_token_logprobs drops the ignored rows before).
 struct ChunkedLogProbFunction : public torch::autograd::Function<ChunkedLogProbFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden, const torch::Tensor& weight,
                                const torch::Tensor& targets, int64_t chunk_rows, int64_t keep_softmax_bytes) {
@@ -26,7 +27,6 @@ struct ChunkedLogProbFunction : public torch::autograd::Function<ChunkedLogProbF
     // turn into a float32 one; the kept path is not measured there yet.
     const bool keep_softmax = hidden.device().is_cpu() && (hidden.requires_grad() || weight.requires_grad()) &&
                               n * V * 4 <= keep_softmax_bytes;
-    ctx->saved_data["keep_softmax"] = keep_softmax;
     torch::Tensor softmax;  // [n, V] float32, kept for backward
     if (keep_softmax) softmax = torch::empty({n, V}, hidden.options().dtype(torch::kFloat32));
     auto out = torch::zeros({n}, hidden.options().dtype(torch::kFloat32));
@@ -35,7 +35,6 @@ struct ChunkedLogProbFunction : public torch::autograd::Function<ChunkedLogProbF
       const int64_t rows = std::min(chunk_rows, n - start);
       auto h = hidden.narrow(0, start, rows).to(torch::kFloat32);
       auto t = targets.narrow(0, start, rows);
-      auto valid = t.ne(kIgnoreIndex);
       torch::Tensor logits;  // [rows, V], written straight into the kept softmax's rows when kept
       if (keep_softmax) {
         logits = softmax.narrow(0, start, rows);
@@ -43,10 +42,8 @@ struct ChunkedLogProbFunction : public torch::autograd::Function<ChunkedLogProbF
       } else {
         logits = torch::matmul(h, weight32.t());
       }
-      auto safe_t = torch::where(valid, t, torch::zeros_like(t));
       auto log_normalizer = torch::logsumexp(logits, 1);  // [rows]
-      auto picked = logits.gather(1, safe_t.unsqueeze(1)).squeeze(1) - log_normalizer;
-      out.narrow(0, start, rows).copy_(torch::where(valid, picked, torch::zeros_like(picked)));
+      out.narrow(0, start, rows).copy_(logits.gather(1, t.unsqueeze(1)).squeeze(1) - log_normalizer);
       if (keep_softmax) logits.sub_(log_normalizer.unsqueeze(1)).exp_();  // in place: the softmax rows
     }
     if (keep_softmax) ctx->saved_data["softmax"] = softmax;
@@ -57,8 +54,8 @@ struct ChunkedLogProbFunction : public torch::autograd::Function<ChunkedLogProbF
     auto saved = ctx->get_saved_variables();
     auto hidden = saved[0], weight = saved[1], targets = saved[2];
     const int64_t chunk_rows = ctx->saved_data["chunk_rows"].toInt();
-    const bool keep_softmax = ctx->saved_data["keep_softmax"].toBool();
-    const torch::Tensor softmax = keep_softmax ? ctx->saved_data["softmax"].toTensor() : torch::Tensor();  // [N, V]
+    const auto kept = ctx->saved_data.find("softmax");
+    const torch::Tensor softmax = kept != ctx->saved_data.end() ? kept->second.toTensor() : torch::Tensor();  // [N, V]
     auto grad_out = grad_outputs[0].to(torch::kFloat32);  // [N]
     const int64_t n = hidden.size(0);
     auto weight32 = weight.to(torch::kFloat32);
@@ -68,12 +65,11 @@ struct ChunkedLogProbFunction : public torch::autograd::Function<ChunkedLogProbF
       const int64_t rows = std::min(chunk_rows, n - start);
       auto h = hidden.narrow(0, start, rows).to(torch::kFloat32);
       auto t = targets.narrow(0, start, rows);
-      auto valid = t.ne(kIgnoreIndex);
-      auto g = grad_out.narrow(0, start, rows) * valid.to(torch::kFloat32);  // [rows]
-      auto probs = keep_softmax ? softmax.narrow(0, start, rows) : torch::softmax(torch::matmul(h, weight32.t()), 1);
+      auto g = grad_out.narrow(0, start, rows);  // [rows]
+      auto probs =
+          softmax.defined() ? softmax.narrow(0, start, rows) : torch::softmax(torch::matmul(h, weight32.t()), 1);
       auto grad_logits = -probs * g.unsqueeze(1);  // [rows, V]
-      auto safe_t = torch::where(valid, t, torch::zeros_like(t));
-      grad_logits.scatter_add_(1, safe_t.unsqueeze(1), g.unsqueeze(1));
+      grad_logits.scatter_add_(1, t.unsqueeze(1), g.unsqueeze(1));
       grad_hidden.narrow(0, start, rows).copy_(torch::matmul(grad_logits, weight32));
       grad_weight.addmm_(grad_logits.t(), h);
     }
@@ -97,7 +93,15 @@ torch::Tensor chunked_token_logprobs(const torch::Tensor& hidden, const torch::T
                                      const torch::Tensor& targets, int64_t chunk_rows, int64_t keep_softmax_bytes) {
   TORCH_CHECK(hidden.dim() == 2 && weight.dim() == 2 && targets.dim() == 1, "chunked_token_logprobs: bad ranks");
   if (chunk_rows <= 0) chunk_rows = default_chunk_rows(weight.size(0), weight.device());
-  return ChunkedLogProbFunction::apply(hidden, weight, targets.to(torch::kInt64), chunk_rows, keep_softmax_bytes);
+  const auto all_targets = targets.to(torch::kInt64);
+  // The head only on rows with a target: prompt, padding and end-of-row positions need no logits,
+  // and in chat or preference batches they are often half the rows.
+  const auto rows = all_targets.ne(kIgnoreIndex).nonzero().squeeze(1);  // [M]
+  if (rows.numel() == all_targets.numel())
+    return ChunkedLogProbFunction::apply(hidden, weight, all_targets, chunk_rows, keep_softmax_bytes);
+  auto picked = ChunkedLogProbFunction::apply(hidden.index_select(0, rows), weight, all_targets.index_select(0, rows),
+                                              chunk_rows, keep_softmax_bytes);  // [M]
+  return torch::zeros({all_targets.numel()}, picked.options()).index_copy(0, rows, picked);  // [N]
 }
 
 std::vector<double> sequence_logprobs(QwenForCausalLMImpl& model, const std::vector<int64_t>& ids) {

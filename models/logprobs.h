@@ -18,7 +18,8 @@ constexpr int64_t kIgnoreIndex = -100;
 constexpr int64_t kKeepSoftmaxBytes = 1ll << 30;
 
 // hidden [N, H], weight [V, H], targets [N] int64 -> log p(target) [N] float32, differentiable with
-// respect to hidden and weight. Targets equal to kIgnoreIndex give 0 and no gradient. Peak extra
+// respect to hidden and weight. Targets equal to kIgnoreIndex give 0 and no gradient, and their rows
+// never reach the head (prompt and padding positions cost no head FLOPs). Peak extra
 // memory is a few chunk_rows x V floats whatever N is, plus, on the CPU when a gradient is wanted and
 // it fits in keep_softmax_bytes, the N x V softmax, kept so backward need not recompute the logits
 // (one head matmul in four). chunk_rows <= 0: default_chunk_rows.

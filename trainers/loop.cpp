@@ -98,15 +98,9 @@ torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& ba
                                         : causal_mask(batch.key_padding.to(device), B, T, 0, device);  // [B, 1, T, T]
   auto hidden = model.hidden_states(batch.input_ids.to(device), batch.positions.to(device), mask);  // [B, T, H]
   if (hidden_out != nullptr) *hidden_out = hidden.narrow(1, 0, T - 1);  // [B, T-1, H]
-  // The LM head only on positions with a target: prompt, padding and end-of-row positions need no
-  // logits, and on chat or preference data they are often half the rows (the head is most of a small
-  // model's FLOPs).
-  auto flat_hidden = hidden.narrow(1, 0, T - 1).reshape({-1, hidden.size(2)});  // [B * (T-1), H]
-  auto targets = batch.targets.reshape({-1}).to(device);  // [B * (T-1)]
-  auto rows = targets.ne(kIgnoreIndex).nonzero().squeeze(1);  // [N]
-  auto logp = chunked_token_logprobs(flat_hidden.index_select(0, rows), model.lm_head_weight(),
-                                     targets.index_select(0, rows));  // [N]
-  return torch::zeros({B * (T - 1)}, logp.options()).index_copy(0, rows, logp);  // [B * (T-1)]
+  // The head runs only where a target is (chunked_token_logprobs skips the rest).
+  return chunked_token_logprobs(hidden.narrow(1, 0, T - 1).reshape({-1, hidden.size(2)}), model.lm_head_weight(),
+                                batch.targets.reshape({-1}).to(device));  // [B * (T-1)]
 }
 
 void add_pair_reward_metrics(StepStats& stats, const torch::Tensor& chosen, const torch::Tensor& rejected) {

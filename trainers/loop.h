@@ -64,7 +64,7 @@ torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& ba
 struct StepStats {
   double loss = 0;  // this rank's share of the step's loss (sums to the global loss across ranks)
   int64_t tokens = 0;  // real tokens processed on this rank
-  // Positions the LM head ran on (batch_token_logprobs: only those with a target), for the MFU
+  // Positions the LM head ran on (chunked_token_logprobs: only those with a target), for the MFU
   // estimate; 0 = not counted by the trainer (the reward model), taken as every token.
   int64_t head_rows = 0;
   int64_t sequence_length = 0;
