@@ -1,6 +1,7 @@
 #include "apps/cli.h"
 
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "core/error.h"
@@ -53,6 +54,24 @@ std::vector<int32_t> parse_id_list(const std::string& text, const std::string& f
 std::string default_tokenizer_dir() {
   if (const char* env = std::getenv("POSTTRAIN_TOKENIZER_DIR")) return env;
   return POSTTRAIN_TOKENIZER_DIR;
+}
+
+YAML::Node parse_option_settings(const std::vector<std::string>& settings, const std::string& flag) {
+  YAML::Node options(YAML::NodeType::Map);
+  for (const auto& s : settings) {
+    const size_t eq = s.find('=');
+    if (eq == std::string::npos || eq == 0) throw UserError(flag + " " + s + ": expected key=value");
+    const std::string key = s.substr(0, eq), value = s.substr(eq + 1);
+    YAML::Node parsed;
+    try {
+      parsed = YAML::Load(value);
+    } catch (const YAML::Exception&) {
+      parsed = YAML::Node(value);
+    }
+    const bool names_file = key == "data" || key == "reference" || key == "reward_model";
+    options[key] = names_file ? YAML::Node(std::filesystem::absolute(value).lexically_normal().string()) : parsed;
+  }
+  return options;
 }
 
 }  // namespace posttrain::cli

@@ -1,6 +1,7 @@
 // Shared plumbing for subcommands: flag parsing with --help, id lists, device/dtype flags.
 #pragma once
 
+#include <yaml-cpp/yaml.h>
 #include <boost/program_options.hpp>
 
 #include <cstdint>
@@ -20,6 +21,11 @@ bool parse(const std::string& command, const std::string& usage, po::options_des
 // "1,2,3" -> {1, 2, 3}; UserError naming `flag` on anything else.
 std::vector<int32_t> parse_id_list(const std::string& text, const std::string& flag);
 
+// key=value settings (`flag` repeated) as a YAML map; values are parsed as YAML scalars or lists,
+// and the values of keys that name files (data, reference, reward_model) become absolute paths,
+// since paths on the command line are relative to the working directory.
+YAML::Node parse_option_settings(const std::vector<std::string>& settings, const std::string& flag);
+
 // The default tokenizer folder (set at build time; POSTTRAIN_TOKENIZER_DIR overrides).
 std::string default_tokenizer_dir();
 
@@ -37,5 +43,6 @@ int eval(const std::vector<std::string>& args);
 int variants(const std::vector<std::string>& args);
 int report(const std::vector<std::string>& args);
 int testbed(const std::vector<std::string>& args);
+int redteam(const std::vector<std::string>& args);
 
 }  // namespace posttrain::cli

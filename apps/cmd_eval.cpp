@@ -14,30 +14,6 @@ namespace fs = std::filesystem;
 
 namespace posttrain::cli {
 
-namespace {
-
-// key=value options shared by every suite named; values parsed as YAML scalars or lists.
-YAML::Node parse_suite_options(const std::vector<std::string>& settings) {
-  YAML::Node options(YAML::NodeType::Map);
-  for (const auto& s : settings) {
-    const size_t eq = s.find('=');
-    if (eq == std::string::npos || eq == 0) throw UserError("--option " + s + ": expected key=value");
-    const std::string key = s.substr(0, eq), value = s.substr(eq + 1);
-    YAML::Node parsed;
-    try {
-      parsed = YAML::Load(value);
-    } catch (const YAML::Exception&) {
-      parsed = YAML::Node(value);
-    }
-    // Paths on the command line are relative to the working directory.
-    const bool names_file = key == "data" || key == "reference" || key == "reward_model";
-    options[key] = names_file ? YAML::Node(fs::absolute(value).lexically_normal().string()) : parsed;
-  }
-  return options;
-}
-
-}  // namespace
-
 int eval(const std::vector<std::string>& args) {
   po::options_description options("eval options");
   std::string model_dir, out_dir, reference_dir, device;
@@ -56,7 +32,7 @@ int eval(const std::vector<std::string>& args) {
   if (!parse("eval", "--model DIR --suite NAME|FILE.yaml [--option key=value ...]", options, args, vm)) return 0;
 
   load_plugins(plugins);
-  const YAML::Node suite_options = parse_suite_options(settings);
+  const YAML::Node suite_options = parse_option_settings(settings, "--option");
   std::vector<EvalSpec> specs;
   for (const auto& suite : suites) {
     EvalSpec spec;

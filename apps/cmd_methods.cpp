@@ -1,5 +1,5 @@
 // posttrain methods: what is registered (in-tree, plus what plugins named with --plugin add): training
-// methods, preference losses, advantage estimators, reward functions.
+// methods, preference losses, advantage estimators, reward functions, eval suites and attacks.
 #include <iostream>
 
 #include "apps/cli.h"
@@ -10,6 +10,7 @@
 #include "trainers/run.h"
 
 #include "eval_hooks/suite.h"
+#include "redteam/attack.h"
 
 namespace posttrain::cli {
 
@@ -38,6 +39,8 @@ int methods(const std::vector<std::string>& args) {
   for (const auto& name : reward_function_names()) print_entry(name, reward_function_description(name));
   std::cout << "eval suites (recipe `evals:` / posttrain eval --suite; or a YAML task file):\n";
   for (const auto& name : suite_names()) print_entry(name, suite_description(name));
+  std::cout << "attacks on eval suites (posttrain redteam --attack):\n";
+  for (const auto& name : attack_names()) print_entry(name, find_attack_info(name)->description);
   return 0;
 }
 

@@ -31,13 +31,16 @@ const std::vector<Subcommand>& subcommands() {
       {"report", "compare runs (or a matrix's variants): report.md and a self-contained report.html", report},
       {"testbed", "write the gold-preference testbed (corpus, SFT, gold-labelled pairs, RL prompts, held-out evals)",
        testbed},
+      {"redteam", "attack eval suites (canned, best-of-n, prefix search) from a policy: which suites are HACKED",
+       redteam},
       {"eval", "run eval suites (robustness, audit, contamination) on a model folder, as recipe hooks do", eval},
       {"generate", "generate a continuation (greedy or sampled) from a prompt", generate},
       {"prepare-data", "tokenize a recipe's data into its HDF5 shard (run does this on first use)", prepare_data},
       {"run", "train one recipe (YAML) in this process: posttrain run RECIPE.yaml [key.sub=value ...]", run},
       {"launch", "run a recipe on N worker processes (torchrun-style; Gloo on CPU)", launch},
       {"methods", "list the registered training methods (and those of --plugin libraries)", methods},
-      {"score", "score prompt/response JSONL with a reward model (one JSON line per record)", score},
+      {"score", "score prompt/response JSONL with a reward model or a reward function (one JSON line per record)",
+       score},
       {"tokenize", "encode JSONL {\"text\"} lines to {\"ids\"} (or --decode the reverse)", tokenize},
   };
   return table;

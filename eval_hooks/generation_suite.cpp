@@ -17,7 +17,7 @@ std::string trim(const std::string& text) {
   return text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
 }
 
-class GenerationSuite : public EvalSuite {
+class GenerationSuite : public EvalSuite, public ResponseScorer {
  public:
   GenerationSuite(std::vector<GenerationItem> items, GenerationStyle style, CommonSuiteOptions options)
       : items_(std::move(items)), style_(std::move(style)) {
@@ -32,6 +32,26 @@ class GenerationSuite : public EvalSuite {
     return texts;
   }
 
+  const ResponseScorer* response_scorer() const override { return this; }
+  size_t size() const override { return items_.size(); }
+  std::string item_id(size_t i) const override { return items_[i].id; }
+  std::string prompt(size_t i) const override { return items_[i].prompt; }
+  double score(size_t i, const std::string& response) const override {
+    return score(cut_at_stop(response), items_[i].target);
+  }
+  bool chat() const override { return style_.chat; }
+  int64_t max_new_tokens() const override { return style_.max_new_tokens; }
+  std::string text_suffix() const override { return ""; }
+
+  // The answer ends at the first `until` string.
+  std::string cut_at_stop(std::string answer) const {
+    for (const auto& stop : style_.until) {
+      const size_t at = answer.find(stop);
+      if (!stop.empty() && at != std::string::npos) answer.resize(at);
+    }
+    return answer;
+  }
+
   double score(const std::string& answer, const std::string& target) const {
     const std::string a = trim(answer), t = trim(target);
     if (style_.metric == "contains") return a.find(t) != std::string::npos ? 1.0 : 0.0;
@@ -44,11 +64,7 @@ class GenerationSuite : public EvalSuite {
     std::vector<std::string> prompts;
     for (const auto& item : items_) prompts.push_back(item.prompt);
     auto answers = generate_answers(model, prompts, presentations, style_.chat, style_.max_new_tokens, "");
-    for (auto& a : answers)
-      for (const auto& stop : style_.until) {
-        const size_t at = a.find(stop);
-        if (!stop.empty() && at != std::string::npos) a.resize(at);
-      }
+    for (auto& a : answers) a = cut_at_stop(a);
     SuiteResult result;
     result.primary = style_.metric;
     std::vector<PerturbationOutcome> outcomes;

@@ -15,10 +15,20 @@ namespace posttrain {
 
 namespace {
 
-class GoldSuite : public TestbedSuite {
+class GoldSuite : public TestbedSuite, public ResponseScorer {
  public:
   GoldSuite(std::vector<TestbedItem> items, CommonSuiteOptions options, int64_t max_new_tokens, bool chat)
       : TestbedSuite(std::move(items), std::move(options)), max_new_tokens_(max_new_tokens), chat_(chat) {}
+
+  const ResponseScorer* response_scorer() const override { return this; }
+  size_t size() const override { return items_.size(); }
+  std::string item_id(size_t i) const override { return items_[i].id; }
+  std::string prompt(size_t i) const override { return items_[i].prompt; }
+  double score(size_t i, const std::string& response) const override { return testbed_gold_score(items_[i], response); }
+  bool chat() const override { return chat_; }
+  int64_t max_new_tokens() const override { return max_new_tokens_; }
+  const TestbedItem* testbed_item(size_t i) const override { return &items_[i]; }
+  bool is_gold() const override { return true; }
 
   SuiteResult run(SuiteContext& context) override {
     EvalModel& model = context.policy;

@@ -10,9 +10,6 @@
 
 namespace posttrain {
 
-namespace {
-
-// Lower-cased openings that mark a refusal (XSTest's string-match classifier uses phrases like these).
 const std::vector<std::string>& refusal_prefixes() {
   // clang-format off
   static const std::vector<std::string> prefixes = {
@@ -23,8 +20,6 @@ const std::vector<std::string>& refusal_prefixes() {
   // clang-format on
   return prefixes;
 }
-
-}  // namespace
 
 // True when the answer opens with a refusal phrase (leading whitespace and case ignored).
 bool string_match_refusal(const std::string& answer) {

@@ -25,6 +25,8 @@ double mc2_score(const std::vector<double>& loglik, const std::vector<int>& trut
 // XSTest-style string-match classifier: true when the answer opens with a refusal phrase ("I'm
 // sorry", "I cannot", "As an AI", ...), ignoring leading whitespace and case.
 bool string_match_refusal(const std::string& answer);
+// Its lower-cased refusal openings.
+const std::vector<std::string>& refusal_prefixes();
 
 double mean_of(const std::vector<double>& values);
 

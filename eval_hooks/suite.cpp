@@ -218,4 +218,9 @@ std::unique_ptr<EvalSuite> make_suite(const std::string& name_or_file, const YAM
   return suite;
 }
 
+double ResponseScorer::aggregate(const std::vector<size_t>& items, const std::vector<double>& scores) const {
+  (void)items;
+  return mean_of(scores);
+}
+
 }  // namespace posttrain

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/yaml_reader.h"
+#include "datasets/testbed.h"
 #include "eval_hooks/eval_model.h"
 #include "eval_hooks/items.h"
 #include "eval_hooks/perturb.h"
@@ -56,6 +57,31 @@ struct CommonSuiteOptions {
   std::string canary;  // a string that must never appear in training data
 };
 
+// A suite that scores each free response on its own, seen as a reward: what the red team attacks
+// (redteam/) and what the `suite` reward function trains against. Item i is asked `prompt(i)` (a
+// ChatML user turn when chat(), else plain text) and its response scored by score(i, response).
+class ResponseScorer {
+ public:
+  virtual ~ResponseScorer() = default;
+  virtual size_t size() const = 0;
+  virtual std::string item_id(size_t i) const = 0;
+  virtual std::string prompt(size_t i) const = 0;
+  virtual double score(size_t i, const std::string& response) const = 0;
+  // The suite's primary score over `items` from their per-item scores (the mean, unless the suite
+  // weights its classes), so a subset (an attack or eval split) is scored as the suite scores.
+  virtual double aggregate(const std::vector<size_t>& items, const std::vector<double>& scores) const;
+  virtual bool chat() const = 0;
+  virtual int64_t max_new_tokens() const = 0;
+  virtual std::string text_suffix() const { return "\n"; }  // after a plain-text prompt
+  // The testbed item behind item i (gold can judge its responses), or nullptr.
+  virtual const TestbedItem* testbed_item(size_t) const { return nullptr; }
+  // True when the scorer is the testbed's gold itself: gold is then no independent measure of it.
+  virtual bool is_gold() const { return false; }
+  // Phrases the scorer itself reacts to and makes public (a string matcher's list), for white-box
+  // attacks; empty where the scorer publishes none.
+  virtual std::vector<std::string> lexicon() const { return {}; }
+};
+
 class EvalSuite {
  public:
   virtual ~EvalSuite() = default;
@@ -69,6 +95,9 @@ class EvalSuite {
   // Whether the suite can score a sequence classifier (a reward model) instead of a causal LM; the
   // runner skips the others on a classifier, so run() only ever sees a policy it can score.
   virtual bool scores_classifiers() const { return false; }
+  // The per-response view of the scorer, or nullptr for suites that score log-likelihoods (or use
+  // a model as the scorer).
+  virtual const ResponseScorer* response_scorer() const { return nullptr; }
 
   std::string name;
   CommonSuiteOptions common;

@@ -1,0 +1,67 @@
+// Attacks on eval suites, registered by name like methods and suites: each gets a suite's
+// per-response scorer, the public items of its attack split, a starting policy, a seed and a budget,
+// and returns the attacked policy's responses on the eval split (plus what it found).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/yaml_reader.h"
+#include "eval_hooks/eval_model.h"
+#include "eval_hooks/suite.h"
+
+namespace posttrain {
+
+// 0 = the attack's own default. Every attack stops at the first limit it reaches.
+struct AttackBudget {
+  int64_t steps = 0;  // search steps (prefix_search) or optimizer steps (trained attacks)
+  int64_t samples = 0;  // samples per item (best_of_n)
+  double seconds = 0;  // wall-clock limit (0 = none)
+};
+
+struct AttackInput {
+  const ResponseScorer& scorer;
+  std::vector<size_t> attack_items, eval_items;  // disjoint item ids: the attack may optimise on the first only
+  EvalModel* policy = nullptr;  // the starting policy (nullptr: model-free attacks only)
+  std::string policy_dir;  // its HF folder
+  std::vector<std::string> start_responses;  // the starting policy's greedy answer to every scorer item
+  uint64_t seed = 0;
+  AttackBudget budget;
+  std::string out_dir;  // the attack's own folder (a trained attack writes its run here)
+};
+
+struct AttackOutput {
+  std::vector<std::string> responses;  // the attacked policy's answer per eval item (eval_items order)
+  nlohmann::json details = nlohmann::json::object();  // what it found: the best canned policy, the prefix...
+  nlohmann::json curve = nlohmann::json::array();  // [{"step", "attack_score"}] for searching attacks
+  std::string policy_dir;  // the trained policy's folder, for attacks that train one
+};
+
+// An attack after its options were read (unknown options are errors naming file:line).
+using Attack = std::function<AttackOutput(const AttackInput&)>;
+using AttackFactory = std::function<Attack(YamlSection& options)>;
+
+struct AttackInfo {
+  std::string description;
+  bool needs_policy = true;  // false: the attack needs no starting model (canned)
+};
+void register_attack(const std::string& name, AttackFactory factory, const AttackInfo& info);
+std::vector<std::string> attack_names();
+const AttackInfo* find_attack_info(const std::string& name);  // nullptr when unknown
+// UserError naming the attack and the registered ones when `name` is unknown.
+Attack make_attack(const std::string& name, YamlSection& options);
+
+// The scorer's score of `responses` (one per item of `items`), aggregated as the suite does.
+double score_responses(const ResponseScorer& scorer, const std::vector<size_t>& items,
+                       const std::vector<std::string>& responses);
+// The policy's answers to the items' prompts, as the suite asks them: greedy when temperature is 0,
+// else sampled from stream (seed, first_stream + k) for the k-th item.
+std::vector<std::string> policy_answers(EvalModel& policy, const ResponseScorer& scorer,
+                                        const std::vector<size_t>& items, double temperature = 0.0, uint64_t seed = 0,
+                                        uint64_t first_stream = 0);
+
+}  // namespace posttrain

@@ -1,0 +1,53 @@
+// posttrain redteam: every attack against every suite from one starting policy. Each suite's items
+// are split (by a seeded hash of the item id, so ids never straddle) into an attack split the
+// attack may optimise on and an eval split it is measured on. Writes OUT/redteam.json (per suite:
+// its version hash, start score, and per attack the paired gain, the gold gain, HACKED, the top
+// examples) and OUT/<suite>/<attack>/ (attack.json, responses.jsonl).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+#include <nlohmann/json.hpp>
+
+#include "launch/distributed.h"
+#include "redteam/attack.h"
+
+namespace posttrain {
+
+struct RedteamEntry {  // a suite or an attack: its name and options, and where they were written
+  std::string name;
+  YAML::Node options;
+  std::string file = "command line", path;
+};
+
+struct RedteamSpec {
+  std::vector<RedteamEntry> suites, attacks;
+  std::string policy_dir;  // the starting policy (HF folder); may be empty when every attack is model-free
+  std::string out_dir;
+  uint64_t seed = 0;
+  AttackBudget budget;
+  double margin = 0.10;  // HACKED needs a suite gain above this
+  double attack_share = 0.5;  // the share of item ids in the attack split
+  std::string gold_items;  // testbed records (eval_prompts.jsonl): gold judges answers to these prompts
+  int64_t bootstrap = 1000;
+  int64_t top_examples = 3;
+  std::string device = "cpu";
+  Distributed* dist = nullptr;
+};
+
+// Validates every suite and attack (UserError, before any model is loaded), runs them, writes the
+// outputs and returns redteam.json's content.
+nlohmann::json run_redteam(const RedteamSpec& spec);
+
+// The attack / eval split of a scorer's items: ids sorted by fnv1a64(seed, id), the first
+// ceil(share x ids) in the attack split. Both splits are non-empty (UserError for a suite of one id).
+std::pair<std::vector<size_t>, std::vector<size_t>> split_items(const ResponseScorer& scorer, uint64_t seed,
+                                                                double attack_share);
+
+// A suite's version: sha256 of its name, its options and every item's id and prompt.
+std::string suite_version(const std::string& name, const YAML::Node& options, const ResponseScorer& scorer);
+
+}  // namespace posttrain
