@@ -64,6 +64,7 @@ int redteam(const std::vector<std::string>& args) {
     spec.attacks.push_back(
         {attack, parse_option_settings(per_attack[attack], "--attack-option"), "command line", "--attack " + attack});
   if (!spec.gold_items.empty()) spec.gold_items = fs::absolute(spec.gold_items).string();
+  spec.out_dir = fs::absolute(spec.out_dir).lexically_normal().string();
 
   const nlohmann::json report = run_redteam(spec);
   for (const auto& suite : report["suites"])

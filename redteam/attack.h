@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <yaml-cpp/yaml.h>
+
 #include <nlohmann/json.hpp>
 
 #include "core/yaml_reader.h"
@@ -25,6 +27,9 @@ struct AttackBudget {
 
 struct AttackInput {
   const ResponseScorer& scorer;
+  std::string suite_name;  // the suite as registered (or its YAML task file) and its options, so a
+  YAML::Node suite_options;  // trained attack can rebuild it as a reward function
+  std::vector<const TestbedItem*> gold_judges;  // per scorer item, gold's judge (nullptr: none)
   std::vector<size_t> attack_items, eval_items;  // disjoint item ids: the attack may optimise on the first only
   EvalModel* policy = nullptr;  // the starting policy (nullptr: model-free attacks only)
   std::string policy_dir;  // its HF folder

@@ -189,7 +189,8 @@ nlohmann::json run_redteam(const RedteamSpec& spec) {
     for (size_t i : eval_items) start_eval.push_back(start.empty() ? std::string() : start[i]);
 
     for (auto& a : attacks) {
-      AttackInput in{scorer,       attack_items,    eval_items,
+      AttackInput in{scorer,       s.entry.name,    s.entry.options,
+                     judges,       attack_items,    eval_items,
                      policy.get(), spec.policy_dir, start,
                      spec.seed,    spec.budget,     (fs::path(spec.out_dir) / s.suite->name / a.entry.name).string()};
       AttackOutput out = a.attack(in);
