@@ -14,7 +14,7 @@
 #include "core/files.h"
 #include "core/recipe.h"
 #include "core/variants.h"
-#include "eval_hooks/report.h"
+#include "report/report.h"
 #include "trainers/plugin.h"
 #include "trainers/run.h"
 

@@ -1,7 +1,6 @@
 // The comparison report over variant runs: report.md and a self-contained report.html (inline SVG,
-// no network), one row per run and one column per eval suite (primary score with its 95% interval,
-// worst case over perturbations, consistency, audit and contamination flags), training curves, RL
-// reward / KL curves, and the control checks.
+// no network): scores per run and suite, other scores, training curves, over-optimisation fits, the
+// control checks and the runs' hashes. Each section is a file of this folder (report/sections.h).
 #pragma once
 
 #include <string>

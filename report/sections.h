@@ -1,0 +1,16 @@
+// The report's sections, one file each; each appends its blocks to the document from the input.
+#pragma once
+
+#include "report/document.h"
+#include "report/runs.h"
+
+namespace posttrain::report {
+
+void add_scores(Document& doc, const ReportInput& in);  // scores.cpp: one row per run, one column per suite
+void add_other_scores(Document& doc, const ReportInput& in);  // other_scores.cpp: the non-primary scores
+void add_curves(Document& doc, const ReportInput& in);  // curves.cpp: training curves (HTML)
+void add_overoptimization(Document& doc, const ReportInput& in);  // overoptimization.cpp: Gao et al.'s fits
+void add_controls(Document& doc, const ReportInput& in);  // controls.cpp: the control checks
+void add_run_table(Document& doc, const ReportInput& in);  // run_table.cpp: base / data hashes and seeds
+
+}  // namespace posttrain::report
