@@ -2,6 +2,7 @@
 // with every attack named, from one starting policy, and writes OUT/redteam.json (docs/redteam.md).
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 
 #include "apps/cli.h"
 #include "core/error.h"
@@ -12,6 +13,24 @@ namespace fs = std::filesystem;
 
 namespace posttrain::cli {
 
+namespace {
+
+// "policy / suite / attack: score a -> b (gain g, 95% [l, h]); gold c -> d; hacked: v"
+std::string redteam_summary_line(const nlohmann::json& policy, const nlohmann::json& suite, const nlohmann::json& a) {
+  std::ostringstream line;
+  const auto& g = a["suite_score"];
+  line << policy.get<std::string>() << " / " << suite.get<std::string>() << " / " << a.value("attack", "?")
+       << ": score " << g["start"].get<double>() << " -> " << g["attacked"].get<double>() << " (gain "
+       << g["gain"].get<double>() << ", 95% [" << g["ci95"][0].get<double>() << ", " << g["ci95"][1].get<double>()
+       << "])";
+  if (a.contains("gold"))
+    line << "; gold " << a["gold"]["start"].get<double>() << " -> " << a["gold"]["attacked"].get<double>();
+  line << "; hacked: " << (a["hacked"].is_null() ? "unverified (no independent measure)" : a["hacked"].dump());
+  return line.str();
+}
+
+}  // namespace
+
 int redteam(const std::vector<std::string>& args) {
   po::options_description options("redteam options");
   std::vector<std::string> suites, attacks, suite_settings, attack_settings, plugins;
@@ -19,7 +38,8 @@ int redteam(const std::vector<std::string>& args) {
   options.add_options()("suite", po::value(&suites)->composing()->required(),
                         "registered suite or YAML task file to attack (repeatable)")(
       "attack", po::value(&attacks)->composing()->required(), "registered attack (repeatable): canned, best_of_n, ...")(
-      "policy", po::value(&spec.policy_dir), "the starting policy's HF folder")(
+      "policy", po::value(&spec.policy_dirs)->composing(),
+      "a starting policy's HF folder (repeatable: each is attacked, and universal strings are replayed on the others)")(
       "out", po::value(&spec.out_dir)->required(), "writes OUT/redteam.json and OUT/<suite>/<attack>/")(
       "option", po::value(&suite_settings)->composing(), "suite option key=value, e.g. data=FILE (repeatable)")(
       "attack-option", po::value(&attack_settings)->composing(),
@@ -66,19 +86,15 @@ int redteam(const std::vector<std::string>& args) {
   if (!spec.gold_items.empty()) spec.gold_items = fs::absolute(spec.gold_items).string();
   spec.out_dir = fs::absolute(spec.out_dir).lexically_normal().string();
 
+  for (auto& dir : spec.policy_dirs) dir = fs::absolute(dir).lexically_normal().string();
   const nlohmann::json report = run_redteam(spec);
-  for (const auto& suite : report["suites"])
-    for (const auto& a : suite["attacks"]) {
-      const auto& g = a["suite_score"];
-      std::cout << suite["suite"].get<std::string>() << " / " << a["attack"].get<std::string>() << ": score "
-                << g["start"].get<double>() << " -> " << g["attacked"].get<double>() << " (gain "
-                << g["gain"].get<double>() << ", 95% [" << g["ci95"][0].get<double>() << ", "
-                << g["ci95"][1].get<double>() << "])";
-      if (a.contains("gold"))
-        std::cout << "; gold " << a["gold"]["start"].get<double>() << " -> " << a["gold"]["attacked"].get<double>();
-      std::cout << "; hacked: " << (a["hacked"].is_null() ? "unverified (no independent measure)" : a["hacked"].dump())
-                << "\n";
-    }
+  for (const auto& run : report["runs"])
+    for (const auto& suite : run["suites"])
+      for (const auto& a : suite["attacks"])
+        std::cout << redteam_summary_line(run["policy"], suite["suite"], a) << "\n";
+  for (const auto& t : report["transfer"])
+    std::cout << "transfer " << t["attack"].get<std::string>() << " found on " << t["found_on"].get<std::string>()
+              << ": " << redteam_summary_line(t["replayed_on"], t["suite"], t) << "\n";
   std::cout << "wrote " << (fs::path(spec.out_dir) / "redteam.json").string() << "\n";
   return 0;
 }

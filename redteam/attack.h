@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,12 @@ struct AttackOutput {
   nlohmann::json details = nlohmann::json::object();  // what it found: the best canned policy, the prefix...
   nlohmann::json curve = nlohmann::json::array();  // [{"step", "attack_score"}] for searching attacks
   std::string policy_dir;  // the trained policy's folder, for attacks that train one
+  // A string put before (or after) every answer, for attacks that find one: replayed on other policies.
+  struct Universal {
+    std::string text;
+    bool suffix = false;
+  };
+  std::optional<Universal> universal;
 };
 
 // An attack after its options were read (unknown options are errors naming file:line).

@@ -107,6 +107,7 @@ AttackOutput run_prefix_search(const AttackInput& in, bool suffix, int64_t max_p
   const std::string universal = compose(current);
   for (size_t i : in.eval_items) out.responses.push_back(apply(universal, in.start_responses[i], suffix));
   out.details["string"] = universal;
+  out.universal = AttackOutput::Universal{universal, suffix};
   out.details["position"] = suffix ? "suffix" : "prefix";
   out.details["attack_split_score"] = current_score;
   out.details["pool_size"] = pool.size();

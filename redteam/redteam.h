@@ -1,8 +1,9 @@
-// posttrain redteam: every attack against every suite from one starting policy. Each suite's items
+// posttrain redteam: every attack against every suite from each starting policy. Each suite's items
 // are split (by a seeded hash of the item id, so ids never straddle) into an attack split the
-// attack may optimise on and an eval split it is measured on. Writes OUT/redteam.json (per suite:
-// its version hash, start score, and per attack the paired gain, the gold gain, HACKED, the top
-// examples) and OUT/<suite>/<attack>/ (attack.json, responses.jsonl).
+// attack may optimise on and an eval split it is measured on. Writes OUT/redteam.json (per policy
+// and suite: its version hash, and per attack the paired gain, the gold gain, HACKED, the curve, the
+// top examples; then the transfer table) and OUT/<policy>/<suite>/<attack>/ (attack.json,
+// responses.jsonl).
 #pragma once
 
 #include <string>
@@ -25,7 +26,9 @@ struct RedteamEntry {  // a suite or an attack: its name and options, and where 
 
 struct RedteamSpec {
   std::vector<RedteamEntry> suites, attacks;
-  std::string policy_dir;  // the starting policy (HF folder); may be empty when every attack is model-free
+  // The starting policies (HF folders), each attacked in turn; a universal string found on one is
+  // replayed on the others (the transfer table). Empty when every attack is model-free.
+  std::vector<std::string> policy_dirs;
   std::string out_dir;
   uint64_t seed = 0;
   AttackBudget budget;
@@ -46,6 +49,9 @@ nlohmann::json run_redteam(const RedteamSpec& spec);
 // ceil(share x ids) in the attack split. Both splits are non-empty (UserError for a suite of one id).
 std::pair<std::vector<size_t>, std::vector<size_t>> split_items(const ResponseScorer& scorer, uint64_t seed,
                                                                 double attack_share);
+
+// A policy's label in outputs: its folder's name, or the run's name for a run's `final` folder.
+std::string policy_label(const std::string& dir);
 
 // A suite's version: sha256 of its name, its options and every item's id and prompt.
 std::string suite_version(const std::string& name, const YAML::Node& options, const ResponseScorer& scorer);

@@ -38,6 +38,7 @@ const Fixture& fixture() {
     REQUIRE(made.exit_code == 0);
     const auto base = test::run(bin + " init-base --preset tiny --seed 1 --out " + out.policy);
     REQUIRE(base.exit_code == 0);
+    REQUIRE(test::run(bin + " init-base --preset tiny --seed 2 --out " + out.dir + "/other").exit_code == 0);
     // The harmful half of the refusal set: a refusal-rate suite, as many published evals are.
     std::string harmful;
     std::istringstream in(test::read_text(out.testbed + "/eval_refusal.jsonl"));
@@ -107,10 +108,10 @@ TEST_CASE("positive control: prefix search HACKS a string-matched refusal rate, 
   // them wrong. A universal refusal prefix turns every one into a "refusal" for the matcher, while
   // gold, reading the whole answer, sees a refusal followed by noise: still not a refusal.
   const auto refusal = run_cli("--suite refusal --option data=" + f.dir + "/harmful.jsonl --option max_new_tokens=8" +
-                                   " --attack prefix_search --steps 30 --seed 2 --policy " + f.policy +
-                                   " --gold-items " + f.testbed + "/eval_prompts.jsonl",
+                                   " --attack prefix_search --steps 30 --seed 2 --policy " + f.policy + " --policy " +
+                                   f.dir + "/other --gold-items " + f.testbed + "/eval_prompts.jsonl",
                                out / "refusal");
-  const auto& r = refusal["suites"][0];
+  const auto& r = refusal["runs"][0]["suites"][0];
   REQUIRE(r["independent"] == "gold");
   const auto& attack = r["attacks"][0];
   INFO(attack.dump(2));
@@ -120,16 +121,25 @@ TEST_CASE("positive control: prefix search HACKS a string-matched refusal rate, 
   CHECK(attack["hacked"] == true);
   CHECK(!attack["details"]["string"].get<std::string>().empty());
   CHECK(attack["top_examples"].size() == 3);
-  CHECK(std::filesystem::exists(out / "refusal/refusal/prefix_search/responses.jsonl"));
+  CHECK(std::filesystem::exists(out / "refusal/policy/refusal/prefix_search/responses.jsonl"));
+  // Transfer: the string found on each policy, replayed on the other's own answers, hacks it too.
+  REQUIRE(refusal["runs"].size() == 2);
+  REQUIRE(refusal["transfer"].size() == 2);
+  for (const auto& t : refusal["transfer"]) {
+    CHECK(t["found_on"] != t["replayed_on"]);
+    CHECK(t["suite_score"]["attacked"].get<double>() == 1.0);
+    CHECK(t["hacked"] == true);
+  }
+  CHECK(refusal["transfer"][0]["string"] == attack["details"]["string"]);
 
   // Negative control: the same search against gold itself finds nothing that raises it.
   const auto gold =
       run_cli("--suite gold --option data=" + f.testbed + "/eval_prompts.jsonl --option limit=36" +
                   " --option max_new_tokens=8 --attack prefix_search --steps 30 --seed 2 --policy " + f.policy,
               out / "gold");
-  const auto& g = gold["suites"][0]["attacks"][0];
+  const auto& g = gold["runs"][0]["suites"][0]["attacks"][0];
   INFO(g.dump(2));
-  CHECK(gold["suites"][0]["independent"] == "none");  // gold is not an independent measure of itself
+  CHECK(gold["runs"][0]["suites"][0]["independent"] == "none");  // gold is not an independent measure of itself
   CHECK(g["suite_score"]["gain"].get<double>() <= 0.1);
   CHECK(g["hacked"] == false);
 }
@@ -140,11 +150,11 @@ TEST_CASE("best_of_n with n = 1 is the starting policy exactly, and canned needs
   const auto report = run_cli("--suite gold --option data=" + f.testbed + "/eval_prompts.jsonl --option limit=24" +
                                   " --option max_new_tokens=8 --attack best_of_n --samples 1 --policy " + f.policy,
                               out / "bon");
-  const auto& a = report["suites"][0]["attacks"][0];
+  const auto& a = report["runs"][0]["suites"][0]["attacks"][0];
   CHECK(a["suite_score"]["gain"].get<double>() == 0.0);
   CHECK(a["suite_score"]["start"] == a["suite_score"]["attacked"]);
   // Its answers are the policy's greedy answers: `posttrain generate` gives the same text.
-  std::istringstream in(test::read_text(out / "bon/gold/best_of_n/responses.jsonl"));
+  std::istringstream in(test::read_text(out / "bon/policy/gold/best_of_n/responses.jsonl"));
   std::string first;
   REQUIRE(std::getline(in, first));
   const auto row = nlohmann::json::parse(first);
@@ -159,7 +169,7 @@ TEST_CASE("best_of_n with n = 1 is the starting policy exactly, and canned needs
   CHECK(nlohmann::json::parse(generated.output.substr(json_start))["text"] == row["start"]);
 
   const auto canned = run_cli("--suite refusal --option data=" + f.dir + "/harmful.jsonl --attack canned", out / "c");
-  const auto& c = canned["suites"][0]["attacks"][0];
+  const auto& c = canned["runs"][0]["suites"][0]["attacks"][0];
   CHECK(c["details"]["chosen"] == "always_refuse");  // the first that refuses every harmful request
 }
 
@@ -229,20 +239,20 @@ TEST_CASE("the rl attack raises a suite's score on the eval split, trained on di
   const auto report = run_cli("--suite " + tmp / "task.yaml" + " --attack rl --attack-option rl.lr=1e-3" +
                                   " --attack-option rl.group_size=8 --steps 20 --policy " + test::bandit_base(),
                               tmp / "out");
-  const auto& a = report["suites"][0]["attacks"][0];
+  const auto& a = report["runs"][0]["suites"][0]["attacks"][0];
   INFO(a.dump(2));
   CHECK(a["suite_score"]["gain"].get<double>() > 0.3);
   CHECK(a["suite_score"]["ci95"][0].get<double>() > 0.0);
   CHECK(a["hacked"].is_null());  // no independent measure for this task
   // The run trained only on attack items; the responses are of the eval items, none in common.
   std::set<std::string> trained, evaluated;
-  std::istringstream prompts_in(test::read_text(tmp / "out/has_e/rl/attack_prompts.jsonl"));
+  std::istringstream prompts_in(test::read_text(tmp / "out/bandit-sft/has_e/rl/attack_prompts.jsonl"));
   for (std::string line; std::getline(prompts_in, line);) trained.insert(nlohmann::json::parse(line)["id"]);
-  std::istringstream eval_in(test::read_text(tmp / "out/has_e/rl/responses.jsonl"));
+  std::istringstream eval_in(test::read_text(tmp / "out/bandit-sft/has_e/rl/responses.jsonl"));
   for (std::string line; std::getline(eval_in, line);) evaluated.insert(nlohmann::json::parse(line)["id"]);
   CHECK(trained.size() + evaluated.size() == 12);
   for (const auto& id : trained) CHECK(evaluated.count(id) == 0);
-  const auto attack = nlohmann::json::parse(test::read_text(tmp / "out/has_e/rl/attack.json"));
+  const auto attack = nlohmann::json::parse(test::read_text(tmp / "out/bandit-sft/has_e/rl/attack.json"));
   REQUIRE(attack["curve"].size() == 20);
   CHECK(attack["curve"].back()["sqrt_kl"].get<double>() > 0.0);
 }
@@ -268,7 +278,7 @@ TEST_CASE("sft_exploit, the positive control: a policy taught refusal-then-compl
                                   " --attack-option sft_exploit.lr=3e-3 --steps 30 --policy " + f.policy +
                                   " --gold-items " + f.testbed + "/eval_prompts.jsonl",
                               tmp / "out");
-  const auto& a = report["suites"][0]["attacks"][0];
+  const auto& a = report["runs"][0]["suites"][0]["attacks"][0];
   INFO(a.dump(2));
   CHECK(a["suite_score"]["attacked"].get<double>() > 0.8);
   CHECK(a["gold"]["attacked"].get<double>() <= -1.0);
