@@ -3,13 +3,14 @@
 #   make test         deps + tokenizer + build, then every test (ctest)
 #   make study        the testbed study: base, six post-training variants, evals, report (< 30 min)
 #   make study-tiny   the same pipeline on small budgets (a few minutes)
+#   make redteam      the red-team study: every attack on every attackable suite from the testbed base
 #   make bench        benchmarks in bench/ (results go to docs/performance.md by hand)
 #   make fuzz         libFuzzer + ASan on the safetensors and tokenizer parsers (FUZZ_SECONDS each)
 BUILD_DIR ?= build
 JOBS ?= 2
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps build test quickstart study study-tiny bench fuzz format clean
+.PHONY: deps build test quickstart study study-tiny redteam bench fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -30,6 +31,9 @@ study: build
 
 study-tiny: build
 	POSTTRAIN=$(BUILD_DIR)/bin/posttrain bash scripts/testbed-study.sh --tiny
+
+redteam: build
+	POSTTRAIN=$(BUILD_DIR)/bin/posttrain bash scripts/redteam-study.sh
 
 bench: build
 	$(BUILD_DIR)/bin/bench_tokenizer

@@ -14,6 +14,7 @@
 #include "core/files.h"
 #include "core/recipe.h"
 #include "core/variants.h"
+#include "redteam/matrix.h"
 #include "report/report.h"
 #include "trainers/plugin.h"
 #include "trainers/run.h"
@@ -86,6 +87,8 @@ int variants(const std::vector<std::string>& args) {
   if (nproc < 1) throw UserError("--nproc-per-node must be at least 1");
 
   const Matrix matrix = parse_matrix(matrix_path, load_plugins, trainer_data_kind, overrides);
+  const MatrixRedteam redteam_plan = read_matrix_redteam(matrix);  // validated before anything trains
+  for (const auto& skipped : redteam_plan.skipped) std::cerr << "posttrain: redteam skips " << skipped << "\n";
   for (const auto& name : only) {
     bool known = false;
     for (const auto& v : matrix.variants) known = known || v.name == name;
@@ -128,7 +131,15 @@ int variants(const std::vector<std::string>& args) {
   const nlohmann::json controls = check_controls(run_dirs, &matrix);
   write_file_atomic((fs::path(matrix.output_dir) / "controls.json").string(), controls.dump(2) + "\n");
   print_controls(controls);
-  write_report(run_dirs, matrix.output_dir, matrix.name, controls);
+  nlohmann::json redteam;
+  const fs::path redteam_file = fs::path(matrix.output_dir) / "redteam" / "redteam.json";
+  if (!redteam_plan.spec.attacks.empty() && !check_only) {
+    std::cerr << "posttrain: red team on " << redteam_plan.on << "\n";
+    redteam = run_matrix_redteam(redteam_plan, run_dirs);
+  } else if (fs::exists(redteam_file)) {
+    redteam = nlohmann::json::parse(read_file(redteam_file.string()));
+  }
+  write_report(run_dirs, matrix.output_dir, matrix.name, controls, redteam);
   std::cerr << "posttrain: report in " << (fs::path(matrix.output_dir) / "report.html").string() << "\n";
   if (!failed.empty()) {
     std::string names;
@@ -141,11 +152,13 @@ int variants(const std::vector<std::string>& args) {
 int report(const std::vector<std::string>& args) {
   po::options_description options("report options");
   std::vector<std::string> dirs;
-  std::string out, title;
+  std::string out, title, redteam_file;
   options.add_options()("runs", po::value(&dirs)->composing()->required(),
                         "run folders, or one matrix output folder (its variants and controls.json)")(
       "out", po::value(&out), "where report.md and report.html go (default: the matrix folder, else .)")(
-      "title", po::value(&title)->default_value("posttrain report"), "report title");
+      "title", po::value(&title)->default_value("posttrain report"), "report title")(
+      "redteam", po::value(&redteam_file),
+      "redteam.json of posttrain redteam: adds the Red team section (default: the matrix folder's redteam/)");
   po::positional_options_description positional;
   positional.add("runs", -1);
   po::variables_map vm;
@@ -167,7 +180,20 @@ int report(const std::vector<std::string>& args) {
     print_controls(controls);
   }
   if (out.empty()) out = ".";
-  write_report(run_dirs, out, title, controls);
+  if (redteam_file.empty() && dirs.size() == 1 && fs::exists(fs::path(dirs[0]) / "redteam" / "redteam.json"))
+    redteam_file = (fs::path(dirs[0]) / "redteam" / "redteam.json").string();
+  nlohmann::json redteam;
+  if (!redteam_file.empty()) {
+    if (!fs::is_regular_file(redteam_file)) throw UserError(redteam_file + ": redteam.json not found");
+    try {
+      redteam = nlohmann::json::parse(read_file(redteam_file));
+    } catch (const nlohmann::json::exception& e) {
+      throw UserError(redteam_file + ": not valid JSON: " + e.what());
+    }
+    if (!redteam.is_object() || !redteam.contains("runs") || !redteam["runs"].is_array())
+      throw UserError(redteam_file + ": not a redteam.json (no \"runs\" list)");
+  }
+  write_report(run_dirs, out, title, controls, redteam);
   std::cout << (fs::path(out) / "report.md").string() << "\n" << (fs::path(out) / "report.html").string() << "\n";
   return 0;
 }

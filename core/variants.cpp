@@ -130,6 +130,8 @@ Matrix parse_matrix(const std::string& path, const std::function<void(const std:
   const YAML::Node train = YAML::Clone(top.raw("train"));
   const YAML::Node checkpoint = YAML::Clone(top.raw("checkpoint"));
   const YAML::Node evals = resolve_evals(top.raw("evals"), path);
+  m.evals = evals;
+  m.redteam = top.raw("redteam");  // not cloned: its messages keep their line numbers
   const YAML::Node variants = top.raw("variants");
   if (!variants || !variants.IsSequence() || variants.size() == 0)
     top.fail_at("variants", "must be a non-empty list of {name, method, <method options>}");

@@ -30,6 +30,8 @@ struct Matrix {
   std::string base_sha256;  // optional: every run's base must have it
   std::map<std::string, std::string> data_files;  // data kind -> absolute path
   std::vector<Variant> variants;
+  YAML::Node evals;  // the evals every variant runs (file options absolute)
+  YAML::Node redteam;  // the `redteam:` section as written, read by redteam/matrix.h
 };
 
 // Reads and validates the matrix (unknown keys are errors naming file, line and key; a variant may

@@ -9,6 +9,8 @@ namespace {
 
 std::string cell_markdown(const Cell& c) {
   std::string text = c.text;
+  for (auto& ch : text)
+    if (ch == '\n' || ch == '\r') ch = ' ';  // a table row is one line
   for (size_t at = text.find('|'); at != std::string::npos; at = text.find('|', at + 2)) text.replace(at, 1, "\\|");
   return c.bad ? "**" + text + "**" : text;
 }

@@ -10,10 +10,11 @@ namespace fs = std::filesystem;
 namespace posttrain {
 
 void write_report(const std::vector<std::string>& run_dirs, const std::string& out_dir, const std::string& title,
-                  const nlohmann::json& controls) {
+                  const nlohmann::json& controls, const nlohmann::json& redteam) {
   report::ReportInput in;
   for (const auto& dir : run_dirs) in.runs.push_back(report::read_run(dir));
   in.controls = controls;
+  in.redteam = redteam;
 
   const bool checked = controls.is_object();
   const bool controlled = checked && controls.value("controlled", false);
@@ -28,6 +29,7 @@ void write_report(const std::vector<std::string>& run_dirs, const std::string& o
   report::add_other_scores(doc, in);
   report::add_curves(doc, in);
   report::add_overoptimization(doc, in);
+  report::add_red_team(doc, in);
   report::add_controls(doc, in);
   report::add_run_table(doc, in);
 

@@ -1,6 +1,6 @@
 // The comparison report over variant runs: report.md and a self-contained report.html (inline SVG,
-// no network): scores per run and suite, other scores, training curves, over-optimisation fits, the
-// control checks and the runs' hashes. Each section is a file of this folder (report/sections.h).
+// no network): scores per run and suite, other scores, training curves, over-optimisation fits, the red
+// team, the control checks and the runs' hashes. Each section is a file of this folder (report/sections.h).
 #pragma once
 
 #include <string>
@@ -11,8 +11,9 @@
 namespace posttrain {
 
 // Writes <out_dir>/report.md and <out_dir>/report.html. `controls` is check_controls' JSON (null:
-// the section says the controls were not checked). UserError when a run folder has no manifest.
+// the section says the controls were not checked); `redteam` is redteam.json's content (null: no
+// Red team section). UserError when a run folder has no manifest.
 void write_report(const std::vector<std::string>& run_dirs, const std::string& out_dir, const std::string& title,
-                  const nlohmann::json& controls);
+                  const nlohmann::json& controls, const nlohmann::json& redteam = nullptr);
 
 }  // namespace posttrain

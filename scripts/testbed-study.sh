@@ -45,7 +45,7 @@ base_overrides+=(base.tokenizer="$data/tokenizer" data.train="$data/corpus.jsonl
 matrix_overrides+=(output_dir="$out/variants" base="$out/base/final" data.sft="$data/sft.jsonl"
                    data.preference="$data/pairs.jsonl" data.prompts="$data/prompts.jsonl"
                    evals.0.data="$data/eval_prompts.jsonl" evals.1.data="$data/eval_refusal.jsonl"
-                   evals.2.data="$data/eval_sycophancy.jsonl")
+                   evals.2.data="$data/eval_sycophancy.jsonl" redteam.gold_items="$data/eval_prompts.jsonl")
 
 echo "=== 1/4 testbed data and trimmed tokenizer -> $data"
 "$posttrain" testbed --out "$data" --seed 0 --length-bias 0.3 \

@@ -50,6 +50,11 @@ TEST_CASE("the tiny testbed study runs every method, passes its controls and rep
   }
 
   // RL variants tracked gold beside the proxy they optimised.
+  // The red team ran on the base and every variant, and the report shows it.
+  const auto redteam = nlohmann::json::parse(test::read_text(tmp / "study/variants/redteam/redteam.json"));
+  CHECK(redteam["runs"].size() == 7);  // the base and the 6 variants that generate (not the reward model)
+  CHECK(report.find("Red team") != std::string::npos);
+  CHECK(report.find("Transfer") != std::string::npos);
   CHECK(test::last_metric_with(tmp / "study/variants/ppo", "reward/gold")["reward/gold"].is_number());
   CHECK(test::last_metric_with(tmp / "study/variants/grpo", "reward/gold")["reward/reward_model"].is_number());
 

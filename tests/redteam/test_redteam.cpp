@@ -12,6 +12,7 @@
 #include "eval_hooks/suite.h"
 #include "redteam/measure.h"
 #include "redteam/redteam.h"
+#include "report/sections.h"
 #include "tests/test_util.h"
 
 using namespace posttrain;
@@ -132,6 +133,19 @@ TEST_CASE("positive control: prefix search HACKS a string-matched refusal rate, 
   }
   CHECK(refusal["transfer"][0]["string"] == attack["details"]["string"]);
 
+  // The report's Red team section shows the verdicts, the hack itself and the transfer table.
+  report::ReportInput input;
+  input.redteam = refusal;
+  report::Document doc;
+  report::add_red_team(doc, input);
+  const std::string md = report::render_markdown(doc), html = report::render_html(doc);
+  CHECK(md.find("## Red team") != std::string::npos);
+  CHECK(md.find("**HACKED**") != std::string::npos);
+  CHECK(md.find("### Transfer") != std::string::npos);
+  CHECK(md.find(attack["top_examples"][0]["response"].get<std::string>().substr(0, 8)) != std::string::npos);
+  CHECK(md.find("2 of 2") != std::string::npos);  // the suite version was HACKED by both policies' searches
+  CHECK(html.find("<svg") != std::string::npos);  // the search curves
+
   // Negative control: the same search against gold itself finds nothing that raises it.
   const auto gold =
       run_cli("--suite gold --option data=" + f.testbed + "/eval_prompts.jsonl --option limit=36" +
@@ -196,6 +210,23 @@ TEST_CASE("redteam: bad input is one line and exit code 2", "[redteam][cli]") {
                                 f.policy + " --out " + out / "e");
   CHECK(option.exit_code == 2);
   CHECK(option.output.find("temp") != std::string::npos);
+  // A matrix's redteam: section is checked with the matrix, before any variant trains.
+  const auto matrix_with = [&](const std::string& redteam) {
+    const std::string path = out / "matrix.yaml";
+    test::write_text(
+        path, "name: m\noutput_dir: " + out / "m" + "\nbase: " + f.policy + "\ndata:\n  sft: " + f.testbed +
+                  "/sft.jsonl\nevals:\n  - {suite: gold, data: " + f.testbed + "/eval_prompts.jsonl}\nredteam:\n" +
+                  redteam + "variants:\n  - {name: sft, method: sft}\n");
+    return test::run(test::posttrain_bin() + " variants " + path + " --check-only");
+  };
+  const auto on = matrix_with("  attacks: [canned]\n  on: never\n");
+  INFO(on.output);
+  CHECK(on.exit_code == 2);
+  CHECK(on.output.find("matrix.yaml:10: redteam.on must be base, variants or all") != std::string::npos);
+  const auto attack = matrix_with("  attacks: [canned, nope]\n");
+  INFO(attack.output);
+  CHECK(attack.exit_code == 2);
+  CHECK(attack.output.find("redteam.attacks[1]: unknown attack \"nope\"") != std::string::npos);
 }
 
 TEST_CASE("posttrain score --reward gold scores response lines as the gold function does", "[redteam][cli]") {
