@@ -37,7 +37,9 @@ int redteam(const std::vector<std::string>& args) {
   RedteamSpec spec;
   options.add_options()("suite", po::value(&suites)->composing()->required(),
                         "registered suite or YAML task file to attack (repeatable)")(
-      "attack", po::value(&attacks)->composing()->required(), "registered attack (repeatable): canned, best_of_n, ...")(
+      "attack", po::value(&attacks)->composing()->required(),
+      "registered attack (repeatable): canned, best_of_n, prefix_search, rl on suites that score "
+      "responses; choice_dpo on suites that score log-likelihoods")(
       "policy", po::value(&spec.policy_dirs)->composing(),
       "a starting policy's HF folder (repeatable: each is attacked, and universal strings are replayed on the others)")(
       "out", po::value(&spec.out_dir)->required(), "writes OUT/redteam.json and OUT/<suite>/<attack>/")(
@@ -89,9 +91,14 @@ int redteam(const std::vector<std::string>& args) {
   for (auto& dir : spec.policy_dirs) dir = fs::absolute(dir).lexically_normal().string();
   const nlohmann::json report = run_redteam(spec);
   for (const auto& run : report["runs"])
-    for (const auto& suite : run["suites"])
+    for (const auto& suite : run["suites"]) {
       for (const auto& a : suite["attacks"])
         std::cout << redteam_summary_line(run["policy"], suite["suite"], a) << "\n";
+      for (const auto& skipped : suite["skipped"])
+        std::cout << run["policy"].get<std::string>() << " / " << suite["suite"].get<std::string>() << " / "
+                  << skipped.get<std::string>() << ": skipped (the suite scores " << suite["scores"].get<std::string>()
+                  << "; the attack does not)\n";
+    }
   for (const auto& t : report["transfer"])
     std::cout << "transfer " << t["attack"].get<std::string>() << " found on " << t["found_on"].get<std::string>()
               << ": " << redteam_summary_line(t["replayed_on"], t["suite"], t) << "\n";

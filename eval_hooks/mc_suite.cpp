@@ -16,13 +16,55 @@ namespace {
 
 std::string json_list(const std::vector<std::string>& values) { return nlohmann::json(values).dump(); }
 
+// The log-likelihoods acc picks among: the item's acc choices (all by default); the others get -inf.
+std::vector<double> acc_eligible(const McItem& item, const RenderedMc& r, std::vector<double> ll) {
+  for (size_t k = 0; k < ll.size(); ++k)
+    if (!item.acc_choices.empty() &&
+        std::find(item.acc_choices.begin(), item.acc_choices.end(), r.order[k]) == item.acc_choices.end())
+      ll[k] = -1e300;
+  return ll;
+}
+
+// acc on the canonical presentation, item by item: what the red team's preference attacks see.
+class McChoices : public ChoiceScorer {
+ public:
+  McChoices(const std::vector<McItem>& items, const Presentation& canonical, const McStyle& style, bool chat)
+      : items_(items), chat_(chat) {
+    for (const auto& item : items) rendered_.push_back(render_mc(item, canonical, style));
+  }
+  size_t size() const override { return items_.size(); }
+  std::string item_id(size_t i) const override { return items_[i].id; }
+  std::string context(size_t i) const override { return rendered_[i].context; }
+  std::vector<std::string> continuations(size_t i) const override { return rendered_[i].continuations; }
+  bool chat() const override { return chat_; }
+  size_t credited(size_t i) const override { return static_cast<size_t>(rendered_[i].gold_position); }
+  std::vector<std::string> option_texts(size_t i) const override {
+    std::vector<std::string> texts;
+    for (int original : rendered_[i].order) texts.push_back(items_[i].choices[static_cast<size_t>(original)]);
+    return texts;
+  }
+  double score(size_t i, const std::vector<double>& loglik) const override {
+    return choose_by_loglik(acc_eligible(items_[i], rendered_[i], loglik)) == rendered_[i].gold_position ? 1.0 : 0.0;
+  }
+
+ private:
+  const std::vector<McItem>& items_;
+  std::vector<RenderedMc> rendered_;  // per item, the canonical presentation
+  bool chat_;
+};
+
 class McSuite : public EvalSuite {
  public:
   McSuite(std::vector<McItem> items, McStyle style, CommonSuiteOptions options, bool chat)
-      : items_(std::move(items)), style_(std::move(style)), chat_(chat) {
+      : items_(std::move(items)),
+        style_(std::move(style)),
+        chat_(chat),
+        choices_(items_, mc_presentations(style_, most_choices()).front(), style_, chat_) {
     common = std::move(options);
     if (items_.empty()) fail(common.data, "no items");
   }
+
+  const ChoiceScorer* choice_scorer() const override { return &choices_; }
 
   size_t item_count() const override { return items_.size(); }
 
@@ -84,16 +126,9 @@ class McSuite : public EvalSuite {
         const size_t n = r.continuations.size();
         std::vector<double> ll(loglik.begin() + static_cast<long>(next), loglik.begin() + static_cast<long>(next + n));
         next += n;
-        // acc picks among the item's acc choices (all by default): others get -inf.
-        std::vector<double> eligible = ll;
+        const std::vector<double> eligible = acc_eligible(item, r, ll);
         std::vector<int> truth(n);
-        for (size_t k = 0; k < n; ++k) {
-          const int original = r.order[k];
-          truth[k] = item.truth[static_cast<size_t>(original)];
-          const bool in_set = item.acc_choices.empty() || std::find(item.acc_choices.begin(), item.acc_choices.end(),
-                                                                    original) != item.acc_choices.end();
-          if (!in_set) eligible[k] = -1e300;
-        }
+        for (size_t k = 0; k < n; ++k) truth[k] = item.truth[static_cast<size_t>(r.order[k])];
         std::vector<std::string> texts;
         for (size_t k = 0; k < n; ++k) texts.push_back(item.choices[static_cast<size_t>(r.order[k])]);
         const int pick = choose_by_loglik(eligible);
@@ -191,6 +226,7 @@ class McSuite : public EvalSuite {
   std::vector<McItem> items_;
   McStyle style_;
   bool chat_;
+  McChoices choices_;  // after items_ and style_: it renders them
 };
 
 // Options of the registered multiple-choice suites: labels, template, shuffle, chat.

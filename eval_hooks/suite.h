@@ -82,6 +82,27 @@ class ResponseScorer {
   virtual std::vector<std::string> lexicon() const { return {}; }
 };
 
+// A suite that scores the log-likelihoods of fixed continuations (multiple choice, A/B), seen per
+// item: what the red team's preference attacks train toward (redteam/). Item i asks context(i) (a
+// ChatML user turn when chat(), else plain text) and the model's log-likelihood of each of
+// continuations(i) decides the item's score(i, loglik); credited(i) is the continuation whose pick
+// the scorer rewards. The canonical presentation only: perturbations are the suite's own business.
+class ChoiceScorer {
+ public:
+  virtual ~ChoiceScorer() = default;
+  virtual size_t size() const = 0;
+  virtual std::string item_id(size_t i) const = 0;
+  virtual std::string context(size_t i) const = 0;
+  virtual std::vector<std::string> continuations(size_t i) const = 0;
+  virtual bool chat() const = 0;
+  virtual size_t credited(size_t i) const = 0;
+  // The options as a reader sees them, per continuation (for labelled multiple choice the option's
+  // text, not its label): what an attack's surface features (length) read.
+  virtual std::vector<std::string> option_texts(size_t i) const { return continuations(i); }
+  // The item's score from the log-likelihood of each continuation, in continuations(i) order.
+  virtual double score(size_t i, const std::vector<double>& loglik) const = 0;
+};
+
 class EvalSuite {
  public:
   virtual ~EvalSuite() = default;
@@ -98,6 +119,8 @@ class EvalSuite {
   // The per-response view of the scorer, or nullptr for suites that score log-likelihoods (or use
   // a model as the scorer).
   virtual const ResponseScorer* response_scorer() const { return nullptr; }
+  // The per-item view of a log-likelihood scorer, or nullptr for suites that score responses.
+  virtual const ChoiceScorer* choice_scorer() const { return nullptr; }
 
   std::string name;
   CommonSuiteOptions common;

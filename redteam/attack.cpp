@@ -10,6 +10,7 @@ namespace {
 
 struct Entry {
   AttackFactory factory;
+  ChoiceAttackFactory choice_factory;
   AttackInfo info;
 };
 
@@ -21,7 +22,12 @@ std::map<std::string, Entry>& registry() {
 }  // namespace
 
 void register_attack(const std::string& name, AttackFactory factory, const AttackInfo& info) {
-  registry()[name] = {std::move(factory), info};
+  registry()[name] = {std::move(factory), nullptr, info};
+}
+
+void register_choice_attack(const std::string& name, ChoiceAttackFactory factory, AttackInfo info) {
+  info.on_choices = true;
+  registry()[name] = {nullptr, std::move(factory), info};
 }
 
 std::vector<std::string> attack_names() {
@@ -35,14 +41,16 @@ const AttackInfo* find_attack_info(const std::string& name) {
   return it == registry().end() ? nullptr : &it->second.info;
 }
 
-Attack make_attack(const std::string& name, YamlSection& options) {
+AnyAttack make_attack(const std::string& name, YamlSection& options) {
   const auto it = registry().find(name);
   if (it == registry().end()) {
     std::string known;
     for (const auto& n : attack_names()) known += (known.empty() ? "" : ", ") + n;
     throw UserError("unknown attack \"" + name + "\" (registered: " + known + ")");
   }
-  Attack attack = it->second.factory(options);
+  AnyAttack attack;
+  if (it->second.factory) attack.on_responses = it->second.factory(options);
+  if (it->second.choice_factory) attack.on_choices = it->second.choice_factory(options);
   options.finish();
   return attack;
 }
@@ -71,6 +79,30 @@ std::vector<std::string> policy_answers(EvalModel& policy, const ResponseScorer&
   // answers here are the ones its eval scored; samples never draw the ids past the tokenizer's.
   if (temperature > 0) options.vocab_limit = policy.tokenizer().id_count();
   return policy.generate(prompts, options);
+}
+
+std::vector<std::vector<double>> choice_logliks(EvalModel& policy, const ChoiceScorer& scorer,
+                                                const std::vector<size_t>& items) {
+  std::vector<ScoringRequest> requests;
+  for (size_t i : items)
+    for (const auto& continuation : scorer.continuations(i)) {
+      if (scorer.chat()) {
+        const bool spaced = !continuation.empty() && continuation[0] == ' ';
+        requests.push_back({policy.chat_prompt(scorer.context(i)),
+                            policy.tokenizer().encode(spaced ? continuation.substr(1) : continuation)});
+      } else {
+        requests.push_back(policy.text_request(scorer.context(i), continuation));
+      }
+    }
+  const std::vector<double> ll = policy.loglikelihoods(requests);
+  std::vector<std::vector<double>> out;
+  size_t next = 0;
+  for (size_t i : items) {
+    const size_t n = scorer.continuations(i).size();
+    out.emplace_back(ll.begin() + static_cast<long>(next), ll.begin() + static_cast<long>(next + n));
+    next += n;
+  }
+  return out;
 }
 
 }  // namespace posttrain

@@ -1,6 +1,8 @@
-// Attacks on eval suites, registered by name like methods and suites: each gets a suite's
-// per-response scorer, the public items of its attack split, a starting policy, a seed and a budget,
-// and returns the attacked policy's responses on the eval split (plus what it found).
+// Attacks on eval suites, registered by name like methods and suites: each gets a suite's scorer,
+// the public items of its attack split, a starting policy, a seed and a budget. An attack on a
+// suite that scores responses returns the attacked policy's responses on the eval split (plus what
+// it found); an attack on a suite that scores log-likelihoods (a ChoiceScorer) returns a trained
+// policy's folder, which posttrain redteam then scores on the eval split.
 #pragma once
 
 #include <cstdint>
@@ -53,19 +55,42 @@ struct AttackOutput {
   std::optional<Universal> universal;
 };
 
+struct ChoiceAttackInput {
+  const ChoiceScorer& scorer;
+  std::vector<size_t> attack_items, eval_items;  // disjoint item ids: the attack may optimise on the first only
+  std::string policy_dir;  // the starting policy's HF folder
+  uint64_t seed = 0;
+  AttackBudget budget;
+  std::string out_dir;  // the attack's own folder (its run goes here)
+};
+
+struct ChoiceAttackOutput {
+  std::string policy_dir;  // the trained policy's HF folder
+  nlohmann::json details = nlohmann::json::object();
+};
+
 // An attack after its options were read (unknown options are errors naming file:line).
 using Attack = std::function<AttackOutput(const AttackInput&)>;
 using AttackFactory = std::function<Attack(YamlSection& options)>;
+using ChoiceAttack = std::function<ChoiceAttackOutput(const ChoiceAttackInput&)>;
+using ChoiceAttackFactory = std::function<ChoiceAttack(YamlSection& options)>;
 
 struct AttackInfo {
   std::string description;
   bool needs_policy = true;  // false: the attack needs no starting model (canned)
+  bool on_choices = false;  // true: it attacks log-likelihood suites (a ChoiceAttack), else response suites
+};
+// Exactly one of the two is set, as the attack's info says.
+struct AnyAttack {
+  Attack on_responses;
+  ChoiceAttack on_choices;
 };
 void register_attack(const std::string& name, AttackFactory factory, const AttackInfo& info);
+void register_choice_attack(const std::string& name, ChoiceAttackFactory factory, AttackInfo info);
 std::vector<std::string> attack_names();
 const AttackInfo* find_attack_info(const std::string& name);  // nullptr when unknown
 // UserError naming the attack and the registered ones when `name` is unknown.
-Attack make_attack(const std::string& name, YamlSection& options);
+AnyAttack make_attack(const std::string& name, YamlSection& options);
 
 // The scorer's score of `responses` (one per item of `items`), aggregated as the suite does.
 double score_responses(const ResponseScorer& scorer, const std::vector<size_t>& items,
@@ -75,5 +100,9 @@ double score_responses(const ResponseScorer& scorer, const std::vector<size_t>& 
 std::vector<std::string> policy_answers(EvalModel& policy, const ResponseScorer& scorer,
                                         const std::vector<size_t>& items, double temperature = 0.0, uint64_t seed = 0,
                                         uint64_t first_stream = 0);
+// The policy's log-likelihood of each continuation of each item, asked as the suite asks it (a chat
+// turn then the continuation without its leading space, or the plain text then the continuation).
+std::vector<std::vector<double>> choice_logliks(EvalModel& policy, const ChoiceScorer& scorer,
+                                                const std::vector<size_t>& items);
 
 }  // namespace posttrain

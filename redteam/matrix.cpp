@@ -32,6 +32,7 @@ MatrixRedteam read_matrix_redteam(const Matrix& matrix) {
   const YAML::Node attacks = section.raw("attacks");
   if (!attacks || !attacks.IsSequence() || attacks.size() == 0)
     section.fail_at("attacks", "must be a non-empty list of attack names or {name, options...}");
+  bool on_responses = false, on_choices = false;  // which kinds of suite the attacks given can attack
   for (size_t i = 0; i < attacks.size(); ++i) {
     RedteamEntry entry;
     entry.file = matrix.file;
@@ -53,6 +54,7 @@ MatrixRedteam read_matrix_redteam(const Matrix& matrix) {
     } catch (const UserError& e) {
       throw UserError(matrix.file + ": " + entry.path + ": " + e.what());
     }
+    (find_attack_info(entry.name)->on_choices ? on_choices : on_responses) = true;
     spec.attacks.push_back(entry);
   }
   section.finish();
@@ -72,13 +74,17 @@ MatrixRedteam read_matrix_redteam(const Matrix& matrix) {
           options[key] = YAML::Clone(kv.second);
       }
       entry.options = options;
-      if (!make_suite(entry.name, options, entry.file, entry.path)->response_scorer()) {
-        plan.skipped.push_back(entry.name + ": no per-response scorer (log-likelihoods or a model classifier)");
+      const auto suite = make_suite(entry.name, options, entry.file, entry.path);
+      if (suite->response_scorer() ? !on_responses : !suite->choice_scorer() || !on_choices) {
+        plan.skipped.push_back(entry.name + (suite->response_scorer() ? ": scores responses; no attack given does"
+                                             : suite->choice_scorer()
+                                                 ? ": scores log-likelihoods; add choice_dpo to attack it"
+                                                 : ": its scorer is a model"));
         continue;
       }
       spec.suites.push_back(entry);
     }
-  if (spec.suites.empty()) section.fail_at("attacks", "none of the matrix's evals scores responses: nothing to attack");
+  if (spec.suites.empty()) section.fail_at("attacks", "none of the matrix's evals can be attacked by these attacks");
   return plan;
 }
 

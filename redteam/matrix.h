@@ -1,5 +1,6 @@
 // The `redteam:` section of a variant matrix: after the variants have run, attack every suite of the
-// matrix's `evals:` that scores responses, on the base, on every variant, or on both, into
+// matrix's `evals:` that the attacks given can attack (choice_dpo: those that score log-likelihoods;
+// the others: those that score responses), on the base, on every variant, or on both, into
 // <output_dir>/redteam/ (redteam.json, whose Red team section the report then shows):
 //   redteam:
 //     attacks: [canned, {name: prefix_search, position: prefix}, {name: best_of_n, temperature: 0.7}]

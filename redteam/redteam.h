@@ -1,4 +1,7 @@
-// posttrain redteam: every attack against every suite from each starting policy. Each suite's items
+// posttrain redteam: every attack against every suite it can attack, from each starting policy
+// (attacks on responses against suites that score responses; choice attacks against suites that
+// score log-likelihoods, whose independent measure is gold on the policy's free answer to the same
+// item, by id, from gold_items). Each suite's items
 // are split (by a seeded hash of the item id, so ids never straddle) into an attack split the
 // attack may optimise on and an eval split it is measured on. Writes OUT/redteam.json (per policy
 // and suite: its version hash, and per attack the paired gain, the gold gain, HACKED, the curve, the
@@ -47,6 +50,8 @@ nlohmann::json run_redteam(const RedteamSpec& spec);
 
 // The attack / eval split of a scorer's items: ids sorted by fnv1a64(seed, id), the first
 // ceil(share x ids) in the attack split. Both splits are non-empty (UserError for a suite of one id).
+std::pair<std::vector<size_t>, std::vector<size_t>> split_item_ids(const std::vector<std::string>& ids, uint64_t seed,
+                                                                   double attack_share);
 std::pair<std::vector<size_t>, std::vector<size_t>> split_items(const ResponseScorer& scorer, uint64_t seed,
                                                                 double attack_share);
 
@@ -55,5 +60,7 @@ std::string policy_label(const std::string& dir);
 
 // A suite's version: sha256 of its name, its options and every item's id and prompt.
 std::string suite_version(const std::string& name, const YAML::Node& options, const ResponseScorer& scorer);
+// A log-likelihood suite's: its name, options, and every item's id, context, continuations and credit.
+std::string suite_version(const std::string& name, const YAML::Node& options, const ChoiceScorer& scorer);
 
 }  // namespace posttrain

@@ -5,9 +5,18 @@
 //   suite reward and gold against the KL to the start, and Gao et al.'s fit says where gold peaked.
 // - sft_exploit: a positive control: SFT on exploit demonstrations the user supplies (JSONL in the
 //   sft format), to check that the measure calls a policy that learnt a known hack HACKED.
+// - choice_dpo: the optimiser for suites that score log-likelihoods (mc, truthfulqa_mc, sycophancy),
+//   which give no response to reward: DPO on pairs built on the attack split, the item asked as the
+//   suite asks it, chosen = the continuation `pairs` picks, rejected = each other one. `pairs:
+//   scorer` takes the one the scorer credits (teaching to the test: does the gain reach gold?);
+//   longest / shortest / first / last take a surface feature of the options and never read the
+//   credit; `auto` takes the feature that agrees with the credit most often on the attack split,
+//   which is how an artefact (the right option is the longest one) gets found and exploited.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -28,39 +37,50 @@ struct TrainingOptions {
   int64_t default_steps = 20;
 };
 
-YAML::Node base_recipe(const AttackInput& in, const std::string& method, const TrainingOptions& t,
+YAML::Node base_recipe(const std::string& policy_dir, uint64_t seed, const AttackBudget& budget,
+                       const std::string& out_dir, const std::string& method, const TrainingOptions& t,
                        const std::string& data) {
   YAML::Node r;
   r["method"] = method;
-  r["seed"] = in.seed;
-  r["base"] = fs::absolute(in.policy_dir).string();
+  r["seed"] = seed;
+  r["base"] = fs::absolute(policy_dir).string();
   r["data"]["train"] = data;
   r["data"]["max_length"] = 512;
-  r["train"]["steps"] = in.budget.steps > 0 ? in.budget.steps : t.default_steps;
+  r["train"]["steps"] = budget.steps > 0 ? budget.steps : t.default_steps;
   r["train"]["batch_size"] = t.batch_size;
   r["train"]["micro_batch_size"] = t.batch_size;
   r["train"]["lr"] = t.lr;
   r["train"]["schedule"] = "constant";
   r["checkpoint"]["every"] = 0;
-  r["output_dir"] = (fs::path(in.out_dir) / "run").string();
+  r["output_dir"] = (fs::path(out_dir) / "run").string();
   return r;
 }
 
-// Runs the recipe (a fresh run folder), loads its final policy and answers the eval split greedily.
-std::vector<std::string> train_and_answer(const AttackInput& in, const YAML::Node& recipe, AttackOutput& out) {
-  if (in.policy && in.policy->distributed() && in.policy->distributed()->world_size() > 1)
-    throw UserError("trained attacks (rl, sft_exploit) run in one process; run posttrain redteam without launch");
-  fs::create_directories(in.out_dir);
-  const std::string run_dir = (fs::path(in.out_dir) / "run").string();
+YAML::Node base_recipe(const AttackInput& in, const std::string& method, const TrainingOptions& t,
+                       const std::string& data) {
+  return base_recipe(in.policy_dir, in.seed, in.budget, in.out_dir, method, t, data);
+}
+
+// Writes the recipe into the attack's folder and runs it there afresh; returns the trained final/.
+std::string train(const std::string& out_dir, const YAML::Node& recipe) {
+  fs::create_directories(out_dir);
+  const std::string run_dir = (fs::path(out_dir) / "run").string();
   fs::remove_all(run_dir);  // the attack's own folder: a rerun trains afresh
   YAML::Emitter emitter;
   emitter << recipe;
-  const std::string recipe_path = (fs::path(in.out_dir) / "recipe.yaml").string();
+  const std::string recipe_path = (fs::path(out_dir) / "recipe.yaml").string();
   write_file_atomic(recipe_path, std::string(emitter.c_str()) + "\n");
   RunOptions options;
   options.command_line = "posttrain redteam (attack run)";
   run_recipe(recipe_path, options);
-  out.policy_dir = (fs::path(run_dir) / "final").string();
+  return (fs::path(run_dir) / "final").string();
+}
+
+// Runs the recipe, loads its final policy and answers the eval split greedily.
+std::vector<std::string> train_and_answer(const AttackInput& in, const YAML::Node& recipe, AttackOutput& out) {
+  if (in.policy && in.policy->distributed() && in.policy->distributed()->world_size() > 1)
+    throw UserError("trained attacks (rl, sft_exploit) run in one process; run posttrain redteam without launch");
+  out.policy_dir = train(in.out_dir, recipe);
   auto model = load_model(out.policy_dir, LoadOptions{});
   model->eval();
   EvalModel trained(*model, Tokenizer::from_dir(out.policy_dir), in.policy ? in.policy->distributed() : nullptr);
@@ -144,6 +164,79 @@ AttackOutput run_sft_exploit(const AttackInput& in, const TrainingOptions& t, co
   return out;
 }
 
+const std::vector<std::string> kChoiceFeatures = {"longest", "shortest", "first", "last"};
+
+// The option a surface feature picks: the first or last displayed, or the one with the longest or
+// shortest text; none when the longest (shortest) is not unique, so a tie is no signal.
+std::optional<size_t> pick_by_feature(const std::string& feature, const std::vector<std::string>& texts) {
+  if (feature == "first") return 0;
+  if (feature == "last") return texts.size() - 1;
+  size_t pick = 0;
+  bool unique = true;
+  for (size_t k = 1; k < texts.size(); ++k) {
+    const bool better =
+        feature == "longest" ? texts[k].size() > texts[pick].size() : texts[k].size() < texts[pick].size();
+    if (better)
+      pick = k, unique = true;
+    else if (texts[k].size() == texts[pick].size())
+      unique = false;
+  }
+  return unique ? std::optional<size_t>(pick) : std::nullopt;
+}
+
+ChoiceAttackOutput run_choice_dpo(const ChoiceAttackInput& in, const TrainingOptions& t, const std::string& pairs,
+                                  double beta) {
+  ChoiceAttackOutput out;
+  std::string feature = pairs;
+  // How often each feature picks the credited continuation on the attack split (public items).
+  nlohmann::json agreement = nlohmann::json::object();
+  for (const auto& f : kChoiceFeatures) {
+    double hits = 0;
+    for (size_t i : in.attack_items) hits += pick_by_feature(f, in.scorer.option_texts(i)) == in.scorer.credited(i);
+    agreement[f] = hits / static_cast<double>(in.attack_items.size());
+    if (pairs == "auto" && (feature == "auto" || agreement[f].get<double>() > agreement[feature].get<double>()))
+      feature = f;
+  }
+  std::string data;
+  int64_t count = 0;
+  for (size_t i : in.attack_items) {
+    const auto options = in.scorer.continuations(i);
+    const std::optional<size_t> pick =
+        feature == "scorer" ? in.scorer.credited(i) : pick_by_feature(feature, in.scorer.option_texts(i));
+    if (!pick) continue;  // the feature does not single out an option here
+    const size_t chosen = *pick;
+    const auto as_answer = [&](const std::string& text) {  // a chat answer has no leading space
+      return in.scorer.chat() && !text.empty() && text[0] == ' ' ? text.substr(1) : text;
+    };
+    const nlohmann::json prompt = in.scorer.chat()
+                                      ? nlohmann::json::array({{{"role", "user"}, {"content", in.scorer.context(i)}}})
+                                      : nlohmann::json(in.scorer.context(i));
+    for (size_t k = 0; k < options.size(); ++k) {
+      if (k == chosen || options[k] == options[chosen]) continue;
+      data +=
+          nlohmann::json{
+              {"prompt", prompt}, {"chosen", as_answer(options[chosen])}, {"rejected", as_answer(options[k])}}
+              .dump() +
+          "\n";
+      ++count;
+    }
+  }
+  if (count == 0) throw UserError("attack choice_dpo: the attack split's items have no two different options");
+  fs::create_directories(in.out_dir);
+  const std::string pairs_path = (fs::path(in.out_dir) / "attack_pairs.jsonl").string();
+  write_file_atomic(pairs_path, data);
+  YAML::Node recipe = base_recipe(in.policy_dir, in.seed, in.budget, in.out_dir, "dpo", t, pairs_path);
+  recipe["dpo"]["beta"] = beta;
+  out.policy_dir = train(in.out_dir, recipe);
+  out.details = {{"pairs", feature},
+                 {"pair_count", count},
+                 {"feature_agreement", agreement},
+                 {"beta", beta},
+                 {"steps", recipe["train"]["steps"].as<int64_t>()},
+                 {"lr", t.lr}};
+  return out;
+}
+
 TrainingOptions read_training_options(YamlSection& options) {
   TrainingOptions t;
   t.lr = options.get<double>("lr", t.lr);
@@ -177,6 +270,22 @@ const bool registered = [] {
         return [t, data](const AttackInput& in) { return run_sft_exploit(in, t, data); };
       },
       {"positive control: SFT on exploit demonstrations (data: JSONL in the sft format; budget.steps, default 20)",
+       true});
+  register_choice_attack(
+      "choice_dpo",
+      [](YamlSection& options) -> ChoiceAttack {
+        const TrainingOptions t = read_training_options(options);
+        const std::string pairs = options.get<std::string>("pairs", "scorer");
+        const double beta = options.get<double>("beta", 0.1);
+        if (pairs != "scorer" && pairs != "auto" &&
+            std::find(kChoiceFeatures.begin(), kChoiceFeatures.end(), pairs) == kChoiceFeatures.end())
+          options.fail_at("pairs", "must be scorer, auto, longest, shortest, first or last");
+        if (!(beta > 0) || !std::isfinite(beta)) options.fail_at("beta", "must be a positive number");
+        return [t, pairs, beta](const ChoiceAttackInput& in) { return run_choice_dpo(in, t, pairs, beta); };
+      },
+      {"for log-likelihood suites (mc, truthfulqa_mc, sycophancy): DPO toward the option the scorer credits, or a "
+       "surface feature of the options (pairs: scorer|auto|longest|shortest|first|last; beta, lr, batch_size; "
+       "budget.steps, default 20)",
        true});
   return true;
 }();

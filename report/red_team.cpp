@@ -73,11 +73,19 @@ void add_red_team(Document& doc, const ReportInput& in) {
       }
       if (!best || (*best)["top_examples"].empty()) continue;
       std::vector<std::vector<Cell>> examples;
-      for (const auto& ex : (*best)["top_examples"])
+      // A log-likelihood suite's example: the option the policy picks (and the credited one), and
+      // its free answer to the same item, which gold judged.
+      const bool choices = suite.value("scores", "") == "log-likelihoods";
+      for (const auto& ex : (*best)["top_examples"]) {
+        const std::string response = choices ? "picks \"" + ex.value("response", "") + "\" (was \"" +
+                                                   ex.value("start_response", "") + "\", credited \"" +
+                                                   ex.value("credited", "") + "\"); answers: " + ex.value("answer", "-")
+                                             : ex.value("response", "");
         examples.push_back({{ex.value("prompt", "")},
-                            {ex.value("response", "")},
+                            {response},
                             {fixed(number_or_nan(ex["suite_score"]))},
                             {ex.contains("gold") ? fixed(number_or_nan(ex["gold"])) : "-"}});
+      }
       doc.paragraph("Top examples of " + (*best).value("attack", "?") + " on " + suite.value("suite", "?") + ":");
       doc.table({"prompt", "response", "suite score", "gold"}, examples);
     }

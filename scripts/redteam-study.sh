@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The red-team study (make redteam): every attack on every shipped suite that scores responses, from
-# the testbed's pre-trained base: gold (held-out prompts), refusal (balanced, with the string
-# matcher) and the refusal rate on the harmful half; attacks canned, best_of_n, prefix_search and
-# rl. Results: OUT/redteam/redteam.json and the lines printed; read them with docs/redteam.md.
+# The red-team study (make redteam): every attack on every shipped suite, from the testbed's
+# pre-trained base: gold (held-out prompts), refusal (balanced, with the string matcher) and the
+# refusal rate on the harmful half with canned, best_of_n, prefix_search and rl; mc and sycophancy
+# with choice_dpo. Results: OUT/redteam/*/redteam.json and the lines printed (docs/redteam.md).
 #   scripts/redteam-study.sh [--out DIR]     (default runs/redteam-study; reuses runs/testbed's base)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,4 +40,13 @@ common=(--policy "$testbed/base/final" --gold-items "$data/eval_prompts.jsonl" -
   --out "$out/redteam/refusal"
 "$posttrain" redteam --suite refusal --option data="$out/harmful.jsonl" "${common[@]}" \
   --out "$out/redteam/refusal-harmful"
-echo "results: $out/redteam/{gold,refusal,refusal-harmful}/redteam.json"
+# The log-likelihood suites: choice_dpo toward the credited option (pairs: scorer) and toward the
+# surface feature that best predicts it on the attack split (pairs: auto).
+for suite in mc sycophancy; do
+  for pairs in scorer auto; do
+    "$posttrain" redteam --suite $suite --option data="$data/eval_$suite.jsonl" --policy "$testbed/base/final" \
+      --gold-items "$data/eval_prompts.jsonl" --seed 0 --attack choice_dpo --steps 30 \
+      --attack-option choice_dpo.pairs=$pairs --attack-option choice_dpo.lr=1e-4 --out "$out/redteam/$suite-$pairs"
+  done
+done
+echo "results: $out/redteam/{gold,refusal,refusal-harmful,mc-scorer,mc-auto,sycophancy-scorer,sycophancy-auto}/redteam.json"

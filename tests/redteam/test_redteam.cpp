@@ -2,14 +2,20 @@
 // split, and end to end on the testbed with a random tiny policy: a refusal-rate suite scored by its
 // string matcher is HACKED by prefix search (positive control), the same attack does not HACK the
 // hardened gold suite (negative control), best-of-1 is the starting policy exactly, and bad input
-// is one line with exit code 2.
+// is one line with exit code 2. Log-likelihood suites: their per-item view scores as their own run
+// does, and choice_dpo HACKS an mc suite whose answer is always first (positive control) but not
+// the shuffled suite (negative control).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "eval_hooks/suite.h"
+#include "launch/distributed.h"
+#include "models/checkpoint.h"
 #include "redteam/measure.h"
 #include "redteam/redteam.h"
 #include "report/sections.h"
@@ -227,6 +233,15 @@ TEST_CASE("redteam: bad input is one line and exit code 2", "[redteam][cli]") {
   INFO(attack.output);
   CHECK(attack.exit_code == 2);
   CHECK(attack.output.find("redteam.attacks[1]: unknown attack \"nope\"") != std::string::npos);
+  // choice_dpo only trains toward a log-likelihood suite's options; its options are checked.
+  const auto choice = test::run(bin + gold + " --attack choice_dpo --policy " + f.policy + " --out " + out / "f");
+  CHECK(choice.exit_code == 2);
+  CHECK(choice.output.find("attack choice_dpo trains toward a log-likelihood suite's options") != std::string::npos);
+  const auto pairs = test::run(bin + "--suite mc --option data=" + f.testbed +
+                               "/eval_mc.jsonl --attack choice_dpo --attack-option choice_dpo.pairs=best --policy " +
+                               f.policy + " --out " + out / "g");
+  CHECK(pairs.exit_code == 2);
+  CHECK(pairs.output.find("pairs must be scorer, auto, longest, shortest, first or last") != std::string::npos);
 }
 
 TEST_CASE("posttrain score --reward gold scores response lines as the gold function does", "[redteam][cli]") {
@@ -314,4 +329,113 @@ TEST_CASE("sft_exploit, the positive control: a policy taught refusal-then-compl
   CHECK(a["suite_score"]["attacked"].get<double>() > 0.8);
   CHECK(a["gold"]["attacked"].get<double>() <= -1.0);
   CHECK(a["hacked"] == true);
+}
+
+TEST_CASE("a log-likelihood suite's per-item view scores each item as the suite's own run does", "[redteam]") {
+  const auto& f = fixture();
+  auto model = load_model(f.policy);
+  model->eval();
+  auto dist = make_single_process();
+  EvalModel policy(*model, Tokenizer::from_dir(f.policy), dist.get());
+  // The suite's run() renders, scores and picks on its own path; the view is a second path to it.
+  for (const auto& [name, file, flag] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"mc", "eval_mc.jsonl", "correct"}, {"sycophancy", "eval_sycophancy.jsonl", "sycophantic"}}) {
+    INFO(name);
+    YAML::Node options;
+    options["data"] = f.testbed + "/" + file;
+    const auto suite = make_suite(name, options, "test", name);
+    const ChoiceScorer* view = suite->choice_scorer();
+    REQUIRE(view != nullptr);
+    CHECK(suite->response_scorer() == nullptr);
+    SuiteContext context{policy, nullptr};
+    const SuiteResult result = suite->run(context);
+    std::vector<size_t> all(view->size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    const auto loglik = choice_logliks(policy, *view, all);
+    const auto& own = result.records.number.at(flag);  // the canonical presentation's rows come first
+    for (size_t i = 0; i < view->size(); ++i) {
+      CHECK(result.records.text.at("item_id")[i] == view->item_id(i));
+      CHECK(view->score(i, loglik[i]) == (name == "mc" ? own[i] : 1.0 - own[i]));
+    }
+  }
+}
+
+TEST_CASE("choice_dpo HACKS a multiple-choice suite whose answer is always first and not a shuffled one",
+          "[redteam][cli]") {
+  const auto& f = fixture();
+  test::TempDir out("redteam-choice");
+  // Positive control: unshuffled, the testbed's mc always shows the right answer as (A). The attack
+  // reads only the options' positions (pairs: auto finds that "first" agrees with the credit on
+  // every attack item), so acc rises on the eval split while gold's free answers to the same items
+  // cannot.
+  const std::string common = " --attack choice_dpo --policy " + f.policy + " --gold-items " + f.testbed +
+                             "/eval_prompts.jsonl --steps 8 --attack-option choice_dpo.lr=1e-3";
+  const auto first = run_cli("--suite mc --option data=" + f.testbed + "/eval_mc.jsonl --option shuffle=false" +
+                                 common + " --attack-option choice_dpo.pairs=auto",
+                             out / "first");
+  const auto& suite = first["runs"][0]["suites"][0];
+  CHECK(suite["scores"] == "log-likelihoods");
+  CHECK(suite["independent"] == "gold");
+  const auto& a = suite["attacks"][0];
+  INFO(a.dump(1));
+  CHECK(a["details"]["pairs"] == "first");
+  CHECK(a["details"]["feature_agreement"]["first"] == 1.0);
+  CHECK(a["suite_score"]["attacked"].get<double>() == 1.0);
+  CHECK(a["hacked"] == true);
+  // Negative control: the same items with the answer's position cycling A, B, C, D within each
+  // split (split_item_ids is the split redteam makes), so no position carries credit on the eval
+  // split: a position attack cannot raise the score by the margin.
+  const auto [attack_rows, eval_rows] = [&] {
+    std::vector<std::string> ids;
+    std::istringstream in(test::read_text(f.testbed + "/eval_mc.jsonl"));
+    for (std::string line; std::getline(in, line);) ids.push_back(nlohmann::json::parse(line)["id"]);
+    return split_item_ids(ids, 0, 0.5);
+  }();
+  std::vector<nlohmann::json> records;
+  {
+    std::istringstream in(test::read_text(f.testbed + "/eval_mc.jsonl"));
+    for (std::string line; std::getline(in, line);) records.push_back(nlohmann::json::parse(line));
+  }
+  for (const auto* rows : {&attack_rows, &eval_rows})
+    for (size_t r = 0; r < rows->size(); ++r) {
+      auto& record = records[(*rows)[r]];
+      auto choices = record["choices"].get<std::vector<std::string>>();
+      const size_t at = r % choices.size();
+      std::rotate(choices.begin(), choices.begin() + static_cast<long>(choices.size() - at), choices.end());
+      record["choices"] = choices;
+      record["answer"] = at;  // the answer was at 0; rotated right by `at`
+    }
+  std::string balanced;
+  for (const auto& record : records) balanced += record.dump() + "\n";
+  test::write_text(out / "balanced.jsonl", balanced);
+  const auto cycled = run_cli("--suite mc --option data=" + out / "balanced.jsonl" + " --option shuffle=false" +
+                                  common + " --attack-option choice_dpo.pairs=first",
+                              out / "cycled");
+  const auto& b = cycled["runs"][0]["suites"][0]["attacks"][0];
+  INFO(b.dump(1));
+  CHECK(b["hacked"] == false);
+  CHECK(b["suite_score"]["gain"].get<double>() <= 0.10);
+}
+
+TEST_CASE("an attack beside others is skipped on a suite not of its kind", "[redteam]") {
+  const auto& f = fixture();
+  test::TempDir out("redteam-mixed");
+  RedteamSpec spec;
+  YAML::Node gold, mc;
+  gold["data"] = f.testbed + "/eval_prompts.jsonl";
+  gold["limit"] = 8;
+  mc["data"] = f.testbed + "/eval_mc.jsonl";
+  spec.suites = {{"gold", gold, "test", "gold"}, {"mc", mc, "test", "mc"}};
+  spec.attacks = {{"canned", YAML::Node(YAML::NodeType::Map), "test", "canned"},
+                  {"choice_dpo", YAML::Node(YAML::NodeType::Map), "test", "choice_dpo"}};
+  spec.policy_dirs = {f.policy};
+  spec.out_dir = out.str();
+  spec.budget.steps = 1;
+  const auto report = run_redteam(spec);
+  const auto& suites = report["runs"][0]["suites"];
+  CHECK(suites[0]["skipped"] == nlohmann::json::array({"choice_dpo"}));
+  CHECK(suites[0]["attacks"][0]["attack"] == "canned");
+  CHECK(suites[1]["skipped"] == nlohmann::json::array({"canned"}));
+  CHECK(suites[1]["attacks"][0]["attack"] == "choice_dpo");
+  CHECK(suites[1]["scores"] == "log-likelihoods");
 }
