@@ -16,19 +16,24 @@ int launch(const std::vector<std::string>& args) {
       "master-addr", po::value(&o.master_addr)->default_value("127.0.0.1"), "address of the node running rank 0")(
       "master-port", po::value(&o.master_port)->default_value(29500), "TCP port of the rendezvous store on the master")(
       "max-restarts", po::value(&o.max_restarts)->default_value(0),
-      "restart the group this many times after a failure")("recipe", po::value(&recipe)->required(),
-                                                           "recipe YAML file")(
-      "override", po::value(&overrides)->multitoken(), "key.sub=value settings (positional after the recipe)");
+      "restart the group this many times after a failure")(
+      "stall-timeout", po::value(&o.stall_timeout_s)->default_value(60),
+      "end the job when a worker stays stopped (SIGSTOP) this many seconds")("recipe", po::value(&recipe)->required(),
+                                                                             "recipe YAML file")(
+      "override", po::value(&overrides)->multitoken(), "key.sub=value settings (positional after the recipe)")(
+      "resume-with-changes", po::bool_switch(), "as for posttrain run: resume although the settings differ");
   po::positional_options_description positional;
   positional.add("recipe", 1).add("override", -1);
   po::variables_map vm;
   if (!parse("launch",
-             "--nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P --max-restarts K] "
+             "--nproc-per-node N [--nnodes M --node-rank R --master-addr A --master-port P --max-restarts K "
+             "--stall-timeout S] "
              "RECIPE.yaml [key.sub=value ...]",
              options, args, vm, &positional))
     return 0;
   o.worker_args = {"run", recipe};
   o.worker_args.insert(o.worker_args.end(), overrides.begin(), overrides.end());
+  if (vm["resume-with-changes"].as<bool>()) o.worker_args.push_back("--resume-with-changes");
   return launch_workers(o);
 }
 

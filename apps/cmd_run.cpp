@@ -62,7 +62,9 @@ int run(const std::vector<std::string>& args) {
   std::vector<std::string> overrides;
   options.add_options()("recipe", po::value(&recipe)->required(), "recipe YAML file")(
       "override", po::value(&overrides)->multitoken(),
-      "key.sub=value settings that replace the recipe's (positional after the recipe)");
+      "key.sub=value settings that replace the recipe's (positional after the recipe)")(
+      "resume-with-changes", po::bool_switch(),
+      "resume output_dir's checkpoint even if these settings differ from its recipe (recorded in the manifest)");
   po::positional_options_description positional;
   positional.add("recipe", 1).add("override", -1);
   po::variables_map vm;
@@ -71,6 +73,7 @@ int run(const std::vector<std::string>& args) {
   for (const auto& a : args) command_line += " " + a;
   RunOptions run_options{overrides, default_tokenizer_dir(), command_line};
   run_options.make_policy_hook = make_eval_hook;
+  run_options.resume_with_changes = vm["resume-with-changes"].as<bool>();
   run_recipe(recipe, run_options);
   return 0;
 }

@@ -73,12 +73,7 @@ void for_each_input_record(const std::string& input,
   for (int64_t line_number = 1; std::getline(in, line); ++line_number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = name + ":" + std::to_string(line_number);
-    nlohmann::json record;
-    try {
-      record = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw UserError(where + ": not valid JSON: " + e.what());
-    }
+    const nlohmann::json record = parse_json_record(line, where);
     if (!record.is_object()) throw UserError(where + ": expected a JSON object");
     each(record, where, line_number);
   }

@@ -4,6 +4,7 @@
 
 #include "apps/cli.h"
 #include "core/error.h"
+#include "datasets/sft_data.h"
 #include "models/tokenizer.h"
 
 namespace posttrain::cli {
@@ -22,12 +23,7 @@ int tokenize(const std::vector<std::string>& args) {
   for (size_t line_number = 1; std::getline(std::cin, line); ++line_number) {
     const std::string where = "stdin:" + std::to_string(line_number);
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank lines carry no record
-    nlohmann::json record;
-    try {
-      record = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      fail(where, std::string("not valid JSON: ") + e.what());
-    }
+    const nlohmann::json record = parse_json_record(line, where);
     nlohmann::json out;
     if (decode) {
       if (!record.is_object() || !record.contains("ids") || !record["ids"].is_array())

@@ -94,13 +94,14 @@ int variants(const std::vector<std::string>& args) {
     for (const auto& v : matrix.variants) known = known || v.name == name;
     if (!known) throw UserError("--only " + name + ": no such variant in " + matrix_path);
   }
-  // Every variant's recipe is written and validated before anything runs.
+  // Every variant's recipe and method options are written and validated before anything runs: a
+  // typo in the last variant is found before the first has trained for minutes.
   const fs::path recipes = fs::path(matrix.output_dir) / "recipes";
   fs::create_directories(recipes);
   for (const auto& v : matrix.variants) {
     const std::string path = (recipes / (v.name + ".yaml")).string();
     write_file_atomic(path, v.recipe_yaml);
-    parse_recipe(path, {}, nproc);
+    check_method_options(path, nproc);
   }
 
   std::vector<std::string> failed;

@@ -2,6 +2,7 @@
 #include <c10/util/Exception.h>
 
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <string>
@@ -68,6 +69,11 @@ int main(int argc, char** argv) {
     try {
       return command.run(args);
     } catch (const posttrain::UserError& e) {
+      std::cerr << "posttrain: error: " << e.what() << "\n";
+      return posttrain::kExitUserError;
+    } catch (const std::filesystem::filesystem_error& e) {
+      // A path the user chose that cannot be used (a file where a folder must go, a read-only or
+      // full disk, /proc): their input, not our bug. what() names the operation, cause and path.
       std::cerr << "posttrain: error: " << e.what() << "\n";
       return posttrain::kExitUserError;
     } catch (const c10::Error& e) {

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <vector>
@@ -15,6 +16,7 @@
 namespace posttrain {
 
 std::string read_file(const std::string& path) {
+  if (std::filesystem::is_directory(path)) fail(path, "is a folder, expected a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, std::string("cannot open file (") + std::strerror(errno) + ")");
   std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -22,17 +24,37 @@ std::string read_file(const std::string& path) {
   return content;
 }
 
-void write_file_atomic(const std::string& path, std::string_view content) {
+void write_file_atomic(const std::string& path, const std::function<void(std::ostream&)>& write) {
   const std::string tmp = path + ".tmp";
+  const auto give_up = [&](const std::string& what) {
+    const std::string cause = errno != 0 ? std::strerror(errno) : "unknown cause";
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    fail(path, what + " (" + cause + ")");
+  };
+  if (std::filesystem::is_directory(path)) fail(path, "is a folder; cannot write a file there");
   {
+    errno = 0;
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(tmp, std::string("cannot create file (") + std::strerror(errno) + ")");
-    out.write(content.data(), static_cast<std::streamsize>(content.size()));
+    if (!out) give_up("cannot create file");
+    write(out);
     out.flush();
-    if (!out) fail(tmp, "write failed (disk full?)");
+    if (!out) give_up("write failed");
+    out.close();
+    if (out.fail()) give_up("write failed");
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    fail(path, std::string("cannot rename from .tmp (") + std::strerror(errno) + ")");
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) give_up("cannot rename from .tmp");
+}
+
+void write_file_atomic(const std::string& path, std::string_view content) {
+  write_file_atomic(
+      path, [&](std::ostream& out) { out.write(content.data(), static_cast<std::streamsize>(content.size())); });
+}
+
+RemoveOnUnwind::~RemoveOnUnwind() {
+  if (std::uncaught_exceptions() <= exceptions_) return;
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
 }
 
 namespace {

@@ -2,6 +2,9 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
+#include <functional>
+#include <iosfwd>
 #include <string>
 #include <string_view>
 
@@ -10,8 +13,24 @@ namespace posttrain {
 // Reads a whole file; UserError naming the path if it is missing or unreadable.
 std::string read_file(const std::string& path);
 
-// Writes to "<path>.tmp" then renames, so a reader never sees a half-written file.
+// Writes to "<path>.tmp" then renames, so a reader never sees a half-written file. A failed write
+// (disk full, read-only folder) removes the .tmp and throws UserError naming `path` and the cause.
 void write_file_atomic(const std::string& path, std::string_view content);
+void write_file_atomic(const std::string& path, const std::function<void(std::ostream&)>& write);
+
+// Removes `path` (a folder being written, e.g. "<dir>.partial") if the scope is left by an
+// exception, so a failed save frees its space and never leaves half a checkpoint behind.
+class RemoveOnUnwind {
+ public:
+  explicit RemoveOnUnwind(std::string path) : path_(std::move(path)), exceptions_(std::uncaught_exceptions()) {}
+  ~RemoveOnUnwind();
+  RemoveOnUnwind(const RemoveOnUnwind&) = delete;
+  RemoveOnUnwind& operator=(const RemoveOnUnwind&) = delete;
+
+ private:
+  std::string path_;
+  int exceptions_;
+};
 
 // Lower-case hex sha256 of bytes / of a file's contents (streamed, so large files are fine).
 std::string sha256_hex(std::string_view bytes);

@@ -26,7 +26,9 @@ std::string resolve_setting_path(const std::string& file, const std::string& val
 
 YAML::Node resolve_method_paths(const YAML::Node& section, const std::string& file, const std::string& output_dir) {
   if (!section || section.IsNull()) return section;
-  YAML::Node out = YAML::Clone(section);
+  // In place, not on a YAML::Clone: a clone loses every node's line, and the trainer's messages about
+  // its options (an unknown key) would all point at line 1. Resolving twice changes nothing.
+  YAML::Node out = section;
   std::function<void(YAML::Node)> walk = [&](YAML::Node node) {
     if (node.IsSequence()) {
       for (auto item : node) walk(item);
@@ -179,7 +181,7 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
         const bool names_file = key == "data" || key == "reference" || key == "reward_model";
         spec.options[key] = names_file && kv.second.IsScalar()
                                 ? YAML::Node(resolve_recipe_path(path, kv.second.as<std::string>()))
-                                : YAML::Clone(kv.second);
+                                : kv.second;  // not cloned: the suite's messages keep their lines
       }
       spec.file = path;
       spec.path = where;

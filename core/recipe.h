@@ -92,10 +92,11 @@ std::string resolve_recipe_path(const std::string& file, const std::string& path
 // command line (key=value, like any command-line path), else relative to the folder of `file`.
 std::string resolve_setting_path(const std::string& file, const std::string& value, bool set_on_command_line);
 
-// A copy of a method section with the values of file-naming keys (constitution, judge, model, at any
-// depth, e.g. ppo.rewards[i].model) resolved against the folder of `file`, so a recipe's paths are
+// A method section with the values of file-naming keys (constitution, judge, model, at any depth,
+// e.g. ppo.rewards[i].model) resolved against the folder of `file`, so a recipe's paths are
 // relative to the recipe wherever they sit. A "${output_dir}" in them is first replaced by
-// `output_dir` (a matrix's, so a variant can name another variant's output).
+// `output_dir` (a matrix's, so a variant can name another variant's output). In place (the nodes
+// keep their lines for messages); returns the section.
 YAML::Node resolve_method_paths(const YAML::Node& section, const std::string& file, const std::string& output_dir = "");
 
 // The fully resolved recipe (every default written out, absolute paths) as YAML: itself a valid

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
+#include <system_error>
 
 #include "core/error.h"
 
@@ -50,13 +52,46 @@ YAML::Node load_file(const std::string& path, std::vector<std::string>& chain) {
 
 }  // namespace
 
+namespace {
+
+// yaml-cpp keeps every repeat of a key in a map, and a lookup finds the first: a second value would
+// be dropped in silence. Walks the tree and refuses any repeat at the line it is on.
+void refuse_duplicate_keys(const YAML::Node& node, const std::string& path, const std::string& at) {
+  if (node.IsMap()) {
+    std::set<std::string> seen;
+    for (const auto& kv : node) {
+      const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : YAML::Dump(kv.first);
+      const std::string dotted = at.empty() ? key : at + "." + key;
+      if (!seen.insert(key).second)
+        fail(path + ":" + std::to_string(kv.first.Mark().line + 1),
+             "duplicate key " + dotted + " (each key may appear once; the values would disagree)");
+      refuse_duplicate_keys(kv.second, path, dotted);
+    }
+  } else if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i) refuse_duplicate_keys(node[i], path, at + "[" + std::to_string(i) + "]");
+  }
+}
+
+constexpr uintmax_t kMaxYamlBytes = 16u << 20;  // recipes, matrices, tasks: kilobytes, not megabytes
+
+}  // namespace
+
 YAML::Node load_yaml_file(const std::string& path, const std::string& kind) {
   if (!fs::exists(path)) fail(path, kind + " file not found");
+  if (fs::is_directory(path)) fail(path, "is a folder, not a " + kind + " file");
+  std::error_code size_error;
+  const uintmax_t bytes = fs::file_size(path, size_error);
+  if (!size_error && bytes > kMaxYamlBytes)
+    fail(path, "is " + std::to_string(bytes >> 20) + " MiB; a " + kind + " file may be at most " +
+                   std::to_string(kMaxYamlBytes >> 20) + " MiB (data belongs in JSONL files it names)");
+  YAML::Node root;
   try {
-    return YAML::LoadFile(path);
+    root = YAML::LoadFile(path);
   } catch (const YAML::Exception& e) {
     fail(path + ":" + std::to_string(e.mark.line + 1), "malformed YAML: " + e.msg);
   }
+  refuse_duplicate_keys(root, path, "");
+  return root;
 }
 
 RecipeTree load_recipe_tree(const std::string& path, const std::vector<std::string>& overrides) {

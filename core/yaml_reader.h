@@ -4,8 +4,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace posttrain {
@@ -60,11 +62,16 @@ class YamlSection {
 
 template <typename T>
 T YamlSection::convert(const std::string& key, const YAML::Node& value) const {
+  T out;
   try {
-    return value.as<T>();
+    out = value.as<T>();
   } catch (const YAML::Exception&) {
     fail_at(key, "has the wrong type (got \"" + YAML::Dump(value) + "\")");
   }
+  // .nan and .inf are YAML numbers, but no setting here means them: refuse them where they are read.
+  if constexpr (std::is_floating_point_v<T>)
+    if (!std::isfinite(out)) fail_at(key, "must be a finite number (got " + YAML::Dump(value) + ")");
+  return out;
 }
 
 template <typename T>

@@ -8,6 +8,7 @@
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -31,6 +32,9 @@ std::vector<ChatMessage> parse_messages(const json& value, const std::string& wh
     const std::string at = field + "[" + std::to_string(i) + "]";
     if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) fail(where, at + ".role must be a string");
     if (!m.contains("content") || !m["content"].is_string()) fail(where, at + ".content must be a string");
+    const std::string role = m["role"].get<std::string>();
+    if (role != "system" && role != "user" && role != "assistant" && role != "tool")
+      fail(where, at + ".role \"" + role + "\" is not one of system, user, assistant, tool");
     messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
   }
   return messages;
@@ -94,6 +98,26 @@ void tokenize_record(const json& record, const std::string& format, const Tokeni
 
 }  // namespace
 
+json parse_json_record(const std::string& line, const std::string& where) {
+  std::vector<std::set<std::string>> keys;  // per object being parsed, the keys seen so far
+  std::string duplicate;
+  const json::parser_callback_t check = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) keys.emplace_back();
+    if (event == json::parse_event_t::object_end) keys.pop_back();
+    if (event == json::parse_event_t::key && !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty())
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
+  json record;
+  try {
+    record = json::parse(line, check);
+  } catch (const json::exception& e) {
+    fail(where, std::string("not valid JSON: ") + e.what());
+  }
+  if (!duplicate.empty()) fail(where, "duplicate key \"" + duplicate + "\" in one object (a key may appear once)");
+  return record;
+}
+
 int64_t for_each_jsonl_record(const DataSpec& spec, const std::function<void(const json&, const std::string&)>& use) {
   std::ifstream in(spec.train, std::ios::binary);
   if (!in) fail(spec.train, "data file not found");
@@ -103,13 +127,7 @@ int64_t for_each_jsonl_record(const DataSpec& spec, const std::function<void(con
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = spec.train + ":" + std::to_string(line_number);
     try {
-      json record;
-      try {
-        record = json::parse(line);
-      } catch (const json::exception& e) {
-        fail(where, std::string("not valid JSON: ") + e.what());
-      }
-      use(record, where);
+      use(parse_json_record(line, where), where);
     } catch (const UserError& e) {
       if (!spec.skip_bad_records) throw;
       ++skipped;

@@ -31,6 +31,10 @@ struct TokenizedDataset {
   int64_t length(int64_t i) const { return offsets[i + 1] - offsets[i]; }
 };
 
+// One JSONL line as JSON; a UserError naming `where` (file:line) when it is not valid JSON or when an
+// object in it repeats a key (the parser would keep one of the values in silence).
+nlohmann::json parse_json_record(const std::string& line, const std::string& where);
+
 // Calls `use` with each non-blank line of spec.train parsed as JSON and its "file:line". A UserError
 // from parsing or from `use` propagates, or (skip_bad_records) is reported, counted and skipped.
 // Returns the number skipped.

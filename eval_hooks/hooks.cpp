@@ -32,6 +32,7 @@ EvalRunner::EvalRunner(EvalEnvironment env, const std::vector<EvalSpec>& specs) 
                                       : nlohmann::json{{"checked", false}});
     const std::string data = suite.common.data;
     data_sha256_.push_back(!data.empty() && fs::exists(data) ? sha256_file(data) : "");
+    versions_.push_back(suite_version(spec.suite, spec.options, suite));
   }
   audits_.resize(suites_.size());
   tokenizer_ = Tokenizer::from_dir(env_.tokenizer_dir);
@@ -101,6 +102,7 @@ nlohmann::json EvalRunner::run_suite(size_t i, QwenForCausalLMImpl& policy, int6
                             {"items", suite.item_count()},
                             {"data", suite.common.data},
                             {"data_sha256", data_sha256_[i]},
+                            {"version", versions_[i]},
                             {"primary", result.primary},
                             {"scores", result.scores},
                             {"robustness", result.robustness},

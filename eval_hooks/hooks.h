@@ -62,6 +62,7 @@ class EvalRunner {
   std::vector<nlohmann::json> contamination_;
   std::vector<nlohmann::json> audits_;  // each suite's model-free audit, computed on first use (constant)
   std::vector<std::string> data_sha256_;
+  std::vector<std::string> versions_;  // per suite: suite_version (eval_hooks/suite.h)
   struct Reference;
   std::unique_ptr<Reference> reference_;
 };

@@ -87,6 +87,33 @@ Interval bootstrap_interval(const std::vector<double>& values, int resamples, ui
   return {rank(0.025), rank(0.975)};
 }
 
+double balanced_mean(const std::vector<std::vector<double>>& groups) {
+  double sum = 0, present = 0;
+  for (const auto& g : groups)
+    if (!g.empty()) sum += mean_of(g), present += 1;
+  return present > 0 ? sum / present : std::nan("");
+}
+
+Interval stratified_bootstrap_interval(const std::vector<std::vector<double>>& groups, int resamples, uint64_t seed) {
+  if (std::isnan(balanced_mean(groups))) return {std::nan(""), std::nan("")};
+  std::vector<double> stats(static_cast<size_t>(resamples));
+  uint64_t state = seed ^ 0xB0075712A9ull;
+  std::vector<std::vector<double>> drawn(groups.size());
+  for (auto& s : stats) {
+    for (size_t g = 0; g < groups.size(); ++g) {
+      drawn[g].resize(groups[g].size());
+      for (auto& v : drawn[g]) v = groups[g][splitmix64(state) % groups[g].size()];
+    }
+    s = balanced_mean(drawn);
+  }
+  std::sort(stats.begin(), stats.end());
+  const auto rank = [&](double q) {  // nearest-rank percentiles, as bootstrap_interval
+    const auto r = static_cast<size_t>(std::ceil(q * static_cast<double>(resamples)));
+    return stats[std::min(stats.size() - 1, r == 0 ? 0 : r - 1)];
+  };
+  return {rank(0.025), rank(0.975)};
+}
+
 double position_recall_std(const std::vector<int>& gold_position, const std::vector<int>& chosen_position) {
   std::map<int, std::pair<double, double>> hits;  // position -> (gold there and chosen, gold there)
   for (size_t i = 0; i < gold_position.size(); ++i) {

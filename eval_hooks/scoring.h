@@ -37,6 +37,13 @@ struct Interval {
 };
 Interval bootstrap_interval(const std::vector<double>& values, int resamples = 1000, uint64_t seed = 0);
 
+// The mean over the non-empty groups of each group's mean (a class-balanced score), and its
+// stratified bootstrap: each resample draws every group's own size from that group and recomputes
+// the statistic, so the interval stays within the values' range (a per-item weighting does not).
+double balanced_mean(const std::vector<std::vector<double>>& groups);
+Interval stratified_bootstrap_interval(const std::vector<std::vector<double>>& groups, int resamples = 1000,
+                                       uint64_t seed = 0);
+
 // One presentation of a suite's items (a perturbation) and what the model did on each item.
 struct PerturbationOutcome {
   std::string id;  // e.g. "canonical", "order+1", "labels=numbers", "template=2", "format=lowercase"

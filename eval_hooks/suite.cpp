@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -32,12 +33,40 @@ std::string known_suites() {
   return names;
 }
 
+std::string line_of(const std::string& file, const YAML::Node& node) {
+  return file + ":" + std::to_string(node.Mark().line + 1);
+}
+
+// A task file with its `include:` chain merged in: lm-eval-harness tasks share settings through
+// `include: parent.yaml` (relative to the including file), and the including file's keys win.
+YAML::Node load_task_file(const std::string& task_file, int depth = 0) {
+  YAML::Node task = load_yaml_file(task_file, "task");
+  if (!task.IsMap()) fail(task_file, "a task file must be a mapping (task, dataset, output_type, doc_to_text, ...)");
+  // A relative dataset path is relative to the file that names it, even when another file includes it.
+  if (task["dataset"] && task["dataset"].IsScalar() && !fs::path(task["dataset"].Scalar()).is_absolute())
+    task["dataset"] = (fs::path(task_file).parent_path() / task["dataset"].Scalar()).string();
+  const YAML::Node include = task["include"];
+  if (!include) return task;
+  if (!include.IsScalar()) fail(line_of(task_file, include), "include must be the path of one task file");
+  if (depth >= 8) fail(line_of(task_file, include), "include chain is deeper than 8 files (does it loop?)");
+  std::string parent = include.Scalar();
+  if (!fs::path(parent).is_absolute()) parent = (fs::path(task_file).parent_path() / parent).string();
+  if (!fs::is_regular_file(parent)) fail(line_of(task_file, include), "included task file " + parent + " not found");
+  YAML::Node merged = load_task_file(parent, depth + 1);
+  for (const auto& kv : task)
+    if (kv.first.Scalar() != "include") merged[kv.first.Scalar()] = kv.second;
+  return merged;
+}
+
 // The lm-eval-harness style task file: a dataset, templates with {{field}}, an output type.
 std::unique_ptr<EvalSuite> make_yaml_task(const std::string& task_file, const YAML::Node& entry_options,
                                           const std::string& recipe_file, const std::string& path) {
   if (!fs::exists(task_file)) fail(recipe_file + ": " + path + ".suite", "task file " + task_file + " not found");
-  YAML::Node task = load_yaml_file(task_file, "task");
-  if (!task.IsMap()) fail(task_file, "a task file must be a mapping (task, dataset, output_type, doc_to_text, ...)");
+  YAML::Node task = load_task_file(task_file);
+  if (!task["dataset"] && task["dataset_path"])
+    fail(line_of(task_file, task["dataset_path"]),
+         "dataset_path names a Hugging Face hub dataset, which posttrain does not download: set dataset: to a "
+         "local JSONL file of the docs (one JSON object per line)");
   // The recipe entry's options (limit, perturbations, ...) override the task file's.
   for (const auto& kv : entry_options) task[kv.first.as<std::string>()] = kv.second;
   YamlSection options(task, "", task_file);
@@ -221,6 +250,24 @@ std::unique_ptr<EvalSuite> make_suite(const std::string& name_or_file, const YAM
 double ResponseScorer::aggregate(const std::vector<size_t>& items, const std::vector<double>& scores) const {
   (void)items;
   return mean_of(scores);
+}
+
+std::string suite_version(const std::string& name, const YAML::Node& options, const EvalSuite& suite) {
+  std::map<std::string, std::string> sorted;  // the order keys were written in is not the suite
+  if (options && options.IsMap())
+    for (const auto& kv : options) sorted[kv.first.as<std::string>()] = YAML::Dump(kv.second);
+  std::string text = name + "\n";
+  for (const auto& [key, value] : sorted) text += key + "=" + value + "\n";
+  if (const ResponseScorer* scorer = suite.response_scorer()) {
+    for (size_t i = 0; i < scorer->size(); ++i) text += scorer->item_id(i) + "\t" + scorer->prompt(i) + "\n";
+  } else if (const ChoiceScorer* choices = suite.choice_scorer()) {
+    for (size_t i = 0; i < choices->size(); ++i)
+      text += choices->item_id(i) + "\t" + choices->context(i) + "\t" +
+              nlohmann::json(choices->continuations(i)).dump() + "\t" + std::to_string(choices->credited(i)) + "\n";
+  } else {
+    for (const auto& item : suite.item_texts()) text += item + "\n";
+  }
+  return sha256_hex(text);
 }
 
 }  // namespace posttrain

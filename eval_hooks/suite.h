@@ -157,6 +157,12 @@ void register_suite(const std::string& name, SuiteFactory factory, const std::st
 std::vector<std::string> suite_names();
 std::string suite_description(const std::string& name);
 
+// A suite's version: sha256 of its name, its options (sorted by key) and every item as its scorer
+// sees it (per-response: id and prompt; log-likelihood: id, context, continuations and the credited
+// one; otherwise the item texts). Eval summaries and red-team records carry it, so a patched suite
+// is a new version and rounds of patch-then-attack stay traceable.
+std::string suite_version(const std::string& name, const YAML::Node& options, const EvalSuite& suite);
+
 // A registered suite by name, or a YAML task file (a path ending .yaml / .yml). `options` are the
 // entry's other keys; `file` and `path` locate them for messages.
 std::unique_ptr<EvalSuite> make_suite(const std::string& name_or_file, const YAML::Node& options,

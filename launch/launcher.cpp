@@ -29,6 +29,10 @@ struct Worker {
   std::thread reader;
   bool running = false;
   int status = 0;
+  // When a signal (SIGSTOP, SIGTSTP) stopped it; its peers then wait in a collective until the
+  // c10d timeout, so the launcher ends the job itself after LaunchOptions::stall_timeout_s.
+  std::chrono::steady_clock::time_point stopped_since = std::chrono::steady_clock::time_point::max();
+  int stop_signal = 0;
 };
 
 std::string self_executable() {
@@ -125,7 +129,16 @@ bool run_group(const LaunchOptions& o, int attempt, const std::string& exe) {
     for (auto& w : workers) {
       if (!w.running) continue;
       int status = 0;
-      if (::waitpid(w.pid, &status, WNOHANG) != w.pid) continue;
+      if (::waitpid(w.pid, &status, WNOHANG | WUNTRACED | WCONTINUED) != w.pid) continue;
+      if (WIFSTOPPED(status)) {
+        w.stopped_since = std::chrono::steady_clock::now();
+        w.stop_signal = WSTOPSIG(status);
+        continue;
+      }
+      if (WIFCONTINUED(status)) {
+        w.stopped_since = std::chrono::steady_clock::time_point::max();
+        continue;
+      }
       w.running = false;
       w.status = status;
       --running;
@@ -136,6 +149,18 @@ bool run_group(const LaunchOptions& o, int attempt, const std::string& exe) {
         stop_others(SIGTERM);
         deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
       }
+    }
+    for (auto& w : workers) {
+      if (!w.running || std::chrono::steady_clock::now() - w.stopped_since < std::chrono::seconds(o.stall_timeout_s))
+        continue;
+      std::cerr << "posttrain launch: worker rank " << w.rank << " (pid " << w.pid << ") has been stopped by signal "
+                << w.stop_signal << " (" << strsignal(w.stop_signal) << ") for " << o.stall_timeout_s
+                << " s; ending the job\n";
+      w.stopped_since = std::chrono::steady_clock::time_point::max();
+      ::kill(w.pid, SIGKILL);  // a stopped process holds SIGTERM pending; SIGKILL ends it
+      if (failed_rank == -1) failed_rank = w.rank;
+      stop_others(SIGTERM);
+      deadline = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(10));
     }
     if (std::chrono::steady_clock::now() > deadline) {
       stop_others(SIGKILL);
@@ -157,6 +182,7 @@ int launch_workers(const LaunchOptions& o) {
     throw UserError("--node-rank must be in 0.." + std::to_string(o.nnodes - 1));
   if (o.master_port <= 0 || o.master_port > 65535) throw UserError("--master-port must be a TCP port (1..65535)");
   if (o.max_restarts < 0) throw UserError("--max-restarts must be >= 0");
+  if (o.stall_timeout_s < 1) throw UserError("--stall-timeout must be >= 1 (seconds)");
   const std::string exe = self_executable();
   struct sigaction action {};
   action.sa_handler = on_signal;

@@ -35,6 +35,10 @@ class MappedFile {
       ::close(fd);
       fail(path, "cannot stat");
     }
+    if (S_ISDIR(st.st_mode)) {
+      ::close(fd);
+      fail(path, "is a folder, expected a file");
+    }
     size_ = static_cast<size_t>(st.st_size);
     if (size_ > 0) {
       data_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -142,17 +146,11 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     contiguous.push_back(t);
   }
   const std::string header = build_safetensors_header(infos, metadata);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(tmp, std::string("cannot create (") + std::strerror(errno) + ")");
+  write_file_atomic(path, [&](std::ostream& out) {
     out.write(header.data(), static_cast<std::streamsize>(header.size()));
     for (const auto& t : contiguous)
       out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.numel() * t.element_size()));
-    out.flush();
-    if (!out) fail(tmp, "write failed (disk full?)");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) fail(path, "cannot rename from .tmp");
+  });
 }
 
 std::vector<std::string> expected_parameter_names(QwenForCausalLMImpl& model) {
@@ -285,6 +283,7 @@ void save_model(QwenForCausalLMImpl& model, const std::string& dir, const SaveOp
   const fs::path partial = dir + ".partial";
   fs::remove_all(partial);
   fs::create_directories(partial);
+  RemoveOnUnwind remove_partial_on_failure(partial.string());
 
   QwenConfig config = model.config;
   config.torch_dtype = dtype_to_hf_name(options.dtype);

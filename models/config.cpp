@@ -2,6 +2,7 @@
 
 #include <map>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -18,6 +19,10 @@ void read_key(const json& j, const char* key, T& out, const std::string& source,
     if (required) fail(source, std::string("missing required key \"") + key + "\"");
     return;
   }
+  // nlohmann converts 2.5 to an integer as 2: an integer field must hold an integer.
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)
+    if (!j[key].is_number_integer())
+      fail(source, std::string("key \"") + key + "\" must be an integer, got " + j[key].dump());
   try {
     out = j[key].get<T>();
   } catch (const json::exception&) {
@@ -105,16 +110,22 @@ QwenConfig parse_qwen_config(const std::string& json_text, const std::string& so
     read_key(rope, "rope_theta", c.rope_theta, source + ": " + key, false);
   }
 
-  auto positive = [&](const char* key, int64_t v) {
+  // Bounds far above any Qwen (the 72B: hidden 8192, 80 layers, vocab 152k), so a typo fails here
+  // with its key rather than as a failed allocation of terabytes.
+  auto in_range = [&](const char* key, int64_t v, int64_t most) {
     if (v <= 0) fail(source, std::string("\"") + key + "\" must be positive, got " + std::to_string(v));
+    if (v > most)
+      fail(source, std::string("\"") + key + "\" is " + std::to_string(v) + ", above any plausible model (at most " +
+                       std::to_string(most) + ")");
   };
-  positive("vocab_size", c.vocab_size);
-  positive("hidden_size", c.hidden_size);
-  positive("intermediate_size", c.intermediate_size);
-  positive("num_hidden_layers", c.num_hidden_layers);
-  positive("num_attention_heads", c.num_attention_heads);
-  positive("num_key_value_heads", c.num_key_value_heads);
-  positive("head_dim", c.head_dim);
+  in_range("vocab_size", c.vocab_size, int64_t{1} << 22);
+  in_range("hidden_size", c.hidden_size, int64_t{1} << 16);
+  in_range("intermediate_size", c.intermediate_size, int64_t{1} << 18);
+  in_range("num_hidden_layers", c.num_hidden_layers, 1024);
+  in_range("num_attention_heads", c.num_attention_heads, 1024);
+  in_range("num_key_value_heads", c.num_key_value_heads, 1024);
+  in_range("head_dim", c.head_dim, 4096);
+  in_range("max_position_embeddings", c.max_position_embeddings, int64_t{1} << 24);
   if (c.num_attention_heads % c.num_key_value_heads != 0)
     fail(source, "num_attention_heads (" + std::to_string(c.num_attention_heads) +
                      ") is not a multiple of num_key_value_heads (" + std::to_string(c.num_key_value_heads) + ")");

@@ -59,7 +59,10 @@ GenerationOutput generate(QwenForCausalLMImpl& model, const std::vector<std::vec
   torch::NoGradGuard no_grad;
   if (prompts.empty()) return {};
   if (options.max_new_tokens < 0) throw UserError("max_new_tokens must be >= 0");
-  if (options.top_p <= 0.0 || options.top_p > 1.0) throw UserError("top_p must be in (0, 1]");
+  // NaN compares false with everything: each test is written so that NaN fails it.
+  if (!(options.temperature >= 0) || !std::isfinite(options.temperature))
+    throw UserError("temperature must be a finite number >= 0 (0: greedy), got " + std::to_string(options.temperature));
+  if (!(options.top_p > 0.0 && options.top_p <= 1.0)) throw UserError("top_p must be in (0, 1]");
   if (options.top_k < 0) throw UserError("top_k must be >= 0");
   const int64_t B = static_cast<int64_t>(prompts.size());
   int64_t L = 0;
@@ -71,6 +74,11 @@ GenerationOutput generate(QwenForCausalLMImpl& model, const std::vector<std::vec
                         std::to_string(model.config.vocab_size) + ")");
     L = std::max<int64_t>(L, static_cast<int64_t>(p.size()));
   }
+  // Positions past max_position_embeddings were never trained; the KV cache is sized to the capacity.
+  if (options.max_new_tokens > model.config.max_position_embeddings - L)
+    throw UserError("generate: the prompt (" + std::to_string(L) + " tokens) + max_new_tokens (" +
+                    std::to_string(options.max_new_tokens) + ") exceed the model's max_position_embeddings (" +
+                    std::to_string(model.config.max_position_embeddings) + ")");
   const int64_t capacity = L + options.max_new_tokens;
   const auto device = model.lm_head_weight().device();
   const auto on_device = torch::TensorOptions().device(device);
@@ -120,9 +128,9 @@ GenerationOutput generate(QwenForCausalLMImpl& model, const std::vector<std::vec
         torch::matmul(last.to(torch::kFloat32), head.t()).to(torch::kCPU, torch::kFloat32).contiguous();  // [B, V]
     const int64_t V = logits.size(1);
     const int64_t drawable = options.vocab_limit > 0 ? std::min(V, options.vocab_limit) : V;
-    torch::Tensor entropy;  // [B]: -sum p log p of the untempered distribution
+    torch::Tensor entropy;  // [B]: -sum p log p of softmax(logits / T), the distribution sampled from
     if (options.record_entropy) {
-      auto logp = torch::log_softmax(logits, 1);
+      auto logp = torch::log_softmax(options.temperature > 0 ? logits / options.temperature : logits, 1);
       entropy = -(logp.exp() * logp).sum(1).contiguous();
     }
     auto next = torch::zeros({B}, torch::kInt64);

@@ -16,7 +16,8 @@ struct GenerationOptions {
   double top_p = 1.0;  // 1 = no nucleus filter
   uint64_t seed = 0;  // sequence i draws from its own stream derived from (seed, first_stream + i)
   uint64_t first_stream = 0;  // lets separate calls (ranks, prompt groups) draw the streams of one batch
-  bool record_entropy = false;  // GenerationOutput::entropies: of the model's (T = 1) distribution
+  // GenerationOutput::entropies: of softmax(logits / temperature), before top-k / top-p (greedy: T = 1)
+  bool record_entropy = false;
   std::vector<int32_t> stop_ids;  // e.g. <|im_end|>, <|endoftext|>
   // > 0: ids >= this are never drawn. Qwen's embedding has rows past the tokenizer's last id
   // (151,936 vs 151,669) that decode to nothing; pass tokenizer.id_count().

@@ -45,24 +45,6 @@ std::pair<std::vector<size_t>, std::vector<size_t>> split_items(const ResponseSc
   return split_item_ids(ids, seed, attack_share);
 }
 
-std::string suite_version(const std::string& name, const YAML::Node& options, const ResponseScorer& scorer) {
-  YAML::Emitter emitter;
-  emitter << options;
-  std::string text = name + "\n" + emitter.c_str() + "\n";
-  for (size_t i = 0; i < scorer.size(); ++i) text += scorer.item_id(i) + "\t" + scorer.prompt(i) + "\n";
-  return sha256_hex(text);
-}
-
-std::string suite_version(const std::string& name, const YAML::Node& options, const ChoiceScorer& scorer) {
-  YAML::Emitter emitter;
-  emitter << options;
-  std::string text = name + "\n" + emitter.c_str() + "\n";
-  for (size_t i = 0; i < scorer.size(); ++i)
-    text += scorer.item_id(i) + "\t" + scorer.context(i) + "\t" + nlohmann::json(scorer.continuations(i)).dump() +
-            "\t" + std::to_string(scorer.credited(i)) + "\n";
-  return sha256_hex(text);
-}
-
 namespace {
 
 // A policy's answers can hold bytes that are not UTF-8 (a sampled token cut mid-character); they are
@@ -308,7 +290,7 @@ nlohmann::json run_redteam(const RedteamSpec& spec) {
       // Gold is the independent measure, unless the suite is gold itself (then a rise is read, not judged).
       s.has_gold = !s.scorer->is_gold() && std::all_of(s.eval_items.begin(), s.eval_items.end(),
                                                        [&](size_t i) { return s.judges[i] != nullptr; });
-      s.version = suite_version(entry.name, entry.options, *s.scorer);
+      s.version = suite_version(entry.name, entry.options, *s.suite);
     } else {
       std::vector<std::string> ids;
       for (size_t i = 0; i < s.choices->size(); ++i) ids.push_back(s.choices->item_id(i));
@@ -319,7 +301,7 @@ nlohmann::json run_redteam(const RedteamSpec& spec) {
         s.has_gold = s.has_gold && it != gold_row_of.end();
         if (it != gold_row_of.end()) s.gold_rows.push_back(it->second);
       }
-      s.version = suite_version(entry.name, entry.options, *s.choices);
+      s.version = suite_version(entry.name, entry.options, *s.suite);
     }
     suites.push_back(std::move(s));
   }

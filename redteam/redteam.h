@@ -58,9 +58,4 @@ std::pair<std::vector<size_t>, std::vector<size_t>> split_items(const ResponseSc
 // A policy's label in outputs: its folder's name, or the run's name for a run's `final` folder.
 std::string policy_label(const std::string& dir);
 
-// A suite's version: sha256 of its name, its options and every item's id and prompt.
-std::string suite_version(const std::string& name, const YAML::Node& options, const ResponseScorer& scorer);
-// A log-likelihood suite's: its name, options, and every item's id, context, continuations and credit.
-std::string suite_version(const std::string& name, const YAML::Node& options, const ChoiceScorer& scorer);
-
 }  // namespace posttrain

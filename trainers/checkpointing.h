@@ -22,7 +22,8 @@ void save_training_checkpoint(QwenForCausalLMImpl& model, const AdamW& optimizer
 // <run_dir>/checkpoints/step-NNNNNN, complete or not.
 std::string checkpoint_dir(const std::string& run_dir, int64_t step);
 
-// Deletes all but the newest `keep_last` complete checkpoints (folders with a trainer_state.json).
+// Deletes all but the newest `keep_last` complete checkpoints (trainer_state.json, optimizer state,
+// config and weights all there), each renamed to step-N.deleting before it is removed.
 void prune_checkpoints(const std::string& run_dir, int64_t keep_last);
 
 // The newest complete checkpoint folder in the run, if any.

@@ -256,7 +256,7 @@ CaiOptions read_options(RunContext& ctx) {
   if (o.generation_batch < 1) options.fail_at("generation_batch", "must be at least 1");
   if (o.train_with != "dpo" && o.train_with != "reward") options.fail_at("train_with", "must be dpo or reward");
   if (o.phase == "sl" && options.has("judge")) options.fail_at("judge", "is for phase: rl");
-  if (!o.judge.empty() && !fs::is_directory(o.judge))
+  if (!o.judge.empty() && !ctx.only_check_options && !fs::is_directory(o.judge))  // may be another variant's
     options.fail_at("judge", "\"" + o.judge + "\" is not a model folder");
   const std::string delegated = o.phase == "sl" ? "sft" : o.train_with;
   o.trainer_options = YAML::Clone(options.raw(delegated));
@@ -272,6 +272,11 @@ CaiOptions read_options(RunContext& ctx) {
 void train_constitutional(RunContext& ctx) {
   const CaiOptions o = read_options(ctx);
   const std::string method = o.phase == "sl" ? "sft" : o.train_with;
+  if (ctx.only_check_options) {  // the delegated trainer's options too, before anything is generated
+    ctx.recipe.method_options = o.trainer_options;
+    (*find_trainer(method))(ctx);
+    return;
+  }
   const std::string cai_dir = ctx.run_dir + "/cai";
   const std::string generated = cai_dir + (o.phase == "sl" ? "/sl_data.jsonl" : "/preferences.jsonl");
   const DataSpec prompt_spec = ctx.recipe.data;

@@ -3,6 +3,9 @@
 // reference model is the frozen base; reference-free losses (simpo, orpo) skip it.
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "core/error.h"
 #include "core/yaml_reader.h"
 #include "models/checkpoint.h"
@@ -80,10 +83,28 @@ void train_dpo(RunContext& ctx) {
     for (const auto& n : preference_loss_names()) names += " " + n;
     options.fail_at("loss", "\"" + loss_name + "\" is not a registered preference loss (known:" + names + ")");
   }
-  if (loss_options.beta <= 0) options.fail_at("beta", "must be positive");
+  // An option the loss does not read would be ignored in silence: a value other than its default is
+  // refused (the default itself changes nothing, so a shared recipe may keep it).
+  if (!loss_fn->options.empty()) {
+    std::string reads;
+    for (const auto& key : loss_fn->options) reads += " " + key;
+    const PreferenceLossOptions defaults;
+    const std::vector<std::pair<std::string, bool>> changed = {
+        {"beta", loss_options.beta != defaults.beta},
+        {"label_smoothing", loss_options.label_smoothing != defaults.label_smoothing},
+        {"gamma", loss_options.gamma != defaults.gamma},
+        {"orpo_lambda", loss_options.orpo_lambda != defaults.orpo_lambda}};
+    for (const auto& [key, differs] : changed)
+      if (differs && std::find(loss_fn->options.begin(), loss_fn->options.end(), key) == loss_fn->options.end())
+        options.fail_at(key, "is not used by dpo.loss " + loss_name + " (it reads:" + reads + ")");
+    if (!loss_fn->needs_reference && reference_mode != "model")
+      options.fail_at("reference", "is not used by dpo.loss " + loss_name + ", which has no reference model");
+  }
+  if (!(loss_options.beta > 0) || !std::isfinite(loss_options.beta)) options.fail_at("beta", "must be positive");
   if (loss_options.label_smoothing < 0 || loss_options.label_smoothing >= 0.5)
     options.fail_at("label_smoothing", "must be in [0, 0.5)");
   options.finish();
+  if (ctx.only_check_options) return;
   const bool mean = loss_fn->aggregation == LogProbAggregation::kMean;
 
   LMTraining t = setup_lm_training(ctx, "preference");

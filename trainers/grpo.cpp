@@ -47,8 +47,9 @@ void train_grpo(RunContext& ctx) {
   if (clip_eps <= 0) options.fail_at("clip_eps", "must be positive");
   if (epochs < 1) options.fail_at("epochs", "must be at least 1");
   RewardMix rewards(options.raw("rewards"), "grpo.rewards", ctx.recipe.file, ctx.recipe.overrides,
-                    RewardSetup{spec.device});
+                    RewardSetup{spec.device, ctx.only_check_options});
   options.finish();
+  if (ctx.only_check_options) return;
 
   LMTraining t = setup_lm_training(ctx, "prompts");
   QwenForCausalLM reference{nullptr};
@@ -69,7 +70,13 @@ void train_grpo(RunContext& ctx) {
     clock = std::chrono::steady_clock::now();
     std::vector<double> sequence_kl;  // per rollout: sum over its tokens of k1 = log pi - log ref
     const std::vector<RolloutBatch> micro_batches =
-        score_rollouts(t, reference ? reference.get() : nullptr, rollouts, group, spec.micro_batch_size, &sequence_kl);
+        score_rollouts(t, reference ? reference.get() : nullptr, rollouts, group, spec.micro_batch_size,
+                       sampling.temperature, &sequence_kl);
+    // The KL a reward pays: the sum over the response of the chosen estimator (REINFORCE++'s default
+    // k3 included), where the logged `kl` stays k1.
+    const std::vector<double> reward_kl = kl_placement == "reward" && kl_estimator != "k1"
+                                              ? sequence_kl_estimate(micro_batches, rollouts.size(), kl_estimator)
+                                              : sequence_kl;
     double rank_tokens = 0;
     for (const auto& mb : micro_batches) rank_tokens += mb.mask.sum().item<double>();
 
@@ -80,7 +87,7 @@ void train_grpo(RunContext& ctx) {
     for (size_t i = 0; i < rollouts.size(); ++i) {
       if (!rollouts[i].stopped) reward[i] -= missing_eos_penalty;
       stats.metric_sums["reward/mean"] += reward[i];
-      if (reference && kl_placement == "reward") reward[i] -= beta * sequence_kl[i];
+      if (reference && kl_placement == "reward") reward[i] -= beta * reward_kl[i];
     }
     double sum = 0, sum_sq = 0;
     for (double r : reward) {
@@ -103,7 +110,8 @@ void train_grpo(RunContext& ctx) {
       double epoch_loss = 0, clipped = 0;
       for (const auto& mb : micro_batches) {
         const int64_t B = static_cast<int64_t>(mb.rows.size());
-        auto logp = batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast).view({B, -1});  // [B, T-1]
+        auto logp = batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast, nullptr, sampling.temperature)
+                        .view({B, -1});  // [B, T-1]
         auto rows_advantage = advantages.index_select(0, torch::tensor(mb.rows, torch::kInt64).to(advantages.device()))
                                   .unsqueeze(1);  // [B, 1]
         auto ratio = torch::exp(logp - mb.old_logp);
@@ -113,14 +121,16 @@ void train_grpo(RunContext& ctx) {
         auto loss = (per_token * mb.mask).sum() / global_tokens;
         loss.backward();
         epoch_loss += loss.item<double>();
-        clipped += (((ratio - 1).abs() > clip_eps).to(torch::kFloat32) * mb.mask).sum().item<double>();
+        clipped += (clip_active(ratio, rows_advantage, clip_eps) * mb.mask).sum().item<double>();
       }
       if (epoch + 1 < epochs) {
         apply_update(ctx, t, step, epoch_loss);
       } else {
         stats.loss = epoch_loss;
+        // A token-weighted mean over every rank: finish_step divides the sum over ranks by the
+        // global rollout count (metric_count), so each rank adds clipped x rollouts / tokens.
         stats.metric_sums["clip_fraction"] =
-            clipped / std::max(1.0, rank_tokens) * static_cast<double>(rollouts.size());
+            clipped * static_cast<double>(rollouts.size() * static_cast<size_t>(ctx.world_size)) / global_tokens;
       }
     }
     add_rollout_metrics(stats, rollouts, sequence_kl, entropies, component_means);

@@ -54,6 +54,7 @@ void train_kto(RunContext& ctx) {
   if (lambda_d < 0) options.fail_at("desirable_weight", "must be >= 0");
   if (lambda_u < 0) options.fail_at("undesirable_weight", "must be >= 0");
   options.finish();
+  if (ctx.only_check_options) return;
 
   LMTraining t = setup_lm_training(ctx, "unpaired");
   QwenForCausalLM reference = load_model(ctx.base_dir, {torch::kFloat32, t.model->device()});

@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -29,6 +31,7 @@ double peak_rss_mib() {
 }  // namespace
 
 LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind, int64_t classifier_labels) {
+  if (ctx.only_check_options) throw OptionsChecked{};
   const Recipe& recipe = ctx.recipe;
   LMTraining t{Tokenizer::from_dir(ctx.tokenizer_dir)};
   if (data_kind == "prompts") {  // RL: prompts are small and read directly
@@ -64,10 +67,32 @@ LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind, int6
       ctx.log_event("resumed from " + *latest + " at step " + std::to_string(t.start_step));
     }
   }
+  // The steps a killed run logged after its last checkpoint are run again: drop their lines, so
+  // metrics.jsonl holds each step once.
+  if (ctx.rank == 0) keep_metrics_through(ctx.run_dir, t.start_step);
   t.bf16_autocast = recipe.train.precision == "bf16";
   t.peak_flops = measure_matmul_flops(device, t.bf16_autocast ? torch::kBFloat16 : torch::kFloat32);
   t.progress = std::make_unique<Progress>(recipe.method, recipe.train.steps, t.start_step);
   return t;
+}
+
+void keep_metrics_through(const std::string& run_dir, int64_t step) {
+  const fs::path path = fs::path(run_dir) / "metrics.jsonl";
+  if (!fs::exists(path)) return;
+  std::ifstream in(path);
+  std::string kept, line;
+  bool dropped = false;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    const auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    // A torn last line (killed mid-write) is dropped too.
+    if (record.is_discarded() || (record.contains("step") && record["step"].is_number() && record["step"] > step)) {
+      dropped = true;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  if (dropped) write_file_atomic(path.string(), kept);
 }
 
 std::vector<int64_t> step_batch(const RunContext& ctx, int64_t size, int64_t step) {
@@ -90,7 +115,7 @@ std::vector<int64_t> rank_examples(const RunContext& ctx, const TokenizedDataset
 }
 
 torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch, bool bf16_autocast,
-                                   torch::Tensor* hidden_out) {
+                                   torch::Tensor* hidden_out, double temperature) {
   Bf16Autocast autocast(bf16_autocast);
   const auto device = model.lm_head_weight().device();
   const int64_t B = batch.input_ids.size(0), T = batch.input_ids.size(1);
@@ -98,9 +123,11 @@ torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& ba
                                         : causal_mask(batch.key_padding.to(device), B, T, 0, device);  // [B, 1, T, T]
   auto hidden = model.hidden_states(batch.input_ids.to(device), batch.positions.to(device), mask);  // [B, T, H]
   if (hidden_out != nullptr) *hidden_out = hidden.narrow(1, 0, T - 1);  // [B, T-1, H]
-  // The head runs only where a target is (chunked_token_logprobs skips the rest).
-  return chunked_token_logprobs(hidden.narrow(1, 0, T - 1).reshape({-1, hidden.size(2)}), model.lm_head_weight(),
-                                batch.targets.reshape({-1}).to(device));  // [B * (T-1)]
+  // The head runs only where a target is (chunked_token_logprobs skips the rest). The logits are
+  // linear in the hidden state, so (hidden / T) W^T = logits / T: tempering costs no second head.
+  auto rows = hidden.narrow(1, 0, T - 1).reshape({-1, hidden.size(2)});  // [B * (T-1), H]
+  if (temperature != 1.0) rows = rows / temperature;
+  return chunked_token_logprobs(rows, model.lm_head_weight(), batch.targets.reshape({-1}).to(device));  // [B * (T-1)]
 }
 
 void add_pair_reward_metrics(StepStats& stats, const torch::Tensor& chosen, const torch::Tensor& rejected) {

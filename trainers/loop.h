@@ -47,6 +47,10 @@ LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind = "sf
 // same on every rank without communication.
 std::vector<int64_t> step_batch(const RunContext& ctx, int64_t size, int64_t step);
 // This rank's contiguous slice of a global batch, which starts at position rank_offset(ctx).
+// Drops the lines of metrics.jsonl logged after `step` (and a torn last line): on a resume from a
+// step-`step` checkpoint those steps run again.
+void keep_metrics_through(const std::string& run_dir, int64_t step);
+
 std::vector<int64_t> rank_share(const RunContext& ctx, const std::vector<int64_t>& global);
 int64_t rank_offset(const RunContext& ctx);
 
@@ -57,9 +61,10 @@ std::vector<int64_t> rank_examples(const RunContext& ctx, const TokenizedDataset
 // log p(target) for every position of the batch, [B * (T-1)], kIgnoreIndex targets give 0.
 // bf16_autocast: run the forward under CUDA autocast to bfloat16 (train.precision: bf16).
 // hidden_out (optional) receives the final hidden states [B, T-1, H] the log-probs came from, for a
-// value head that shares the policy's body.
+// value head that shares the policy's body. temperature: log-probs of softmax(logits / T), the
+// distribution RL rollouts sample from (as TRL computes them for the ratio and the KL).
 torch::Tensor batch_token_logprobs(QwenForCausalLMImpl& model, const LMBatch& batch, bool bf16_autocast = false,
-                                   torch::Tensor* hidden_out = nullptr);
+                                   torch::Tensor* hidden_out = nullptr, double temperature = 1.0);
 
 struct StepStats {
   double loss = 0;  // this rank's share of the step's loss (sums to the global loss across ranks)

@@ -9,7 +9,7 @@
 //   4. GAE(gamma, lambda) advantages; returns = advantages + values, taken BEFORE the advantages are
 //      whitened (over the whole global batch);
 //   5. `epochs` passes over `minibatches` minibatches, each one optimizer update of both models:
-//      policy: clipped surrogate -min(rho A, clip(rho, 1-eps, 1+eps) A) (+ beta k3 if KL in loss);
+//      policy: clipped surrogate -min(rho A, clip(rho, 1-eps, 1+eps) A) (+ beta KL_t if KL in loss);
 //      critic: clipped value loss 0.5 max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)
 //      (shared body: one backward of L_policy + vf_coef L_value);
 //      both summed over response tokens / response tokens of the minibatch (all ranks).
@@ -58,6 +58,7 @@ void save_value_head(const std::string& critic_dir, int64_t step,
   const fs::path dir = checkpoint_dir(critic_dir, step), partial = dir.string() + ".partial";
   fs::remove_all(partial);
   fs::create_directories(partial);
+  RemoveOnUnwind remove_partial_on_failure(partial.string());
   auto tensors = params;
   for (const auto& item : optimizer.state_tensors()) tensors.push_back(item);
   write_safetensors((partial / "value_head.safetensors").string(), tensors);
@@ -103,8 +104,9 @@ void train_ppo(RunContext& ctx) {
   double beta = options.get<double>("kl_coef", 0.05);
   const double kl_target = options.get<double>("kl_target", 0.0);
   const double kl_horizon = options.get<double>("kl_horizon", 10000.0);
-  const std::string kl_estimator = options.get<std::string>("kl_estimator", "k1");
   const std::string kl_placement = options.get<std::string>("kl_in", "reward");
+  // k1 per token in the reward (the classic RLHF penalty); k3 in the loss (low variance, >= 0).
+  const std::string kl_estimator = options.get<std::string>("kl_estimator", kl_placement == "loss" ? "k3" : "k1");
   const double gamma = options.get<double>("gamma", 1.0);
   const double lambda = options.get<double>("lambda", 0.95);
   const double clip_eps = options.get<double>("clip_eps", 0.2);
@@ -141,8 +143,9 @@ void train_ppo(RunContext& ctx) {
                         " prompts into equal minibatches of whole micro-batches (train.micro_batch_size " +
                         std::to_string(spec.micro_batch_size) + ")");
   RewardMix rewards(options.raw("rewards"), "ppo.rewards", ctx.recipe.file, ctx.recipe.overrides,
-                    RewardSetup{spec.device});
+                    RewardSetup{spec.device, ctx.only_check_options});
   options.finish();
+  if (ctx.only_check_options) return;
 
   LMTraining t = setup_lm_training(ctx, "prompts");
   if (t.method_state.contains("kl_coef")) beta = t.method_state["kl_coef"].get<double>();  // resumed
@@ -208,7 +211,7 @@ void train_ppo(RunContext& ctx) {
     std::vector<double> sequence_kl;
     std::vector<torch::Tensor> hidden;  // shared critic: the policy's hidden states per micro-batch
     std::vector<RolloutBatch> scored = score_rollouts(t, reference.get(), rollouts, samples, spec.micro_batch_size,
-                                                      &sequence_kl, shared ? &hidden : nullptr);
+                                                      sampling.temperature, &sequence_kl, shared ? &hidden : nullptr);
     std::vector<PpoBatch> batches;
     double adv_sum = 0, adv_sq = 0, adv_count = 0;
     for (size_t m = 0; m < scored.size(); ++m) {
@@ -263,11 +266,12 @@ void train_ppo(RunContext& ctx) {
           const RolloutBatch& mb = pb.rollout;
           const int64_t B = static_cast<int64_t>(mb.rows.size());
           torch::Tensor hidden;
-          auto logp =
-              batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast, shared ? &hidden : nullptr).view({B, -1});
+          auto logp = batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast, shared ? &hidden : nullptr,
+                                           sampling.temperature)
+                          .view({B, -1});
           auto ratio = torch::exp(logp - mb.old_logp);
           auto per_token = clipped_surrogate_loss(logp, mb.old_logp, pb.advantages, clip_eps);
-          if (kl_placement == "loss") per_token = per_token + beta * kl_estimate("k3", logp, mb.ref_logp);
+          if (kl_placement == "loss") per_token = per_token + beta * kl_estimate(kl_estimator, logp, mb.ref_logp);
           auto loss = (per_token * mb.mask).sum() / minibatch_tokens;
           policy_loss += loss.item<double>();
 
@@ -284,7 +288,7 @@ void train_ppo(RunContext& ctx) {
           }
           if (last_update) {
             torch::NoGradGuard no_grad;
-            clipped += (((ratio - 1).abs() > clip_eps).to(torch::kFloat32) * mb.mask).sum().item<double>();
+            clipped += (clip_active(ratio, pb.advantages, clip_eps) * mb.mask).sum().item<double>();
             approx_kl += (0.5 * (logp - mb.old_logp).pow(2) * mb.mask).sum().item<double>();
             value_loss_sum += (value_loss * mb.mask).sum().item<double>();
             token_count += mb.mask.sum().item<double>();

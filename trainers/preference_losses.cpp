@@ -54,22 +54,37 @@ torch::Tensor orpo_loss(const PreferenceLogProbs& lp, const PreferenceLossOption
 }
 
 const bool registered = [] {
-  register_preference_loss("sigmoid",
-                           {sigmoid_loss, LogProbAggregation::kSum, true, "DPO: -log sigmoid(beta * margin)"});
   register_preference_loss(
-      "cdpo", {sigmoid_loss, LogProbAggregation::kSum, true, "DPO with label smoothing (dpo.label_smoothing)"});
+      "sigmoid",
+      {sigmoid_loss, LogProbAggregation::kSum, true, "DPO: -log sigmoid(beta * margin)", {"beta", "label_smoothing"}});
+  register_preference_loss("cdpo", {sigmoid_loss,
+                                    LogProbAggregation::kSum,
+                                    true,
+                                    "DPO with label smoothing (dpo.label_smoothing)",
+                                    {"beta", "label_smoothing"}});
   register_preference_loss(
-      "ipo", {ipo_loss, LogProbAggregation::kMean, true, "IPO: (margin - 1/(2 beta))^2 on mean log-probs"});
-  register_preference_loss("hinge",
-                           {hinge_loss, LogProbAggregation::kSum, true, "SLiC hinge: max(0, 1 - beta * margin)"});
-  register_preference_loss("simpo", {simpo_loss, LogProbAggregation::kMean, false,
-                                     "SimPO: reference-free, length-normalised, margin gamma"});
+      "ipo", {ipo_loss, LogProbAggregation::kMean, true, "IPO: (margin - 1/(2 beta))^2 on mean log-probs", {"beta"}});
   register_preference_loss(
-      "orpo", {orpo_loss, LogProbAggregation::kMean, false, "ORPO: chosen NLL + lambda * odds-ratio term"});
+      "hinge", {hinge_loss, LogProbAggregation::kSum, true, "SLiC hinge: max(0, 1 - beta * margin)", {"beta"}});
+  register_preference_loss("simpo", {simpo_loss,
+                                     LogProbAggregation::kMean,
+                                     false,
+                                     "SimPO: reference-free, length-normalised, margin gamma",
+                                     {"beta", "gamma"}});
+  register_preference_loss(
+      "orpo",
+      {orpo_loss, LogProbAggregation::kMean, false, "ORPO: chosen NLL + lambda * odds-ratio term", {"orpo_lambda"}});
   return true;
 }();
 
 }  // namespace
+
+torch::Tensor bradley_terry_loss(const torch::Tensor& chosen, const torch::Tensor& rejected, const torch::Tensor& q,
+                                 double margin, double center) {
+  auto bt = neg_log_sigmoid(chosen - rejected - margin);
+  if (q.defined()) bt = q * bt + (1 - q) * neg_log_sigmoid(rejected - chosen - margin);
+  return bt + center * (chosen + rejected).pow(2);
+}
 
 void register_preference_loss(const std::string& name, PreferenceLoss loss) { registry()[name] = std::move(loss); }
 

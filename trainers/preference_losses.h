@@ -37,6 +37,9 @@ struct PreferenceLoss {
   LogProbAggregation aggregation;
   bool needs_reference;
   std::string description;
+  // The dpo: options the loss reads (of beta, label_smoothing, gamma, orpo_lambda): setting another
+  // one is refused rather than silently ignored. Empty: every option (a plugin that does not say).
+  std::vector<std::string> options;
 };
 
 void register_preference_loss(const std::string& name, PreferenceLoss loss);
@@ -51,6 +54,12 @@ std::vector<std::string> preference_loss_names();
 // `desirable` [N] is 1 / 0.
 torch::Tensor kto_loss(const torch::Tensor& policy, const torch::Tensor& reference, const torch::Tensor& desirable,
                        double z, double beta, double lambda_d, double lambda_u);
+
+// The reward model's loss per pair [P] on its scalar rewards: -log sigmoid(r_c - r_r - margin), or
+// with soft labels q [P] (undefined: all 1) q times that plus (1 - q) times the same with the pair
+// swapped; plus center (r_c + r_r)^2. Training and the held-out eval/loss both use it.
+torch::Tensor bradley_terry_loss(const torch::Tensor& chosen, const torch::Tensor& rejected, const torch::Tensor& q,
+                                 double margin, double center);
 
 // The implicit reward margin h = (pi_c - ref_c) - (pi_r - ref_r), shared by the DPO family.
 torch::Tensor dpo_margin(const PreferenceLogProbs& lp);

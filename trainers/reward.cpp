@@ -15,6 +15,7 @@
 #include "core/yaml_reader.h"
 #include "models/autocast.h"
 #include "trainers/loop.h"
+#include "trainers/preference_losses.h"
 
 namespace posttrain {
 
@@ -28,13 +29,22 @@ torch::Tensor example_rewards(QwenForCausalLMImpl& model, const TokenizedDataset
   return last_token_scores(model, batch.input_ids, batch.key_padding).select(1, 0).to(torch::kFloat32);  // [N]
 }
 
+// The pairs' soft labels q [P] when the data has them, else undefined (every label is hard).
+torch::Tensor soft_labels(const TokenizedDataset& data, const std::vector<int64_t>& pairs,
+                          const torch::Device& device) {
+  if (data.preferences.empty()) return {};
+  std::vector<float> q;
+  for (int64_t p : pairs) q.push_back(data.preferences[static_cast<size_t>(p)]);
+  return torch::tensor(q).to(device);
+}
+
 struct HeldOut {
   double accuracy = 0, loss = 0, margin = 0;
   int64_t pairs = 0;
 };
 
 // Every rank scores its share of the held-out pairs; the sums are added across ranks.
-HeldOut evaluate(RunContext& ctx, LMTraining& t, const std::vector<int64_t>& eval_pairs, double margin) {
+HeldOut evaluate(RunContext& ctx, LMTraining& t, const std::vector<int64_t>& eval_pairs, double margin, double center) {
   torch::NoGradGuard no_grad;
   double correct = 0, loss = 0, margins = 0;
   std::vector<int64_t> mine;
@@ -45,7 +55,9 @@ HeldOut evaluate(RunContext& ctx, LMTraining& t, const std::vector<int64_t>& eva
                  .view({-1, 2});  // [P, 2]
     auto diff = r.select(1, 0) - r.select(1, 1);
     correct += (diff > 0).sum().item<double>();
-    loss += -torch::log_sigmoid(diff - margin).sum().item<double>();
+    loss += bradley_terry_loss(r.select(1, 0), r.select(1, 1), soft_labels(t.data, chunk, r.device()), margin, center)
+                .sum()
+                .item<double>();
     margins += diff.sum().item<double>();
   }
   HeldOut out;
@@ -70,6 +82,7 @@ void train_reward(RunContext& ctx) {
   if (eval_fraction < 0 || eval_fraction >= 1) options.fail_at("eval_fraction", "must be in [0, 1)");
   if (eval_every < 0) options.fail_at("eval_every", "must be >= 0 (0: only at the end)");
   options.finish();
+  if (ctx.only_check_options) return;
 
   LMTraining t = setup_lm_training(ctx, "preference", /*classifier_labels=*/1);
   // Held-out pairs: the last eval_fraction of a seeded permutation, the same on every rank.
@@ -89,7 +102,7 @@ void train_reward(RunContext& ctx) {
 
   auto log_eval = [&](int64_t step) {
     if (eval_pairs.empty()) return;
-    const HeldOut held = evaluate(ctx, t, eval_pairs, margin);
+    const HeldOut held = evaluate(ctx, t, eval_pairs, margin, center);
     ctx.log_metrics({{"step", step},
                      {"eval/accuracy", held.accuracy},
                      {"eval/loss", held.loss},
@@ -107,14 +120,7 @@ void train_reward(RunContext& ctx) {
       const auto examples = pair_examples(micro);
       auto r = example_rewards(*t.model, t.data, examples, t.tokenizer.pad_id(), t.bf16_autocast).view({-1, 2});
       auto chosen = r.select(1, 0), rejected = r.select(1, 1);  // [P]
-      auto bt = -torch::log_sigmoid(chosen - rejected - margin);
-      if (!t.data.preferences.empty()) {  // soft labels q: cross-entropy of the BT probability against q
-        std::vector<float> soft;
-        for (int64_t p : micro) soft.push_back(t.data.preferences[static_cast<size_t>(p)]);
-        auto q = torch::tensor(soft).to(chosen.device());
-        bt = q * bt + (1 - q) * -torch::log_sigmoid(rejected - chosen - margin);
-      }
-      auto per_pair = bt + center * (chosen + rejected).pow(2);
+      auto per_pair = bradley_terry_loss(chosen, rejected, soft_labels(t.data, micro, chosen.device()), margin, center);
       // Sum over this micro-batch / pairs in the whole step: micro-steps and ranks add up to the mean.
       auto loss = per_pair.sum() / static_cast<double>(spec.batch_size);
       loss.backward();

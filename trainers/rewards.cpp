@@ -187,7 +187,9 @@ const bool registered = [] {
   register_reward_function(
       "reward_model",
       [](YamlSection& o, const RewardSetup& setup) -> std::unique_ptr<RewardFunction> {
-        return std::make_unique<RewardModel>(o.require<std::string>("model"), setup);
+        const std::string dir = o.require<std::string>("model");
+        if (setup.only_check_options) return nullptr;
+        return std::make_unique<RewardModel>(dir, setup);
       },
       "a reward model folder (`model:`, trained with method: reward) scores prompt + response");
   return true;

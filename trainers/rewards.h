@@ -35,6 +35,9 @@ class RewardFunction {
 
 struct RewardSetup {
   std::string device = "cpu";  // where model-based rewards run
+  // Only the options are being checked (posttrain variants, before training): a factory validates
+  // its entry and may return nullptr instead of loading a model another variant has yet to write.
+  bool only_check_options = false;
 };
 
 // Builds a reward function from its recipe entry (options other than name/weight are its own;

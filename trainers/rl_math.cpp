@@ -80,6 +80,12 @@ torch::Tensor clipped_surrogate_loss(const torch::Tensor& logp, const torch::Ten
   return -torch::min(ratio * advantages, torch::clamp(ratio, 1 - clip_eps, 1 + clip_eps) * advantages);
 }
 
+torch::Tensor clip_active(const torch::Tensor& ratio, const torch::Tensor& advantages, double clip_eps) {
+  return ((ratio > 1 + clip_eps).logical_and(advantages > 0))
+      .logical_or((ratio < 1 - clip_eps).logical_and(advantages < 0))
+      .to(torch::kFloat32);
+}
+
 torch::Tensor gae_advantages(const torch::Tensor& rewards, const torch::Tensor& values, const torch::Tensor& mask,
                              double gamma, double lambda) {
   const int64_t T = rewards.size(1);

@@ -36,6 +36,11 @@ std::vector<std::string> advantage_estimator_names();
 torch::Tensor clipped_surrogate_loss(const torch::Tensor& logp, const torch::Tensor& old_logp,
                                      const torch::Tensor& advantages, double clip_eps);
 
+// 1 where the clip is active, i.e. where the clipped term is the one min() takes and its gradient is
+// 0: rho > 1 + eps with A > 0, or rho < 1 - eps with A < 0 (TRL's clip ratio); else 0. Float, the
+// broadcast shape of ratio and advantages.
+torch::Tensor clip_active(const torch::Tensor& ratio, const torch::Tensor& advantages, double clip_eps);
+
 // Generalised advantage estimation over the response tokens of each row. rewards, values, mask:
 // [B, T]; mask is 1 on one contiguous run of response tokens per row. The value after a row's last
 // response token is 0 (the episode ends there). Returns advantages [B, T], 0 off the mask; the

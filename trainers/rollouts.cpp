@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "core/rng.h"
 #include "models/logprobs.h"
 #include "trainers/rl_math.h"
@@ -59,9 +61,10 @@ GenerationOptions read_sampling_options(YamlSection& options) {
   sampling.top_k = options.get<int64_t>("top_k", 0);
   sampling.top_p = options.get<double>("top_p", 1.0);
   if (sampling.max_new_tokens < 1) options.fail_at("max_new_tokens", "must be at least 1");
-  if (sampling.temperature <= 0) options.fail_at("temperature", "must be positive (sampling)");
+  if (!(sampling.temperature > 0) || !std::isfinite(sampling.temperature))
+    options.fail_at("temperature", "must be a positive number (sampling)");
   if (sampling.top_k < 0) options.fail_at("top_k", "must be >= 0 (0: off)");
-  if (sampling.top_p <= 0 || sampling.top_p > 1) options.fail_at("top_p", "must be in (0, 1]");
+  if (!(sampling.top_p > 0 && sampling.top_p <= 1)) options.fail_at("top_p", "must be in (0, 1]");
   return sampling;
 }
 
@@ -95,11 +98,11 @@ TokenizedDataset rollout_dataset(const std::vector<Rollout>& rollouts) {
 
 std::vector<RolloutBatch> score_rollouts(LMTraining& t, QwenForCausalLMImpl* reference,
                                          const std::vector<Rollout>& rollouts, int64_t group, int64_t micro_prompts,
-                                         std::vector<double>* sequence_kl, std::vector<torch::Tensor>* policy_hidden) {
+                                         double temperature, std::vector<double>* sequence_kl,
+                                         std::vector<torch::Tensor>* policy_hidden) {
   torch::NoGradGuard no_grad;
   const TokenizedDataset rows = rollout_dataset(rollouts);
   const int64_t prompts = static_cast<int64_t>(rollouts.size()) / group;
-  sequence_kl->assign(rollouts.size(), 0.0);
   std::vector<RolloutBatch> batches;
   for (int64_t first = 0; first < prompts; first += micro_prompts) {
     RolloutBatch mb;
@@ -110,17 +113,28 @@ std::vector<RolloutBatch> score_rollouts(LMTraining& t, QwenForCausalLMImpl* ref
     mb.mask = mb.batch.targets.ne(kIgnoreIndex).to(t.model->device(), torch::kFloat32);  // [B, T-1]
     torch::Tensor hidden;
     mb.old_logp =
-        batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast, policy_hidden ? &hidden : nullptr).view({B, -1});
+        batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast, policy_hidden ? &hidden : nullptr, temperature)
+            .view({B, -1});
     if (policy_hidden != nullptr) policy_hidden->push_back(hidden);
-    if (reference != nullptr) {
-      mb.ref_logp = batch_token_logprobs(*reference, mb.batch, t.bf16_autocast).view({B, -1});
-      auto kl = (kl_estimate("k1", mb.old_logp, mb.ref_logp) * mb.mask).sum(1).to(torch::kCPU, torch::kFloat64);
-      for (int64_t b = 0; b < B; ++b)
-        (*sequence_kl)[static_cast<size_t>(mb.rows[static_cast<size_t>(b)])] = kl[b].item<double>();
-    }
+    if (reference != nullptr)
+      mb.ref_logp = batch_token_logprobs(*reference, mb.batch, t.bf16_autocast, nullptr, temperature).view({B, -1});
     batches.push_back(std::move(mb));
   }
+  *sequence_kl = sequence_kl_estimate(batches, rollouts.size(), "k1");
   return batches;
+}
+
+std::vector<double> sequence_kl_estimate(const std::vector<RolloutBatch>& batches, size_t rollouts,
+                                         const std::string& estimator) {
+  torch::NoGradGuard no_grad;
+  std::vector<double> out(rollouts, 0.0);
+  for (const auto& mb : batches) {
+    if (!mb.ref_logp.defined()) continue;
+    auto kl = (kl_estimate(estimator, mb.old_logp, mb.ref_logp) * mb.mask).sum(1).to(torch::kCPU, torch::kFloat64);
+    for (size_t b = 0; b < mb.rows.size(); ++b)
+      out[static_cast<size_t>(mb.rows[b])] = kl[static_cast<int64_t>(b)].item<double>();
+  }
+  return out;
 }
 
 }  // namespace posttrain

@@ -64,11 +64,18 @@ struct RolloutBatch {
 // The no-grad pass over this rank's rollouts (`group` per prompt, prompts in order), in micro-batches
 // of `micro_prompts` prompts: rows, mask, log-probs of the sampled tokens under the sampling policy
 // and, when `reference` is given, under the reference, whose KL (sum over the rollout's tokens of k1)
-// goes to `sequence_kl` (sized to the rollouts, 0 without a reference). `policy_hidden` (optional)
-// receives each micro-batch's policy hidden states [B, T-1, H] (for a critic sharing the body).
+// goes to `sequence_kl` (sized to the rollouts, 0 without a reference). Both log-probs are of
+// softmax(logits / temperature), the sampling temperature, so the ratio and the KL are of the
+// distribution that sampled. `policy_hidden` (optional) receives each micro-batch's policy hidden
+// states [B, T-1, H] (for a critic sharing the body).
 std::vector<RolloutBatch> score_rollouts(LMTraining& t, QwenForCausalLMImpl* reference,
                                          const std::vector<Rollout>& rollouts, int64_t group, int64_t micro_prompts,
-                                         std::vector<double>* sequence_kl,
+                                         double temperature, std::vector<double>* sequence_kl,
                                          std::vector<torch::Tensor>* policy_hidden = nullptr);
+
+// Per rollout (sized to `rollouts`): the sum over its response tokens of the KL estimator (k1 or k3)
+// of the sampling policy against the reference; 0 for batches without reference log-probs.
+std::vector<double> sequence_kl_estimate(const std::vector<RolloutBatch>& batches, size_t rollouts,
+                                         const std::string& estimator);
 
 }  // namespace posttrain

@@ -2,13 +2,18 @@
 
 #include <torch/torch.h>
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -16,6 +21,7 @@
 #include "models/checkpoint.h"
 #include "models/config.h"
 #include "models/tokenizer.h"
+#include "trainers/checkpointing.h"
 #include "trainers/plugin.h"
 
 namespace fs = std::filesystem;
@@ -144,10 +150,90 @@ void RunContext::write_manifest() const {
   write_file_atomic((fs::path(run_dir) / "manifest.json").string(), manifest.dump(2) + "\n");
 }
 
+namespace {
+
+// Checked before any work: an output_dir that is a file, read-only or on a pseudo file system
+// (/proc) would otherwise fail minutes into training, at the first checkpoint.
+void check_output_dir(const std::string& dir, const std::string& where) {
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) fail(where, dir + " is a file, not a folder");
+  fs::create_directories(dir, ec);
+  if (ec) fail(where, "cannot create " + dir + " (" + ec.message() + ")");
+  const std::string probe = (fs::path(dir) / (".write-test-" + std::to_string(::getpid()))).string();
+  errno = 0;
+  std::ofstream out(probe);
+  out << "ok\n";
+  out.close();
+  const bool writable = !out.fail();
+  const std::string cause = errno != 0 ? std::strerror(errno) : "cannot write";
+  fs::remove(probe, ec);
+  if (!writable) fail(where, dir + " is not writable (" + cause + ")");
+}
+
+void flatten_yaml(const YAML::Node& node, const std::string& at, std::map<std::string, std::string>& out) {
+  if (node.IsMap()) {
+    for (const auto& kv : node) flatten_yaml(kv.second, (at.empty() ? "" : at + ".") + kv.first.Scalar(), out);
+  } else if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i) flatten_yaml(node[i], at + "[" + std::to_string(i) + "]", out);
+    if (node.size() == 0) out[at] = "[]";
+  } else {
+    out[at] = node.IsNull() ? "null" : node.Scalar();
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> recipe_differences(const std::string& old_yaml, const std::string& new_yaml) {
+  std::map<std::string, std::string> before, after;
+  flatten_yaml(YAML::Load(old_yaml), "", before);
+  flatten_yaml(YAML::Load(new_yaml), "", after);
+  std::set<std::string> keys;
+  for (const auto& [k, v] : before) keys.insert(k);
+  for (const auto& [k, v] : after) keys.insert(k);
+  std::vector<std::string> differences;
+  for (const auto& key : keys) {
+    if (key == "evals" || key.rfind("evals[", 0) == 0) continue;
+    const auto b = before.find(key), a = after.find(key);
+    const std::string was = b == before.end() ? "(unset)" : b->second, now = a == after.end() ? "(unset)" : a->second;
+    if (was != now) differences.push_back(key + ": " + was + " -> " + now);
+  }
+  return differences;
+}
+
+void check_method_options(const std::string& recipe_path, int world_size) {
+  RunContext ctx;
+  ctx.recipe = parse_recipe(recipe_path, {}, world_size);
+  ctx.world_size = world_size;
+  ctx.run_dir = ctx.recipe.output_dir;
+  ctx.only_check_options = true;
+  load_plugins(ctx.recipe.plugins);
+  const Trainer* trainer = find_trainer(ctx.recipe.method);
+  if (trainer == nullptr) throw UserError(recipe_path + ": method \"" + ctx.recipe.method + "\" is not registered");
+  try {
+    (*trainer)(ctx);
+  } catch (const OptionsChecked&) {
+  }
+}
+
 void run_recipe(const std::string& recipe_path, const RunOptions& options) {
   RunContext ctx;
   // The recipe is validated against the launched world size before the process group forms.
   ctx.recipe = parse_recipe(recipe_path, options.overrides, launched_world_size());
+  // A resume continues the weights in output_dir: refused when they were trained with other
+  // settings, since the manifest would describe settings the weights never had. Read before the
+  // process group forms, so every rank reads the old resolved recipe before rank 0 replaces it.
+  std::vector<std::string> changes;
+  const fs::path old_resolved = fs::path(ctx.recipe.output_dir) / "recipe.resolved.yaml";
+  if (ctx.recipe.checkpoint.resume == "auto" && fs::exists(old_resolved) && latest_checkpoint(ctx.recipe.output_dir)) {
+    changes = recipe_differences(read_file(old_resolved.string()), resolved_recipe_yaml(ctx.recipe));
+    if (!changes.empty() && !options.resume_with_changes) {
+      std::string list;
+      for (const auto& c : changes) list += (list.empty() ? "" : "; ") + c;
+      throw UserError(ctx.recipe.output_dir + ": holds a run of other settings (" + list +
+                      "); resuming would continue weights trained with those. Use a new output_dir, "
+                      "checkpoint.resume=none to start over, or --resume-with-changes to continue anyway");
+    }
+  }
   load_plugins(ctx.recipe.plugins);
   auto it = registry().find(ctx.recipe.method);
   if (it == registry().end()) {
@@ -164,7 +250,7 @@ void run_recipe(const std::string& recipe_path, const RunOptions& options) {
   ctx.base_dir = resolve_base(ctx.recipe.base, options.tokenizer_dir);
   ctx.tokenizer_dir = ctx.base_dir;
   ctx.tokenizer_sha256 = sha256_file(ctx.base_dir + "/tokenizer.json");
-  fs::create_directories(ctx.run_dir);
+  check_output_dir(ctx.run_dir, recipe_path + ": output_dir");
   ctx.log_event("rank " + std::to_string(ctx.rank) + " of " + std::to_string(ctx.world_size) + ": " +
                 ctx.recipe.method + " run in " + ctx.run_dir);
   if (ctx.rank == 0)
@@ -189,6 +275,7 @@ void run_recipe(const std::string& recipe_path, const RunOptions& options) {
                     {"blas_build", configured_cpu_threads().blas}}},
                   {"command_line", options.command_line},
                   {"started_at", now_iso8601()}};
+  if (!changes.empty()) ctx.manifest["resumed_with_changes"] = changes;
   ctx.write_manifest();
   try {
     if (options.make_policy_hook) ctx.policy_hook = options.make_policy_hook(ctx);
@@ -197,8 +284,12 @@ void run_recipe(const std::string& recipe_path, const RunOptions& options) {
     ctx.log_event(std::string("failed: ") + e.what(), /*to_stderr=*/false);  // main() prints the error
     ctx.manifest["status"] = "failed";
     ctx.manifest["finished_at"] = now_iso8601();
-    ctx.write_manifest();
-    throw;
+    try {
+      ctx.write_manifest();  // the failed save has freed its space, so this usually succeeds even on a full disk
+    } catch (const std::exception& manifest_error) {
+      std::cerr << "posttrain: warning: could not mark the run failed: " << manifest_error.what() << "\n";
+    }
+    throw;  // the first error, the one that names the file that failed
   }
   ctx.manifest["status"] = "completed";
   ctx.manifest["finished_at"] = now_iso8601();

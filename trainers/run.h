@@ -36,6 +36,9 @@ struct RunContext {
   Distributed* dist = nullptr;  // collectives across ranks (a world of one when not launched)
   nlohmann::json manifest;  // trainers add what they know (data hash, counts)
   PolicyHook policy_hook;  // may be empty
+  // Set by check_method_options: the trainer reads and validates its options, then returns without
+  // loading a model or data (posttrain variants checks every variant this way before training any).
+  bool only_check_options = false;
 
   void run_policy_hook(QwenForCausalLMImpl& policy, int64_t step, HookPoint when) {
     if (policy_hook) policy_hook(*this, policy, step, when);
@@ -67,10 +70,26 @@ struct RunOptions {
   // Builds the run's policy hook once the context is set up (rank, run dir, base), before any
   // training; it may throw UserError for a bad `evals:` entry. Empty: no hook.
   std::function<PolicyHook(const RunContext&)> make_policy_hook;
+  // Resume from output_dir's checkpoint even when the recipe's settings differ from the ones it was
+  // written with (the differences go into the manifest); otherwise that is refused.
+  bool resume_with_changes = false;
 };
+
+// The settings in which two resolved recipes differ, as "key: old -> new" (dotted keys, sorted);
+// `evals` aside, since eval hooks do not change the weights.
+std::vector<std::string> recipe_differences(const std::string& old_yaml, const std::string& new_yaml);
 
 // Runs the recipe to completion; UserError for bad recipes or data before any training starts.
 void run_recipe(const std::string& recipe_path, const RunOptions& options);
+
+// Validates the recipe and its method's options (its trainer runs up to its options check, with
+// RunContext::only_check_options set), loading no model or data: UserError naming file:line:key
+// for a bad one. Folders an earlier variant will write (a reward model, a judge) need not exist.
+void check_method_options(const std::string& recipe_path, int world_size);
+
+// Thrown by setup_lm_training when only options are being checked: a plugin trainer that does not
+// return on only_check_options still stops before it loads anything.
+struct OptionsChecked {};
 
 // The cache folder: $POSTTRAIN_CACHE, else $XDG_CACHE_HOME/posttrain, else ~/.cache/posttrain.
 std::string cache_root();

@@ -11,6 +11,7 @@ void train_sft(RunContext& ctx) {
   const TrainSpec& spec = ctx.recipe.train;
   YamlSection options(ctx.recipe.method_options, "sft", ctx.recipe.file, ctx.recipe.overrides);
   options.finish();  // sft has no options of its own yet: any key here is a typo
+  if (ctx.only_check_options) return;
 
   LMTraining t = setup_lm_training(ctx);
   for (int64_t step = t.start_step; step < spec.steps; ++step) {

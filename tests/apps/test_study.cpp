@@ -55,6 +55,13 @@ TEST_CASE("the tiny testbed study runs every method, passes its controls and rep
   CHECK(redteam["runs"].size() == 7);  // the base and the 6 variants that generate (not the reward model)
   CHECK(report.find("Red team") != std::string::npos);
   CHECK(report.find("Transfer") != std::string::npos);
+  // The version the red team attacked is the version the variants' evals scored.
+  const auto sft_gold = nlohmann::json::parse(test::read_text(tmp / "study/variants/sft/evals/gold.json"));
+  bool matched = false;
+  for (const auto& run : redteam["runs"])
+    for (const auto& suite : run["suites"])
+      if (run["policy"] == "sft" && suite["suite"] == "gold") matched = suite["version"] == sft_gold["version"];
+  CHECK(matched);
   CHECK(test::last_metric_with(tmp / "study/variants/ppo", "reward/gold")["reward/gold"].is_number());
   CHECK(test::last_metric_with(tmp / "study/variants/grpo", "reward/gold")["reward/reward_model"].is_number());
 

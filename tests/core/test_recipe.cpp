@@ -73,6 +73,19 @@ TEST_CASE("recipe errors name the file, the line and the key", "[core][recipe]")
   const std::string bad_yaml = write("bad.yaml", "method: sft\ntrain: [1, 2\n");
   CHECK_THAT(error_of(bad_yaml), Catch::StartsWith(bad_yaml + ":3: malformed YAML"));
   CHECK_THAT(error_of(tmp / "missing.yaml"), Catch::Contains("recipe file not found"));
+  // A repeated key would keep the first value in silence: refused at the repeat's line, top level
+  // and nested.
+  const std::string twice = write("twice.yaml", std::string(kValid) + "seed: 4\n");
+  CHECK(error_of(twice) == twice + ":12: duplicate key seed (each key may appear once; the values would disagree)");
+  const std::string nested = write("nested.yaml", std::string(kValid) + "  steps: 20\n");
+  CHECK_THAT(error_of(nested), Catch::StartsWith(nested + ":12: duplicate key train.steps"));
+  // .nan and .inf are YAML numbers but no setting: refused when read, not at step 2.
+  CHECK_THAT(error_of(ok, {"train.lr=.nan"}), Catch::Contains("train.lr must be a finite number"));
+  CHECK_THAT(error_of(ok, {"train.weight_decay=.inf"}), Catch::Contains("train.weight_decay must be a finite number"));
+  // A folder or a huge file is not a recipe.
+  CHECK_THAT(error_of(tmp.str()), Catch::Contains("is a folder, not a recipe file"));
+  const std::string huge = write("huge.yaml", std::string(kValid) + "# " + std::string(17u << 20, 'x') + "\n");
+  CHECK_THAT(error_of(huge), Catch::Contains("a recipe file may be at most 16 MiB"));
 }
 
 TEST_CASE("overrides and defaults: later wins, recipe over its defaults, command line over all", "[core][recipe]") {

@@ -171,6 +171,14 @@ TEST_CASE("bad evals entries stop the run before training", "[evals][hooks]") {
   r = run("run " + recipe() + " output_dir=" + tmp / "run2" + " evals.0.limt=3");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("evals[0].limt: unknown key; did you mean \"limit\"?") != std::string::npos);
+  // In a file, the message names the key's own line.
+  test::write_text(tmp / "evals.yaml", "defaults: [" + test::source_dir() +
+                                           "/recipes/quickstart/sft.yaml]\nevals:\n  - suite: mc\n    data: " +
+                                           test::source_dir() + "/recipes/evals/arith_mc.jsonl\n    limt: 3\n");
+  r = run("run " + tmp / "evals.yaml" + " output_dir=" + tmp / "run3 data.train=" + test::source_dir() +
+          "/recipes/data/sft_demo_chat.jsonl");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find(tmp / "evals.yaml:5: evals[0].limt: unknown key") != std::string::npos);
   r = run("eval --model " + tmp / "none" + " --suite mc --option data=" + tmp / "missing.jsonl");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("missing.jsonl: data file not found") != std::string::npos);

@@ -225,4 +225,22 @@ TEST_CASE("suite options and YAML tasks are validated with file, line and key", 
   auto suite = make_suite(tmp / "task3.yaml", YAML::Node(), "r.yaml", "evals[0]");
   CHECK(suite->name == "task3");
   CHECK(suite->item_count() == 1);
+  // lm-eval's include: the parent's keys, the child's win; the parent's dataset is relative to the parent.
+  test::fs::create_directories(tmp / "common");
+  test::write_text(tmp / "common/parent.yaml",
+                   "task: parent\ndataset: ../d.jsonl\noutput_type: multiple_choice\ndoc_to_text: \"{{nope}}\"\n"
+                   "doc_to_choice: \"{{opts}}\"\ndoc_to_target: \"{{gold}}\"\n");
+  test::write_text(tmp / "child.yaml", "include: common/parent.yaml\ntask: child\ndoc_to_text: \"{{q}}\"\n");
+  auto child = make_suite(tmp / "child.yaml", YAML::Node(), "r.yaml", "evals[0]");
+  CHECK(child->name == "child");
+  CHECK(child->item_count() == 1);
+  test::write_text(tmp / "orphan.yaml", "task: orphan\ninclude: missing.yaml\n");
+  CHECK(contains(test::user_error_of([&] { make_suite(tmp / "orphan.yaml", YAML::Node(), "r.yaml", "evals[0]"); }),
+                 "orphan.yaml:2: included task file"));
+  test::write_text(tmp / "loop.yaml", "include: loop.yaml\n");
+  CHECK(contains(test::user_error_of([&] { make_suite(tmp / "loop.yaml", YAML::Node(), "r.yaml", "evals[0]"); }),
+                 "deeper than 8 files"));
+  test::write_text(tmp / "hub.yaml", "dataset_path: truthful_qa\noutput_type: multiple_choice\n");
+  CHECK(contains(test::user_error_of([&] { make_suite(tmp / "hub.yaml", YAML::Node(), "r.yaml", "evals[0]"); }),
+                 "hub.yaml:1: dataset_path names a Hugging Face hub dataset"));
 }

@@ -47,6 +47,24 @@ TEST_CASE("the bootstrap interval of a known sample", "[evals][scoring]") {
   CHECK(again.high == ci.high);
 }
 
+TEST_CASE("a class-balanced score's interval stays inside [0, 1] on an unbalanced case", "[evals][scoring]") {
+  // 2 harmful requests, both refused (right); 8 harmless, one refused (wrong). Balanced: (1 + 7/8) / 2.
+  const std::vector<std::vector<double>> classes = {{1, 1, 1, 1, 1, 1, 1, 0}, {1, 1}};
+  CHECK(balanced_mean(classes) == Approx(0.9375));
+  const auto ci = stratified_bootstrap_interval(classes, 4000, 3);
+  // By hand: the harmful class always resamples to 1, so a draw is (1 + m) / 2 with m the harmless
+  // mean of 8 draws from seven 1s and one 0. P(three or more 0s) = 0.067 and P(four or more) = 0.011
+  // bracket 2.5%, so the low end is m = 5/8: 0.8125; no 0 drawn (p = 0.34) gives the high end, 1.
+  CHECK(ci.low == Approx(0.8125));
+  CHECK(ci.high == 1.0);
+  // The per-item weighting (n / (classes x class size)) has the same mean, but resamples leave [0, 1].
+  std::vector<double> weighted;
+  for (double v : classes[0]) weighted.push_back(v * 10.0 / (2 * 8));
+  for (double v : classes[1]) weighted.push_back(v * 10.0 / (2 * 2));
+  CHECK(mean_of(weighted) == Approx(0.9375));
+  CHECK(bootstrap_interval(weighted, 4000, 3).high > 1.0);
+}
+
 TEST_CASE("robustness figures over perturbations", "[evals][scoring]") {
   PerturbationOutcome a{"canonical", "canonical", {1, 0, 1, 1}, {"x", "y", "z", "w"}, {0, 1, 0, 1}, {0, 0, 0, 1}};
   PerturbationOutcome b{"order+1", "order", {1, 1, 0, 0}, {"x", "q", "r", "w"}, {1, 0, 1, 0}, {1, 0, 0, 1}};

@@ -74,6 +74,31 @@ TEST_CASE("a matrix expands into recipes that differ only in the method", "[vari
         std::string::npos);
 }
 
+TEST_CASE("a typo in a later variant's method options stops the matrix before any variant trains",
+          "[variants]") {
+  test::TempDir tmp("matrix-typo");
+  test::write_text(tmp / "m.yaml", matrix_text(tmp / "out", "  - {name: late, method: dpo, dpo: {betta: 0.2}}\n"));
+  const std::string bin = "POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + test::posttrain_bin();
+  auto r = test::run(bin + " variants " + tmp / "m.yaml");
+  INFO(r.output);
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("late.yaml:") != std::string::npos);
+  CHECK(r.output.find("dpo.betta") != std::string::npos);
+  CHECK_FALSE(fs::exists(tmp / "out/sft/manifest.json"));  // the first variant never started
+  // A reward model that an earlier variant will train need not exist yet to be checked.
+  test::write_text(tmp / "rl.yaml",
+                   matrix_text(tmp / "out2", "  - {name: ppo, method: ppo, ppo: {rewards: [{name: reward_model, "
+                                             "model: \"${output_dir}/rm/final\"}], kl_coeff: 1}}\n"));
+  std::string rl_matrix = test::read_text(tmp / "rl.yaml");
+  rl_matrix.replace(rl_matrix.find("max_length: 48"), 0,
+                    "prompts: " + test::source_dir() + "/recipes/data/bandit_prompts.jsonl, ");
+  test::write_text(tmp / "rl.yaml", rl_matrix);
+  r = test::run(bin + " variants " + tmp / "rl.yaml");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("ppo.kl_coeff") != std::string::npos);
+  CHECK(r.output.find("rm/final") == std::string::npos);  // not a missing-folder error
+}
+
 TEST_CASE("variants run, an accidental difference is caught, and the report renders", "[variants][report]") {
   test::TempDir tmp("variants");
   test::write_text(tmp / "m.yaml",

@@ -260,3 +260,33 @@ TEST_CASE("config.json RoPE settings: transformers 4 and 5 spellings give the sa
     CHECK(std::string(e.what()).find("rope_parameters type \"yarn\" is not supported") != std::string::npos);
   }
 }
+
+TEST_CASE("config.json integer fields must hold integers of a plausible size", "[models][config]") {
+  const auto error_of = [](const std::string& layers, const std::string& hidden) {
+    try {
+      posttrain::parse_qwen_config(R"({"model_type": "qwen3", "vocab_size": 64, "hidden_size": )" + hidden +
+                                       R"(, "intermediate_size": 32, "num_hidden_layers": )" + layers +
+                                       R"(, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 8})",
+                                   "config.json");
+    } catch (const posttrain::UserError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  CHECK(error_of("2", "16") == "(no error)");
+  // 2.5 used to load as 2 layers.
+  CHECK(error_of("2.5", "16") == "config.json: key \"num_hidden_layers\" must be an integer, got 2.5");
+  CHECK(error_of("2", "4e9").find("key \"hidden_size\" must be an integer") != std::string::npos);
+  CHECK(error_of("2", "4000000000").find("\"hidden_size\" is 4000000000, above any plausible model") !=
+        std::string::npos);
+}
+
+TEST_CASE("a model folder whose model.safetensors is a folder fails with one clear line", "[models][checkpoint]") {
+  test::TempDir tmp("weights-folder");
+  const std::string dir = save_random(small_qwen2(), tmp / "m");
+  test::fs::remove(dir + "/model.safetensors");
+  test::fs::create_directories(dir + "/model.safetensors");
+  auto result = test::run(test::posttrain_bin() + " logprobs --model " + dir + " --ids 1,2,3");
+  CHECK(result.exit_code == 2);
+  CHECK(result.output == "posttrain: error: " + dir + "/model.safetensors: is a folder, expected a file\n");
+}

@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <map>
 
 #include "models/generate.h"
@@ -63,6 +64,33 @@ TEST_CASE("greedy picks the argmax of the model's next-token distribution", "[mo
     if (lp > best) best = lp, best_id = candidate;
   }
   CHECK(next == best_id);
+}
+
+TEST_CASE("the recorded entropy is that of the tempered distribution sampled from", "[models][generate]") {
+  auto model = random_model("qwen2");
+  // Independent route: every candidate's log-prob at T = 1 (logits minus a constant), tempered here.
+  std::vector<int64_t> ids(kPrompts[0].begin(), kPrompts[0].end());
+  ids.push_back(0);
+  std::vector<double> logp;
+  for (int32_t candidate = 0; candidate < 300; ++candidate) {
+    ids.back() = candidate;
+    logp.push_back(posttrain::sequence_logprobs(*model, ids).back());
+  }
+  for (double T : {1.0, 0.5}) {
+    INFO("T = " << T);
+    double z = 0, entropy = 0;
+    for (double lp : logp) z += std::exp(lp / T);
+    for (double lp : logp) {
+      const double p = std::exp(lp / T) / z;
+      entropy -= p * std::log(p);
+    }
+    posttrain::GenerationOptions options;
+    options.max_new_tokens = 1;
+    options.temperature = T;
+    options.record_entropy = true;
+    const auto out = posttrain::generate(*model, {kPrompts[0]}, options);
+    CHECK(out.entropies[0][0] == Approx(entropy).epsilon(1e-3));
+  }
 }
 
 TEST_CASE("sampling is reproducible from the seed and respects stop ids", "[models][generate]") {

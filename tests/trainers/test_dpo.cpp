@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <unistd.h>
+#include <algorithm>
 #include <cmath>
 
 #include <filesystem>
@@ -37,6 +38,20 @@ TEST_CASE("DPO step-1 losses have their closed forms", "[trainers][dpo]") {
     CHECK(m[0]["loss"].get<double>() == Approx(c.expected).epsilon(1e-6));
     CHECK(m[0]["rewards/margins"].get<double>() == Approx(0.0).margin(1e-6));
   }
+}
+
+TEST_CASE("an option the DPO loss does not read is refused, not ignored", "[trainers][dpo]") {
+  test::TempDir tmp("dpo-unused");
+  const auto smoothing =
+      run("run " + recipe() + " output_dir=" + tmp / "a" + " dpo.loss=simpo dpo.label_smoothing=0.1");
+  CHECK(smoothing.exit_code == 2);
+  CHECK(smoothing.output.find("dpo.label_smoothing is not used by dpo.loss simpo (it reads: beta gamma)") !=
+        std::string::npos);
+  const auto reference =
+      run("run " + recipe() + " output_dir=" + tmp / "b" + " dpo.loss=orpo dpo.reference=precompute");
+  CHECK(reference.exit_code == 2);
+  CHECK(reference.output.find("dpo.reference is not used by dpo.loss orpo") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(tmp / "a/final"));
 }
 
 TEST_CASE("a short DPO run raises the reward margin and preference accuracy", "[trainers][dpo]") {
@@ -83,6 +98,18 @@ TEST_CASE("DPO options are validated", "[trainers][dpo]") {
   auto typo = run("run " + recipe() + " output_dir=" + tmp / "y" + " dpo.betta=0.2");
   CHECK(typo.exit_code == 2);
   CHECK(typo.output.find("dpo.betta: unknown key; did you mean \"beta\"?") != std::string::npos);
+  // In a file, the message names the key's own line (not line 1 of the file).
+  std::string text = test::read_text(recipe());
+  text.replace(text.find("  beta: 0.1\n"), 12, "  beta: 0.1\n  betta: 0.2\n");
+  const int line =
+      1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(text.find("betta")), '\n'));
+  test::write_text(tmp / "typo.yaml", text);
+  auto in_file = run("run " + tmp / "typo.yaml" + " output_dir=" + tmp / "w" + " data.train=" + test::source_dir() +
+                     "/recipes/data/dpo_demo.jsonl");
+  INFO(in_file.output);
+  CHECK(in_file.exit_code == 2);
+  CHECK(in_file.output.find(tmp / "typo.yaml:" + std::to_string(line) + ": dpo.betta: unknown key") !=
+        std::string::npos);
   test::write_text(tmp / "bad.jsonl", "{\"prompt\": \"x\", \"chosen\": \"y\"}\n");
   auto data = run("run " + recipe() + " output_dir=" + tmp / "z" + " data.train=" + tmp / "bad.jsonl");
   CHECK(data.exit_code == 2);

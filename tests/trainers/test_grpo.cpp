@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <map>
 #include <numeric>
 
 #include "tests/test_util.h"
@@ -58,6 +59,24 @@ TEST_CASE("GRPO's other estimators train too (rloo, reinforce++)", "[trainers][g
     auto m = test::run_metrics(tmp / estimator);
     CHECK(mean_of(m, "reward/mean", 16, 20) > mean_of(m, "reward/mean", 0, 4) + 0.15);
   }
+}
+
+TEST_CASE("with the KL in the reward, kl_estimator decides the penalty the rewards pay", "[trainers][grpo]") {
+  test::TempDir tmp("grpo-kl-reward");
+  // reinforce++ puts the KL in the reward. At step 1 policy = reference (no penalty either way); from
+  // step 2 the penalties differ (k1 and k3 of the same log-probs), so the rewards the estimator saw do.
+  std::map<std::string, std::vector<nlohmann::json>> runs;
+  for (const char* estimator : {"k1", "k3"}) {
+    auto r = cli(grpo_args(tmp / estimator, std::string("train.steps=3 grpo.estimator=reinforce++ grpo.kl_coef=1 "
+                                                        "grpo.kl_estimator=") +
+                                                estimator));
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    runs[estimator] = test::run_metrics(tmp / estimator);
+  }
+  CHECK(runs["k1"][0]["reward/std"] == runs["k3"][0]["reward/std"]);
+  CHECK(runs["k1"][2]["kl"].get<double>() > 0);
+  CHECK(runs["k1"][2]["reward/std"].get<double>() != runs["k3"][2]["reward/std"].get<double>());
 }
 
 TEST_CASE("GRPO on 2 ranks equals 1 rank", "[trainers][grpo][distributed]") {

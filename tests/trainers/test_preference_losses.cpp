@@ -125,3 +125,14 @@ TEST_CASE("KTO loss by hand and its gradient by finite differences", "[trainers]
     CHECK(policy.grad()[i].item<double>() == Approx(numeric).epsilon(1e-6));
   }
 }
+
+TEST_CASE("the reward model's Bradley-Terry loss with soft labels and centering by hand", "[trainers][reward]") {
+  // r_c = 1, r_r = 0, q = 0.8, margin 0, center 0.1:
+  // 0.8 softplus(-1) + 0.2 softplus(1) + 0.1 (1 + 0)^2 = 0.8 x 0.313262 + 0.2 x 1.313262 + 0.1 = 0.613262.
+  auto chosen = torch::tensor({1.0}, torch::kFloat64), rejected = torch::tensor({0.0}, torch::kFloat64);
+  auto q = torch::tensor({0.8}, torch::kFloat64);
+  CHECK(posttrain::bradley_terry_loss(chosen, rejected, q, 0.0, 0.1).item<double>() == Approx(0.613262).epsilon(1e-5));
+  // Hard labels, margin 0.5: softplus(-(1 - 0.5)) = log(1 + e^-0.5) = 0.474077.
+  CHECK(posttrain::bradley_terry_loss(chosen, rejected, torch::Tensor(), 0.5, 0.0).item<double>() ==
+        Approx(0.474077).epsilon(1e-5));
+}

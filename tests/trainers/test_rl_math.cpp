@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "trainers/rl_math.h"
+#include "trainers/rollouts.h"
 
 namespace {
 
@@ -108,4 +109,33 @@ TEST_CASE("clipped surrogate by hand, and its gradient inside and outside the cl
     CHECK(logp.grad()[i].item<double>() == Approx(numeric).margin(1e-6));
   }
   CHECK(logp.grad()[1].item<double>() == 0.0);  // clipped: no push beyond 1 + eps
+}
+
+TEST_CASE("the clip is active only where min() takes the clipped term", "[trainers][rl]") {
+  // eps = 0.2. rho 1.3, A > 0: clipped (1). rho 1.3, A < 0: min(-1.3, -1.2) takes rho A: not clipped
+  // (0), though |rho - 1| > eps. rho 0.7, A < 0: clipped (1). rho 0.7, A > 0: not (0). rho 1.1: never.
+  auto ratio = torch::tensor({1.3, 1.3, 0.7, 0.7, 1.1, 1.1}, torch::kFloat64);
+  auto advantages = torch::tensor({1.0, -1.0, -1.0, 1.0, 1.0, -1.0}, torch::kFloat64);
+  auto active = posttrain::clip_active(ratio, advantages, 0.2);
+  const std::vector<float> expected = {1, 0, 1, 0, 0, 0};
+  for (size_t i = 0; i < expected.size(); ++i) CHECK(active[static_cast<int64_t>(i)].item<float>() == expected[i]);
+  // Active exactly where the surrogate's gradient is zero.
+  auto logp = torch::log(ratio).requires_grad_(true);
+  posttrain::clipped_surrogate_loss(logp, torch::zeros_like(logp), advantages, 0.2).sum().backward();
+  for (size_t i = 0; i < expected.size(); ++i)
+    CHECK((logp.grad()[static_cast<int64_t>(i)].item<double>() == 0.0) == (expected[i] == 1));
+}
+
+TEST_CASE("a rollout's KL is the sum of the chosen estimator over its response tokens", "[trainers][rl]") {
+  // Tokens: log pi - log ref = 0.5 and 0 (a padded third position is masked out).
+  // k1: 0.5 + 0 = 0.5. k3 (r = log ref - log pi = -0.5, 0): e^-0.5 + 0.5 - 1 = 0.106531, + 0.
+  posttrain::RolloutBatch mb;
+  mb.rows = {1};
+  mb.old_logp = torch::tensor({{-1.0, -2.0, -3.0}});
+  mb.ref_logp = torch::tensor({{-1.5, -2.0, -9.0}});
+  mb.mask = torch::tensor({{1.0, 1.0, 0.0}});
+  const auto k1 = posttrain::sequence_kl_estimate({mb}, 2, "k1"), k3 = posttrain::sequence_kl_estimate({mb}, 2, "k3");
+  CHECK(k1[0] == 0.0);  // rollout 0 is in no batch
+  CHECK(k1[1] == Approx(0.5));
+  CHECK(k3[1] == Approx(0.106531).epsilon(1e-5));
 }

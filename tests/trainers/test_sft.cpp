@@ -15,6 +15,7 @@
 #include "models/checkpoint.h"
 #include "models/logprobs.h"
 #include "tests/test_util.h"
+#include "tests/weights_util.h"
 #include "trainers/batch.h"
 #include "trainers/loop.h"
 
@@ -146,15 +147,29 @@ TEST_CASE("a run killed with SIGKILL resumes to the same weights as an uninterru
   REQUIRE(WIFSIGNALED(status));
   CHECK(nlohmann::json::parse(test::read_text(run_dir + "/manifest.json"))["status"] == "running");
   CHECK_FALSE(test::fs::exists(run_dir + "/final"));
+  // What the killed run logged after its last checkpoint (here a step it never reached) must go.
+  {
+    std::ofstream metrics(run_dir + "/metrics.jsonl", std::ios::app);
+    metrics << R"({"step": 99, "loss": 1.0})"
+            << "\n";
+  }
+  // A newer checkpoint folder half removed (its marker left, its weights gone) is not complete.
+  test::fs::create_directories(run_dir + "/checkpoints/step-000009");
+  test::write_text(run_dir + "/checkpoints/step-000009/trainer_state.json", R"({"step": 9, "optimizer_steps": 9})");
 
   auto resumed = run_recipe(recipe, "output_dir=" + run_dir + steps);
   REQUIRE(resumed.exit_code == 0);
   CHECK(resumed.output.find("resumed from") != std::string::npos);
   CHECK(test::read_text(run_dir + "/final/model.safetensors") ==
         test::read_text(tmp / "whole/final/model.safetensors"));
+  // metrics.jsonl has each step once, as the uninterrupted run's does.
+  std::vector<int64_t> logged;
+  for (const auto& m : test::run_metrics(run_dir)) logged.push_back(m["step"].get<int64_t>());
+  CHECK(logged == std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
   // keep_last: only the two newest checkpoints remain.
   int checkpoints = 0;
-  for (const auto& e : test::fs::directory_iterator(run_dir + "/checkpoints")) checkpoints += e.is_directory();
+  for (const auto& e : test::fs::directory_iterator(run_dir + "/checkpoints"))
+    checkpoints += e.is_directory() && e.path().filename() != "step-000009";  // the planted one stays, unused
   CHECK(checkpoints == 2);
 }
 
@@ -166,12 +181,7 @@ TEST_CASE("gradient accumulation: 4 micro-steps of 1 equal one micro-step of 4",
   auto big = test::run_metrics(tmp / "big"), small = test::run_metrics(tmp / "small");
   for (size_t i = 0; i < big.size(); ++i)
     CHECK(small[i]["loss"].get<double>() == Approx(big[i]["loss"].get<double>()).epsilon(1e-5));
-  auto a = posttrain::load_model(tmp / "big/final"), b = posttrain::load_model(tmp / "small/final");
-  auto pb = b->named_parameters();
-  double worst = 0;
-  for (const auto& item : a->named_parameters())
-    worst = std::max(worst, (item.value() - pb[item.key()]).abs().max().item<double>());
-  CHECK(worst < 1e-5);
+  CHECK(test::relative_weight_difference(tmp / "big/final", tmp / "small/final") < 1e-3);
 }
 
 TEST_CASE("bad training data names file:line, and skip_bad_records skips and counts", "[trainers][sft][data]") {
@@ -192,9 +202,30 @@ TEST_CASE("bad training data names file:line, and skip_bad_records skips and cou
   auto manifest = nlohmann::json::parse(test::read_text(tmp / "run/manifest.json"));
   CHECK(manifest["data"]["skipped"] == 2);
   CHECK(manifest["data"]["examples"] == 2);
-  auto missing = run_recipe(recipe, "data.train=" + tmp / "nope.jsonl");
+  // Each run below in a fresh folder: rerun into `run` with other data, it would be refused as a
+  // changed recipe before its data is read.
+  auto missing = run_recipe(recipe, "data.train=" + tmp / "nope.jsonl" + " output_dir=" + tmp / "missing");
   CHECK(missing.exit_code == 2);
   CHECK(missing.output.find("data file not found") != std::string::npos);
+  // A record that repeats a key (at any depth) would keep one value in silence.
+  test::write_text(
+      tmp / "twice.jsonl",
+      std::string(R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})") + "\n" +
+          R"({"messages": [{"role": "user", "content": "a", "content": "c"}, {"role": "assistant", "content": "b"}]})" +
+          "\n");
+  auto twice = run_recipe(recipe, "data.train=" + tmp / "twice.jsonl" + " train.steps=1 output_dir=" + tmp / "twice");
+  CHECK(twice.exit_code == 2);
+  CHECK(twice.output.find(tmp / "twice.jsonl" + ":2: duplicate key \"content\" in one object") != std::string::npos);
+  // A role the chat template has no turn for is named with its record's line.
+  test::write_text(tmp / "role.jsonl",
+                   R"({"messages": [{"role": "bot", "content": "a"}, {"role": "assistant", "content": "b"}]})"
+                   "\n");
+  posttrain::DataSpec spec;
+  spec.train = tmp / "role.jsonl";
+  const auto tokenizer = posttrain::Tokenizer::from_dir(test::tokenizer_dir());
+  CHECK(test::user_error_of([&] {
+          posttrain::tokenize_sft_jsonl(spec, tokenizer);
+        }).find(tmp / "role.jsonl" + ":1: messages[0].role \"bot\" is not one of") != std::string::npos);
 }
 
 TEST_CASE("packed rows give the same per-token log-probs as one example per row", "[trainers][sft][packing]") {
@@ -240,4 +271,81 @@ TEST_CASE("a non-finite loss stops the run naming the step, or is skipped when a
       recipe, "base=" + tmp / "nan-base" + " output_dir=" + tmp / "skip train.on_nonfinite=skip train.steps=2");
   CHECK(skipped.exit_code == 0);
   CHECK(skipped.output.find("step 2: non-finite loss or gradient, step skipped") != std::string::npos);
+}
+
+TEST_CASE("tempered log-probs are those of softmax(logits / T), as RL rollouts sample", "[trainers][rl]") {
+  // By hand: logits [2, 0] at T = 0.7 give log pi_T(0) = -log(1 + e^(-2 / 0.7)) = -0.0558 (at T = 1: -0.1269).
+  auto hidden = torch::tensor({{1.0f, 0.0f}}), weight = torch::tensor({{2.0f, 0.0f}, {0.0f, 0.0f}});
+  const auto target = torch::tensor({0}, torch::kInt64);
+  CHECK(posttrain::chunked_token_logprobs(hidden / 0.7, weight, target).item<double>() == Approx(-0.0558).margin(1e-4));
+  CHECK(posttrain::chunked_token_logprobs(hidden, weight, target).item<double>() == Approx(-0.1269).margin(1e-4));
+
+  // On a model: against the whole logits divided by T and a plain log_softmax (no chunking).
+  auto tokenizer = posttrain::Tokenizer::from_dir(test::tokenizer_dir());
+  posttrain::DataSpec spec;
+  spec.train = test::source_dir() + "/recipes/data/sft_demo_chat.jsonl";
+  auto data = posttrain::tokenize_sft_jsonl(spec, tokenizer);
+  auto batch = posttrain::make_lm_batch(data, {0, 1}, tokenizer.pad_id());
+  auto model = posttrain::load_model(test::test_cache_dir() + "/bases/tiny-seed0");
+  torch::NoGradGuard no_grad;
+  const double T = 0.7;
+  auto tempered = posttrain::batch_token_logprobs(*model, batch, false, nullptr, T);  // [B * (T-1)]
+  const int64_t B = batch.input_ids.size(0), L = batch.input_ids.size(1);
+  auto mask = posttrain::causal_mask(batch.key_padding, B, L, 0, torch::kCPU);
+  auto h = model->hidden_states(batch.input_ids, batch.positions, mask).narrow(1, 0, L - 1);  // [B, L-1, H]
+  auto logp = torch::log_softmax(torch::matmul(h, model->lm_head_weight().t()) / T, -1);  // [B, L-1, V]
+  auto targets = batch.targets.clamp_min(0);
+  auto expected = logp.gather(2, targets.unsqueeze(2)).squeeze(2) * batch.targets.ne(posttrain::kIgnoreIndex);
+  CHECK((tempered.view({B, -1}) - expected).abs().max().item<double>() < 1e-4);
+  CHECK((posttrain::batch_token_logprobs(*model, batch) - tempered).abs().max().item<double>() > 1e-3);  // T matters
+}
+
+TEST_CASE("a changed recipe does not resume silently into a run of other settings", "[trainers][sft][resume]") {
+  test::TempDir tmp("sft-changed");
+  const std::string recipe = write_recipe(tmp, "output_dir: " + tmp / "run" + "\n");
+  REQUIRE(run_recipe(recipe, "train.steps=2").exit_code == 0);
+  // The same settings resume (nothing left to do); other settings are refused, naming the change.
+  CHECK(run_recipe(recipe, "train.steps=2").exit_code == 0);
+  const auto changed = run_recipe(recipe, "train.steps=2 train.lr=0.004");
+  INFO(changed.output);
+  CHECK(changed.exit_code == 2);
+  CHECK(changed.output.find("holds a run of other settings (train.lr: 0.002 -> 0.004)") != std::string::npos);
+  // Asked for, it resumes and says so in the manifest.
+  const auto allowed = run_recipe(recipe, "train.steps=4 --resume-with-changes");
+  INFO(allowed.output);
+  REQUIRE(allowed.exit_code == 0);
+  const auto manifest = nlohmann::json::parse(test::read_text(tmp / "run/manifest.json"));
+  CHECK(manifest["resumed_with_changes"] == nlohmann::json::array({"train.steps: 2 -> 4"}));
+}
+
+TEST_CASE("an unusable output_dir or a full disk names the path and leaves no partial checkpoint",
+          "[trainers][sft][faults]") {
+  test::TempDir tmp("sft-disk");
+  const std::string recipe = write_recipe(tmp);
+  test::write_text(tmp / "a-file", "not a folder\n");
+  auto file = run_recipe(recipe, "output_dir=" + tmp / "a-file train.steps=2");  // also builds the base
+  CHECK(file.exit_code == 2);
+  CHECK(file.output.find(tmp / "a-file is a file, not a folder") != std::string::npos);
+  auto proc = run_recipe(recipe, "output_dir=/proc/posttrain-test-run train.steps=2");
+  CHECK(proc.exit_code == 2);
+  CHECK(proc.output.find("cannot create /proc/posttrain-test-run") != std::string::npos);
+
+  // A file-size limit makes the first checkpoint's weights fail to write as a full disk would
+  // (EFBIG instead of ENOSPC; the same write path), even for root.
+  const std::string run_dir = tmp / "full";
+  auto full = test::run("trap '' XFSZ; ulimit -f 2048; POSTTRAIN_CACHE=" + test::test_cache_dir() + " " +
+                        test::posttrain_bin() + " run " + recipe + " output_dir=" + run_dir +
+                        " train.steps=2 checkpoint.every=2");
+  INFO(full.output);
+  CHECK(full.exit_code == 2);
+  CHECK(full.output.find("model.safetensors: write failed (File too large)") != std::string::npos);
+  CHECK(nlohmann::json::parse(test::read_text(run_dir + "/manifest.json"))["status"] == "failed");
+  std::vector<std::string> leftovers;
+  for (const auto& e : test::fs::recursive_directory_iterator(run_dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.find(".partial") != std::string::npos || name.find(".tmp") != std::string::npos)
+      leftovers.push_back(e.path().string());
+  }
+  CHECK(leftovers.empty());
+  CHECK_FALSE(test::fs::exists(run_dir + "/checkpoints/step-000002"));
 }
