@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -91,41 +92,48 @@ int variants(const std::vector<std::string>& args) {
   for (const auto& skipped : redteam_plan.skipped) std::cerr << "posttrain: redteam skips " << skipped << "\n";
   for (const auto& name : only) {
     bool known = false;
-    for (const auto& v : matrix.variants) known = known || v.name == name;
+    for (const auto& v : matrix.variants) known = known || v.name == name || v.run_name == name;
     if (!known) throw UserError("--only " + name + ": no such variant in " + matrix_path);
   }
   // Every variant's recipe and method options are written and validated before anything runs: a
   // typo in the last variant is found before the first has trained for minutes.
   const fs::path recipes = fs::path(matrix.output_dir) / "recipes";
   fs::create_directories(recipes);
+  const auto recipe_of = [&](const Variant& v) {  // recipes/<variant>.yaml, or <variant>.seed-<s>.yaml
+    std::string file = v.run_name;
+    std::replace(file.begin(), file.end(), '/', '.');
+    return (recipes / (file + ".yaml")).string();
+  };
   for (const auto& v : matrix.variants) {
-    const std::string path = (recipes / (v.name + ".yaml")).string();
-    write_file_atomic(path, v.recipe_yaml);
-    check_method_options(path, nproc);
+    write_file_atomic(recipe_of(v), v.recipe_yaml);
+    check_method_options(recipe_of(v), nproc);
   }
+  write_file_atomic((fs::path(matrix.output_dir) / "matrix.json").string(), matrix_layout(matrix).dump(2) + "\n");
 
   std::vector<std::string> failed;
   for (const auto& v : matrix.variants) {
-    if (check_only || (!only.empty() && std::find(only.begin(), only.end(), v.name) == only.end())) continue;
-    const std::string run_dir = (fs::path(matrix.output_dir) / v.name).string();
+    const bool chosen = only.empty() || std::find(only.begin(), only.end(), v.name) != only.end() ||
+                        std::find(only.begin(), only.end(), v.run_name) != only.end();
+    if (check_only || !chosen) continue;
+    const std::string run_dir = (fs::path(matrix.output_dir) / v.run_name).string();
     if (completed(run_dir)) {
-      std::cerr << "posttrain: variant " << v.name << " already completed in " << run_dir
+      std::cerr << "posttrain: variant " << v.run_name << " already completed in " << run_dir
                 << " (delete the folder to run it again)\n";
       continue;
     }
-    std::cerr << "posttrain: variant " << v.name << " (" << v.method << ")\n";
-    const std::string recipe = (recipes / (v.name + ".yaml")).string();
+    std::cerr << "posttrain: variant " << v.run_name << " (" << v.method << ")\n";
+    const std::string recipe = recipe_of(v);
     const int rc =
         nproc > 1 ? run_self({"launch", "--nproc-per-node", std::to_string(nproc), recipe}) : run_self({"run", recipe});
     if (rc != 0) {
-      std::cerr << "posttrain: variant " << v.name << " failed (exit code " << rc << "); the others go on\n";
-      failed.push_back(v.name);
+      std::cerr << "posttrain: variant " << v.run_name << " failed (exit code " << rc << "); the others go on\n";
+      failed.push_back(v.run_name);
     }
   }
 
   std::vector<std::string> run_dirs;
   for (const auto& v : matrix.variants) {
-    const std::string run_dir = (fs::path(matrix.output_dir) / v.name).string();
+    const std::string run_dir = (fs::path(matrix.output_dir) / v.run_name).string();
     if (fs::exists(fs::path(run_dir) / "manifest.json")) run_dirs.push_back(run_dir);
   }
   if (run_dirs.empty()) throw UserError(matrix.output_dir + ": no variant has run yet");
@@ -140,7 +148,7 @@ int variants(const std::vector<std::string>& args) {
   } else if (fs::exists(redteam_file)) {
     redteam = nlohmann::json::parse(read_file(redteam_file.string()));
   }
-  write_report(run_dirs, matrix.output_dir, matrix.name, controls, redteam);
+  write_report(run_dirs, matrix.output_dir, matrix.name, controls, redteam, matrix_layout(matrix));
   std::cerr << "posttrain: report in " << (fs::path(matrix.output_dir) / "report.html").string() << "\n";
   if (!failed.empty()) {
     std::string names;
@@ -167,12 +175,21 @@ int report(const std::vector<std::string>& args) {
 
   nlohmann::json controls;
   std::vector<std::string> run_dirs = dirs;
+  nlohmann::json layout;
   if (dirs.size() == 1 && fs::exists(fs::path(dirs[0]) / "controls.json")) {  // a matrix's output folder
     run_dirs.clear();
-    for (const auto& entry : fs::directory_iterator(dirs[0]))
+    for (const auto& entry : fs::directory_iterator(dirs[0])) {
       if (fs::exists(entry.path() / "manifest.json")) run_dirs.push_back(entry.path().string());
+      if (!entry.is_directory()) continue;
+      for (const auto& replicate : fs::directory_iterator(entry.path()))  // <variant>/seed-<s>/
+        if (replicate.path().filename().string().rfind("seed-", 0) == 0 &&
+            fs::exists(replicate.path() / "manifest.json"))
+          run_dirs.push_back(replicate.path().string());
+    }
     std::sort(run_dirs.begin(), run_dirs.end());
     controls = nlohmann::json::parse(read_file((fs::path(dirs[0]) / "controls.json").string()));
+    const fs::path layout_file = fs::path(dirs[0]) / "matrix.json";
+    if (fs::exists(layout_file)) layout = nlohmann::json::parse(read_file(layout_file.string()));
     if (out.empty()) out = dirs[0];
   } else {
     for (const auto& d : run_dirs)
@@ -194,7 +211,7 @@ int report(const std::vector<std::string>& args) {
     if (!redteam.is_object() || !redteam.contains("runs") || !redteam["runs"].is_array())
       throw UserError(redteam_file + ": not a redteam.json (no \"runs\" list)");
   }
-  write_report(run_dirs, out, title, controls, redteam);
+  write_report(run_dirs, out, title, controls, redteam, layout);
   std::cout << (fs::path(out) / "report.md").string() << "\n" << (fs::path(out) / "report.html").string() << "\n";
   return 0;
 }

@@ -125,6 +125,7 @@ class BestOfNSuite : public TestbedSuite {
     outcome.axis = "canonical";
     outcome.item_scores = gold_at.back();
     for (double g : gold_at.back()) outcome.item_choice.push_back(g > 0 ? "right" : "wrong");
+    result.items = canonical_items(items_, outcome.item_scores);
     result.robustness = robustness_summary({outcome});
     return result;
   }

@@ -86,6 +86,7 @@ class GenerationSuite : public EvalSuite, public ResponseScorer {
       outcomes.push_back(outcome);
     }
     result.scores[style_.metric] = score_with_interval(outcomes.front().item_scores, common);
+    result.items = canonical_items(items_, outcomes.front().item_scores);
     result.robustness = robustness_summary(outcomes);
     return result;
   }

@@ -69,6 +69,7 @@ class GoldSuite : public TestbedSuite, public ResponseScorer {
       }
       outcomes.push_back(outcome);
     }
+    result.items = canonical_items(items_, outcomes.front().item_scores);
     result.robustness = robustness_summary(outcomes);
     return result;
   }

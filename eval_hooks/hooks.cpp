@@ -111,6 +111,9 @@ nlohmann::json EvalRunner::run_suite(size_t i, QwenForCausalLMImpl& policy, int6
                             {"world_size", env_.dist->world_size()},
                             {"seconds", seconds}};
   if (!result.details.is_null()) summary["details"] = result.details;
+  if (!result.items.ids.empty())  // what the report pairs between runs (seed replicates, methods)
+    summary["item_scores"] = {
+        {"ids", result.items.ids}, {"scores", result.items.scores}, {"groups", result.items.groups}};
   if (env_.dist->rank() == 0) {
     const fs::path dir = fs::path(env_.out_dir) / "evals" / subdir;
     fs::create_directories(dir);

@@ -163,6 +163,7 @@ class McSuite : public EvalSuite {
     result.scores["acc"] = score_with_interval(acc, common);
     result.scores["acc_norm"] = score_with_interval(acc_norm, common);
     result.scores["mc2"] = score_with_interval(mc2, common);
+    result.items = canonical_items(items_, outcomes.front().item_scores);
     result.robustness = robustness_summary(outcomes);
     return result;
   }

@@ -87,6 +87,7 @@ class PreferenceSuite : public EvalSuite {
       }
       outcomes.push_back(outcome);
     }
+    result.items = canonical_items(items_, outcomes.front().item_scores);
     result.robustness = robustness_summary(outcomes);
     result.details["scorer"] = reward_model ? "reward_model" : "implicit_reward";
     result.details["beta"] = beta_;

@@ -14,6 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eval_hooks/comparisons.h"
+
 #include "core/yaml_reader.h"
 #include "datasets/testbed.h"
 #include "eval_hooks/eval_model.h"
@@ -38,6 +40,9 @@ struct SuiteContext {
 
 struct SuiteResult {
   std::string primary;  // the key of `scores` that summarises the suite (higher is better)
+  // The canonical presentation's per-item primary scores: primary_score(items) is the primary
+  // score, and two runs' items pair up for the replicate comparisons (eval_hooks/comparisons.h).
+  ItemScores items;
   nlohmann::json scores;  // name -> {"value", "ci95": [low, high], "n"}
   nlohmann::json robustness;  // eval_hooks/scoring.h robustness_summary
   nlohmann::json details;  // suite-specific figures (controls, per-type rates)
@@ -146,6 +151,17 @@ void apply_limit(std::vector<T>& items, int64_t limit) {
 std::vector<std::string> generate_answers(EvalModel& model, const std::vector<std::string>& prompts,
                                           const std::vector<Presentation>& presentations, bool chat,
                                           int64_t max_new_tokens, const std::string& text_suffix = "\n");
+
+// SuiteResult::items from a suite's items (their `id`) and the canonical presentation's per-item
+// scores, every item in one group (the primary score is their mean).
+template <typename Item>
+ItemScores canonical_items(const std::vector<Item>& items, const std::vector<double>& scores) {
+  ItemScores out;
+  for (const auto& item : items) out.ids.push_back(item.id);
+  out.scores = scores;
+  out.groups.assign(scores.size(), 0);
+  return out;
+}
 
 // {"value": mean, "ci95": [low, high]} of per-item values.
 nlohmann::json score_with_interval(const std::vector<double>& values, const CommonSuiteOptions& common);

@@ -1,10 +1,12 @@
 #include "redteam/matrix.h"
 
 #include <filesystem>
+#include <set>
 
 #include "core/error.h"
 #include "core/files.h"
 #include "core/recipe.h"
+#include "core/variants.h"
 #include "core/yaml_reader.h"
 
 namespace fs = std::filesystem;
@@ -94,8 +96,13 @@ nlohmann::json run_matrix_redteam(MatrixRedteam plan, const std::vector<std::str
     const auto manifest = nlohmann::json::parse(read_file((fs::path(run_dirs[0]) / "manifest.json").string()));
     plan.spec.policy_dirs.push_back(manifest["base"].value("path", ""));
   }
+  std::set<std::string> attacked_variants;
   if (plan.on != "base")
     for (const auto& dir : run_dirs) {
+      // Of a variant's seed replicates, the first is attacked: the replicates share the method, and
+      // a red team per seed would multiply the cost by the seeds for the same question.
+      const std::string run = run_name_of(dir);
+      if (!attacked_variants.insert(run.substr(0, run.find('/'))).second) continue;
       const fs::path config = fs::path(dir) / "final" / "config.json";
       if (!fs::exists(config)) continue;
       // A reward model (a sequence classifier) writes no answers: nothing to attack.

@@ -10,6 +10,7 @@
 #include "core/files.h"
 #include "core/progress.h"
 #include "core/rng.h"
+#include "core/variants.h"
 #include "datasets/sft_data.h"
 #include "datasets/testbed.h"
 #include "models/checkpoint.h"
@@ -240,7 +241,7 @@ std::string apply_universal(const std::string& universal, const std::string& ans
 std::string policy_label(const std::string& dir) {
   fs::path p = fs::path(dir).lexically_normal();
   if (p.filename().empty()) p = p.parent_path();
-  if (p.filename() == "final" && p.has_parent_path()) return p.parent_path().filename().string();
+  if (p.filename() == "final" && p.has_parent_path()) return run_name_of(p.parent_path().string());  // dpo/seed-1
   return p.filename().string();
 }
 

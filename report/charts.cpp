@@ -99,10 +99,13 @@ std::string reward_vs_kl_chart(const RunSummary& run) {
 
 std::string line_chart(const std::string& title, const std::string& x_label, const std::vector<Series>& series) {
   double min_x = INFINITY, max_x = -INFINITY, min_y = INFINITY, max_y = -INFINITY;
-  for (const auto& s : series)
+  for (const auto& s : series) {
     for (const auto& [x, y] : s.points)
       if (std::isfinite(x) && std::isfinite(y))
         min_x = std::min(min_x, x), max_x = std::max(max_x, x), min_y = std::min(min_y, y), max_y = std::max(max_y, y);
+    for (const auto& [low, high] : s.whiskers)
+      if (std::isfinite(low) && std::isfinite(high)) min_y = std::min(min_y, low), max_y = std::max(max_y, high);
+  }
   if (!std::isfinite(min_x)) return "";
   if (max_x == min_x) max_x = min_x + 1;
   if (max_y == min_y) max_y = min_y + 1;
@@ -125,6 +128,16 @@ std::string line_chart(const std::string& title, const std::string& x_label, con
                 fixed(top + height * (1 - (y - min_y) / (max_y - min_y)), 1) + " ";
     const char* colour = kPalette[(series[k].colour >= 0 ? static_cast<size_t>(series[k].colour) : k) % 8];
     svg << "<polyline fill='none' stroke='" << colour << "' stroke-width='1.5' points='" << line << "'/>";
+    const auto px = [&](double x) { return fixed(left + width * (x - min_x) / (max_x - min_x), 1); };
+    const auto py = [&](double y) { return fixed(top + height * (1 - (y - min_y) / (max_y - min_y)), 1); };
+    for (size_t i = 0; i < series[k].whiskers.size() && i < series[k].points.size(); ++i) {
+      const auto [low, high] = series[k].whiskers[i];
+      const double x = series[k].points[i].first;
+      if (!std::isfinite(low) || !std::isfinite(high) || !std::isfinite(x)) continue;
+      svg << "<line x1='" << px(x) << "' y1='" << py(low) << "' x2='" << px(x) << "' y2='" << py(high) << "' stroke='"
+          << colour << "' stroke-width='1'/><circle cx='" << px(x) << "' cy='" << py(series[k].points[i].second)
+          << "' r='2.5' fill='" << colour << "'/>";
+    }
     svg << "<text x='" << left + width + 8 << "' y='" << top + 12 + 14 * static_cast<int>(k) << "' fill='" << colour
         << "'>" << html_escape(series[k].name) << "</text>";
   }

@@ -21,6 +21,7 @@ struct Series {
   std::string name;
   std::vector<std::pair<double, double>> points;
   int colour = -1;  // palette index; -1: the series' position
+  std::vector<std::pair<double, double>> whiskers;  // optional, per point: an interval drawn as a vertical bar
 };
 std::string line_chart(const std::string& title, const std::string& x_label, const std::vector<Series>& series);
 

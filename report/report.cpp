@@ -10,11 +10,12 @@ namespace fs = std::filesystem;
 namespace posttrain {
 
 void write_report(const std::vector<std::string>& run_dirs, const std::string& out_dir, const std::string& title,
-                  const nlohmann::json& controls, const nlohmann::json& redteam) {
+                  const nlohmann::json& controls, const nlohmann::json& redteam, const nlohmann::json& layout) {
   report::ReportInput in;
   for (const auto& dir : run_dirs) in.runs.push_back(report::read_run(dir));
   in.controls = controls;
   in.redteam = redteam;
+  in.layout = layout;
 
   const bool checked = controls.is_object();
   const bool controlled = checked && controls.value("controlled", false);
@@ -26,6 +27,7 @@ void write_report(const std::vector<std::string>& run_dirs, const std::string& o
                           : "NOT CONTROLLED: see the failed checks below",
              controlled);
   report::add_scores(doc, in);
+  const nlohmann::json replicates = report::add_replicates(doc, in);
   report::add_other_scores(doc, in);
   report::add_curves(doc, in);
   report::add_overoptimization(doc, in);
@@ -36,6 +38,8 @@ void write_report(const std::vector<std::string>& run_dirs, const std::string& o
   fs::create_directories(out_dir);
   write_file_atomic((fs::path(out_dir) / "report.md").string(), report::render_markdown(doc));
   write_file_atomic((fs::path(out_dir) / "report.html").string(), report::render_html(doc));
+  write_file_atomic((fs::path(out_dir) / "report.json").string(),
+                    nlohmann::json({{"title", title}, {"replicates", replicates}}).dump(2) + "\n");
 }
 
 }  // namespace posttrain

@@ -10,10 +10,13 @@
 
 namespace posttrain {
 
-// Writes <out_dir>/report.md and <out_dir>/report.html. `controls` is check_controls' JSON (null:
+// Writes <out_dir>/report.md, <out_dir>/report.html and <out_dir>/report.json (the replicate
+// statistics: scores over seeds, comparisons, sweeps). `controls` is check_controls' JSON (null:
 // the section says the controls were not checked); `redteam` is redteam.json's content (null: no
-// Red team section). UserError when a run folder has no manifest.
+// Red team section); `layout` is a matrix's matrix_layout (null: runs are grouped into variants by
+// their folder names, and no sweeps are drawn). UserError when a run folder has no manifest.
 void write_report(const std::vector<std::string>& run_dirs, const std::string& out_dir, const std::string& title,
-                  const nlohmann::json& controls, const nlohmann::json& redteam = nullptr);
+                  const nlohmann::json& controls, const nlohmann::json& redteam = nullptr,
+                  const nlohmann::json& layout = nullptr);
 
 }  // namespace posttrain

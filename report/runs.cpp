@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/variants.h"
 
 namespace fs = std::filesystem;
 
@@ -16,8 +17,7 @@ RunSummary read_run(const std::string& dir) {
   const std::string manifest_path = (fs::path(dir) / "manifest.json").string();
   if (!fs::exists(manifest_path)) throw UserError(dir + ": not a run folder (no manifest.json)");
   RunSummary run;
-  run.name = fs::path(dir).lexically_normal().filename().string();
-  if (run.name.empty()) run.name = fs::path(dir).lexically_normal().parent_path().filename().string();
+  run.name = run_name_of(dir);  // "<variant>/seed-<s>" for a replicate
   run.manifest = nlohmann::json::parse(read_file(manifest_path));
   run.method = run.manifest.value("method", "?");
   run.status = run.manifest.value("status", "?");

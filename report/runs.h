@@ -26,6 +26,7 @@ struct ReportInput {
   std::vector<RunSummary> runs;
   nlohmann::json controls;  // check_controls' JSON, or null when not checked
   nlohmann::json redteam;  // redteam.json beside the runs, or null
+  nlohmann::json layout;  // a matrix's matrix.json (its runs' variants, seeds, sweeps), or null
 };
 
 std::string fixed(double v, int digits = 3);  // "-" for a non-finite number

@@ -7,6 +7,9 @@
 namespace posttrain::report {
 
 void add_scores(Document& doc, const ReportInput& in);  // scores.cpp: one row per run, one column per suite
+// replicates.cpp: scores over seeds, paired comparisons with Holm, sweeps; returns their JSON (null
+// when no run kept per-item scores)
+nlohmann::json add_replicates(Document& doc, const ReportInput& in);
 void add_other_scores(Document& doc, const ReportInput& in);  // other_scores.cpp: the non-primary scores
 void add_curves(Document& doc, const ReportInput& in);  // curves.cpp: training curves (HTML)
 void add_overoptimization(Document& doc, const ReportInput& in);  // overoptimization.cpp: Gao et al.'s fits

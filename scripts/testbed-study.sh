@@ -5,9 +5,9 @@
 # GRPO, SL-CAI and RL-CAI; each followed by the eval hooks), the control checks and the report, then
 # the base itself under the same evals and best-of-n on it against the matrix's reward model.
 #
-#   scripts/testbed-study.sh            the full study (runs/testbed/), under 30 minutes on 2 cores
-#   scripts/testbed-study.sh --tiny     the same pipeline on small budgets (runs/testbed-tiny/), a few
-#                                       minutes: it shows the machinery works, not the effects
+#   scripts/testbed-study.sh            the full study (runs/testbed/), 3 seeds, under 45 minutes on 2 cores
+#   scripts/testbed-study.sh --tiny     the same pipeline on small budgets and 2 seeds (runs/testbed-tiny/),
+#                                       a few minutes: it shows the machinery works, not the effects
 #   --out DIR                           put everything under DIR instead
 # Extra key=value arguments are passed on to `posttrain variants` (e.g. train.steps=30).
 # POSTTRAIN names the binary (default build/bin/posttrain).
@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
       out=runs/testbed-tiny
       base_overrides+=(train.steps=40)
       best_of_n=(--option n=4 --option limit=16)
-      matrix_overrides+=(train.steps=4 evals.0.limit=24 evals.1.limit=16 variants.5.constitutional.max_prompts=8
+      matrix_overrides+=("seeds=[0, 1]" train.steps=4 evals.0.limit=24 evals.1.limit=16 variants.5.constitutional.max_prompts=8
                          variants.5.constitutional.max_new_tokens=12 variants.6.constitutional.max_prompts=8
                          variants.6.constitutional.max_new_tokens=12)
       ;;
@@ -73,6 +73,6 @@ limit=()
 "$posttrain" eval --model "$out/base/final" --suite sycophancy --option data="$data/eval_sycophancy.jsonl" \
   --out "$out/base-evals"
 "$posttrain" eval --model "$out/base/final" --suite best_of_n --option data="$data/eval_prompts.jsonl" \
-  --option reward_model="$out/variants/reward/final" --option max_new_tokens=24 "${best_of_n[@]}" \
+  --option reward_model="$out/variants/reward/seed-0/final" --option max_new_tokens=24 "${best_of_n[@]}" \
   --out "$out/base-evals"
 echo "report: $out/variants/report.md and report.html; the base's evals: $out/base-evals/evals/*.json"

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "eval_hooks/comparisons.h"
 #include "eval_hooks/eval_model.h"
 #include "launch/distributed.h"
 #include "models/checkpoint.h"
@@ -102,6 +103,20 @@ TEST_CASE("a recipe's evals run every K steps and after the run, into the run di
   CHECK(refusal["scores"].contains("harmful_compliance"));
   CHECK(refusal["scores"].contains("over_refusal"));
   CHECK(read_json(evals + "/sycophancy.json")["details"]["controls"]["flipped_view_items"] == 8);
+  // Each summary's per-item scores (what replicates pair between runs) give its primary score,
+  // the refusal suite's class-balanced one included.
+  for (const char* suite : {"mc", "arith_sums", "preference", "refusal", "sycophancy"}) {
+    const auto summary = read_json(evals + "/" + suite + ".json");
+    INFO(suite);
+    REQUIRE(summary.contains("item_scores"));
+    posttrain::ItemScores items;
+    items.ids = summary["item_scores"]["ids"].get<std::vector<std::string>>();
+    items.scores = summary["item_scores"]["scores"].get<std::vector<double>>();
+    items.groups = summary["item_scores"]["groups"].get<std::vector<int>>();
+    CHECK(items.ids.size() == summary["items"].get<size_t>());
+    const std::string primary = summary["primary"].get<std::string>();
+    CHECK(posttrain::primary_score(items) == Approx(summary["scores"][primary]["value"].get<double>()).margin(1e-12));
+  }
 
   // posttrain eval on the saved final model gives the after_run numbers.
   auto standalone = run("eval --model " + tmp / "run/final" + " --suite mc --option data=" + test::source_dir() +

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <set>
 
 #include "core/error.h"
 #include "core/recipe.h"
@@ -74,8 +75,112 @@ TEST_CASE("a matrix expands into recipes that differ only in the method", "[vari
         std::string::npos);
 }
 
-TEST_CASE("a typo in a later variant's method options stops the matrix before any variant trains",
-          "[variants]") {
+TEST_CASE("seeds: every variant once per seed; sweep: one variant per value of a method option", "[variants]") {
+  test::TempDir tmp("matrix-seeds");
+  std::string text = matrix_text(tmp / "out",
+                                 "  - {name: d, method: dpo, dpo: {label_smoothing: 0.1}, sweep: "
+                                 "{dpo.beta: [0.03, 0.3]}}\n");
+  text.replace(text.find("seed: 3"), 7, "seeds: [4, 7]");
+  test::write_text(tmp / "m.yaml", text);
+  const Matrix m = parse_matrix(tmp / "m.yaml", no_plugins, kind_of);
+  CHECK(m.replicated);
+  CHECK(m.seeds == std::vector<uint64_t>{4, 7});
+  std::vector<std::string> runs;
+  for (const auto& v : m.variants) runs.push_back(v.run_name);
+  CHECK(runs == std::vector<std::string>{"sft/seed-4", "sft/seed-7", "dpo/seed-4", "dpo/seed-7", "d-beta-0.03/seed-4",
+                                         "d-beta-0.03/seed-7", "d-beta-0.3/seed-4", "d-beta-0.3/seed-7"});
+  const Variant& point = m.variants[7];
+  CHECK(point.name == "d-beta-0.3");
+  CHECK(point.seed == 7);
+  CHECK(point.sweep_of == "d");
+  CHECK(point.sweep_key == "dpo.beta");
+  CHECK(point.sweep_value == "0.3");
+  const YAML::Node recipe = YAML::Load(point.recipe_yaml);
+  CHECK(recipe["seed"].as<uint64_t>() == 7);
+  CHECK(recipe["dpo"]["beta"].as<double>() == 0.3);
+  CHECK(recipe["dpo"]["label_smoothing"].as<double>() == 0.1);
+  CHECK(recipe["output_dir"].as<std::string>() == tmp / "out/d-beta-0.3/seed-7");
+  const auto layout = matrix_layout(m);
+  CHECK(layout["runs"][7]["sweep"]["value"] == "0.3");
+  CHECK(run_name_of(tmp / "out/d-beta-0.3/seed-7") == "d-beta-0.3/seed-7");
+  CHECK(run_name_of(tmp / "out/sft") == "sft");
+
+  // ${seed} in a method option is the run's seed.
+  test::write_text(tmp / "s.yaml",
+                   matrix_text(tmp / "out", "") + "  - {name: k, method: dpo, dpo: {loss: \"${seed}\"}}\n");
+  const Matrix with_seed = parse_matrix(tmp / "s.yaml", no_plugins, kind_of);
+  CHECK(YAML::Load(with_seed.variants.back().recipe_yaml)["dpo"]["loss"].as<std::string>() == "3");
+
+  const auto error_of = [&](const std::string& matrix) {
+    test::write_text(tmp / "bad.yaml", matrix);
+    return test::user_error_of([&] { parse_matrix(tmp / "bad.yaml", no_plugins, kind_of); });
+  };
+  std::string both = matrix_text(tmp / "out", "");
+  both.replace(both.find("seed: 3"), 7, "seed: 3\nseeds: [1]");
+  CHECK(error_of(both).find("not both") != std::string::npos);
+  std::string twice = matrix_text(tmp / "out", "");
+  twice.replace(twice.find("seed: 3"), 7, "seeds: [1, 1]");
+  CHECK(error_of(twice).find("lists a seed twice") != std::string::npos);
+  CHECK(error_of(matrix_text(tmp / "out", "  - {name: x, method: dpo, sweep: {train.lr: [0.1, 0.2]}}\n"))
+            .find("varies an option of the method's own section") != std::string::npos);
+  CHECK(error_of(matrix_text(tmp / "out", "  - {name: x, method: dpo, sweep: {dpo.beta: 0.1}}\n"))
+            .find("must be one option and its values") != std::string::npos);
+}
+
+TEST_CASE("controls: replicates that differ in anything but the seed are caught", "[variants]") {
+  test::TempDir tmp("controls-replicates");
+  // Run folders as posttrain writes them (manifest and resolved recipe), made by hand: the checker
+  // reads nothing else.
+  const auto make_run = [&](const std::string& run, int seed, const std::string& method, double lr) {
+    const std::string dir = tmp / ("out/" + run);
+    test::fs::create_directories(dir);
+    test::write_text(dir + "/manifest.json",
+                     nlohmann::json({{"status", "completed"},
+                                     {"seed", seed},
+                                     {"method", method},
+                                     {"base", {{"sha256", "b"}}},
+                                     {"budget", {{"steps", 3}}},
+                                     {"data", {{"train", "/d/" + method + ".jsonl"}, {"sha256", method}}}})
+                         .dump());
+    test::write_text(dir + "/recipe.resolved.yaml", "method: " + method + "\nseed: " + std::to_string(seed) +
+                                                        "\noutput_dir: " + dir + "\ntrain: {lr: " + std::to_string(lr) +
+                                                        "}\n" + method + ": {beta: 0.1}\n");
+    return dir;
+  };
+  std::vector<std::string> dirs = {make_run("sft/seed-0", 0, "sft", 0.1), make_run("sft/seed-1", 1, "sft", 0.1),
+                                   make_run("dpo/seed-0", 0, "dpo", 0.1), make_run("dpo/seed-1", 1, "dpo", 0.1)};
+  const auto clean = check_controls(dirs, nullptr);
+  INFO(clean.dump(1));
+  CHECK(clean["controlled"].get<bool>());
+  std::set<std::string> names;
+  for (const auto& c : clean["checks"]) names.insert(c["check"].get<std::string>());
+  CHECK(names.count("seed 0: same base") == 1);
+  CHECK(names.count("seed 1: configs differ only in the method section") == 1);
+  CHECK(names.count("replicates of dpo differ only in the seed") == 1);
+  CHECK(names.count("same seed") == 0);  // seeds differ by design
+
+  // One replicate with another learning rate: both the seed-1 group and the replicates catch it.
+  dirs[3] = make_run("dpo/seed-1", 1, "dpo", 0.2);
+  const auto tampered = check_controls(dirs, nullptr);
+  CHECK_FALSE(tampered["controlled"].get<bool>());
+  bool replicate_caught = false;
+  for (const auto& d : tampered["differences"])
+    if (d.value("variant", "") == "dpo" && d["key"] == "train.lr") replicate_caught = true;
+  CHECK(replicate_caught);
+  // A replicate whose method options differ: the per-seed check cannot see it (the method section is
+  // the variant's own), the replicate check does.
+  dirs[3] = make_run("dpo/seed-1", 1, "dpo", 0.1);
+  test::write_text(dirs[3] + "/recipe.resolved.yaml",
+                   "method: dpo\nseed: 1\noutput_dir: " + dirs[3] + "\ntrain: {lr: 0.100000}\ndpo: {beta: 0.5}\n");
+  const auto options = check_controls(dirs, nullptr);
+  CHECK_FALSE(options["controlled"].get<bool>());
+  bool options_caught = false;
+  for (const auto& d : options["differences"])
+    if (d.value("variant", "") == "dpo" && d["key"] == "dpo.beta") options_caught = true;
+  CHECK(options_caught);
+}
+
+TEST_CASE("a typo in a later variant's method options stops the matrix before any variant trains", "[variants]") {
   test::TempDir tmp("matrix-typo");
   test::write_text(tmp / "m.yaml", matrix_text(tmp / "out", "  - {name: late, method: dpo, dpo: {betta: 0.2}}\n"));
   const std::string bin = "POSTTRAIN_CACHE=" + test::test_cache_dir() + " " + test::posttrain_bin();
@@ -86,9 +191,9 @@ TEST_CASE("a typo in a later variant's method options stops the matrix before an
   CHECK(r.output.find("dpo.betta") != std::string::npos);
   CHECK_FALSE(fs::exists(tmp / "out/sft/manifest.json"));  // the first variant never started
   // A reward model that an earlier variant will train need not exist yet to be checked.
-  test::write_text(tmp / "rl.yaml",
-                   matrix_text(tmp / "out2", "  - {name: ppo, method: ppo, ppo: {rewards: [{name: reward_model, "
-                                             "model: \"${output_dir}/rm/final\"}], kl_coeff: 1}}\n"));
+  test::write_text(tmp / "rl.yaml", matrix_text(tmp / "out2",
+                                                "  - {name: ppo, method: ppo, ppo: {rewards: [{name: reward_model, "
+                                                "model: \"${output_dir}/rm/final\"}], kl_coeff: 1}}\n"));
   std::string rl_matrix = test::read_text(tmp / "rl.yaml");
   rl_matrix.replace(rl_matrix.find("max_length: 48"), 0,
                     "prompts: " + test::source_dir() + "/recipes/data/bandit_prompts.jsonl, ");
