@@ -1,11 +1,11 @@
 # Thin wrapper: every target installs what it needs first, so each works on a fresh Debian 12 machine.
 #   make quickstart   deps + tokenizer + build, then the main job (scripts/quickstart.sh)
 #   make test         deps + tokenizer + build, then every test (ctest)
-#   make study        the testbed study: base, six post-training variants, evals, report (< 30 min)
+#   make study        the testbed study: base, seven post-training variants x 3 seeds, evals, report (< 45 min)
 #   make study-tiny   the same pipeline on small budgets (a few minutes)
 #   make redteam      the red-team study: every attack on every attackable suite from the testbed base
 #   make bench        benchmarks in bench/ (results go to docs/performance.md by hand)
-#   make fuzz         libFuzzer + ASan on the safetensors and tokenizer parsers (FUZZ_SECONDS each)
+#   make fuzz         libFuzzer + ASan on every parser of outside input (FUZZ_SECONDS each; FUZZ_TARGETS)
 BUILD_DIR ?= build
 JOBS ?= 2
 FUZZ_SECONDS ?= 60
@@ -43,7 +43,7 @@ bench: build
 	$(BUILD_DIR)/bin/bench_sft --preset qwen2.5-0.5b --batch 4 --micro 2 --steps 4
 
 fuzz: deps
-	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+	bash scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')

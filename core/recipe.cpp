@@ -65,7 +65,17 @@ std::string shortest(double value) {
 
 }  // namespace
 
+namespace {
+Recipe parse_recipe_checked(const std::string& path, const std::vector<std::string>& overrides, int world_size);
+}
+
 Recipe parse_recipe(const std::string& path, const std::vector<std::string>& overrides, int world_size) {
+  return with_yaml_errors(path, [&] { return parse_recipe_checked(path, overrides, world_size); });
+}
+
+namespace {
+
+Recipe parse_recipe_checked(const std::string& path, const std::vector<std::string>& overrides, int world_size) {
   const RecipeTree tree = load_recipe_tree(path, overrides);
   YamlSection root(tree.root, "", path, tree.override_paths);
   Recipe r;
@@ -193,6 +203,8 @@ Recipe parse_recipe(const std::string& path, const std::vector<std::string>& ove
   root.finish();
   return r;
 }
+
+}  // namespace
 
 std::string resolved_recipe_yaml(const Recipe& r) {
   YAML::Emitter out;

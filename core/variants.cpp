@@ -104,9 +104,12 @@ nlohmann::json read_json_file(const std::string& path) {
 
 }  // namespace
 
-Matrix parse_matrix(const std::string& path, const std::function<void(const std::vector<std::string>&)>& load_plugins,
-                    const std::function<std::string(const std::string&)>& data_kind_of,
-                    const std::vector<std::string>& overrides) {
+namespace {
+
+Matrix parse_matrix_checked(const std::string& path,
+                            const std::function<void(const std::vector<std::string>&)>& load_plugins,
+                            const std::function<std::string(const std::string&)>& data_kind_of,
+                            const std::vector<std::string>& overrides) {
   const YAML::Node root = load_yaml_file(path, "matrix");
   std::set<std::string> overridden;  // their paths are relative to the working directory, as for recipes
   for (const auto& o : overrides) {
@@ -245,6 +248,14 @@ Matrix parse_matrix(const std::string& path, const std::function<void(const std:
   }
   top.finish();
   return m;
+}
+
+}  // namespace
+
+Matrix parse_matrix(const std::string& path, const std::function<void(const std::vector<std::string>&)>& load_plugins,
+                    const std::function<std::string(const std::string&)>& data_kind_of,
+                    const std::vector<std::string>& overrides) {
+  return with_yaml_errors(path, [&] { return parse_matrix_checked(path, load_plugins, data_kind_of, overrides); });
 }
 
 nlohmann::json matrix_layout(const Matrix& matrix) {

@@ -41,7 +41,9 @@ YAML::Node load_file(const std::string& path, std::vector<std::string>& chain) {
     if (!defaults.IsSequence())
       fail(path + ":" + std::to_string(defaults.Mark().line + 1), "defaults must be a list of recipe files");
     for (const auto& item : defaults) {
-      const fs::path base = fs::path(path).parent_path() / item.as<std::string>();
+      if (!item.IsScalar())
+        fail(path + ":" + std::to_string(item.Mark().line + 1), "defaults must be a list of recipe files");
+      const fs::path base = fs::path(path).parent_path() / item.Scalar();
       merged = merge(merged, load_file(base.lexically_normal().string(), chain));
     }
     node.remove("defaults");
@@ -75,6 +77,11 @@ void refuse_duplicate_keys(const YAML::Node& node, const std::string& path, cons
 constexpr uintmax_t kMaxYamlBytes = 16u << 20;  // recipes, matrices, tasks: kilobytes, not megabytes
 
 }  // namespace
+
+void fail_yaml(const std::string& file, const YAML::Exception& e) {
+  const std::string where = e.mark.is_null() ? file : file + ":" + std::to_string(e.mark.line + 1);
+  fail(where, "unexpected YAML here (" + e.msg + "): a list, mapping or value where another was expected");
+}
 
 YAML::Node load_yaml_file(const std::string& path, const std::string& kind) {
   if (!fs::exists(path)) fail(path, kind + " file not found");

@@ -20,6 +20,12 @@ struct RecipeTree {
   std::vector<std::string> override_paths;  // dotted keys set on the command line
 };
 
+// Calls `read` and turns a yaml-cpp exception that escaped the typed getters (a value of an
+// unexpected shape read with as<>) into a UserError naming `file` and the line, as every other bad
+// input is reported; found by fuzzing the recipe and matrix readers (tests/fuzz).
+template <typename F>
+auto with_yaml_errors(const std::string& file, F read) -> decltype(read());
+
 // Parses a YAML file; UserError "<path>: <kind> file not found" or "<path>:<line>: malformed YAML: ...".
 YAML::Node load_yaml_file(const std::string& path, const std::string& kind);
 
@@ -90,5 +96,16 @@ T YamlSection::require(const std::string& key) {
 
 // Levenshtein distance, for "did you mean" suggestions.
 size_t edit_distance(const std::string& a, const std::string& b);
+
+[[noreturn]] void fail_yaml(const std::string& file, const YAML::Exception& e);
+
+template <typename F>
+auto with_yaml_errors(const std::string& file, F read) -> decltype(read()) {
+  try {
+    return read();
+  } catch (const YAML::Exception& e) {
+    fail_yaml(file, e);
+  }
+}
 
 }  // namespace posttrain

@@ -86,6 +86,12 @@ TEST_CASE("recipe errors name the file, the line and the key", "[core][recipe]")
   CHECK_THAT(error_of(tmp.str()), Catch::Contains("is a folder, not a recipe file"));
   const std::string huge = write("huge.yaml", std::string(kValid) + "# " + std::string(17u << 20, 'x') + "\n");
   CHECK_THAT(error_of(huge), Catch::Contains("a recipe file may be at most 16 MiB"));
+  // Found by tests/fuzz/fuzz_recipe.cpp (it was an uncaught yaml-cpp exception): a defaults entry
+  // that is not a file name, and a value of another shape read deep inside.
+  const std::string defaults = write("defaults.yaml", "defaults: [sft.yaml, {batch_size: 4}]\nmethod: sft\n");
+  CHECK(error_of(defaults) == defaults + ":1: defaults must be a list of recipe files");
+  const std::string shape = write("shape.yaml", std::string(kValid) + "evals:\n  - suite: [mc]\n");
+  CHECK_THAT(error_of(shape), Catch::StartsWith(shape + ":"));
 }
 
 TEST_CASE("overrides and defaults: later wins, recipe over its defaults, command line over all", "[core][recipe]") {
