@@ -20,7 +20,10 @@ void add_controls(Document& doc, const ReportInput& in) {
   doc.paragraph("Differences outside the method section:", /*bad=*/true);
   std::vector<ListItem> items;
   for (const auto& d : in.controls["differences"]) {
-    ListItem item{d["key"].get<std::string>(), ":"};
+    ListItem item{d["key"].get<std::string>(), d.contains("variant")
+                                                   ? " (replicates of " + d["variant"].get<std::string>() + "):"
+                                               : d.contains("seed") ? " (seed " + d["seed"].dump() + "):"
+                                                                    : ":"};
     for (const auto& [run, value] : d["values"].items()) item.text += " " + run + "=" + value.get<std::string>();
     items.push_back(item);
   }

@@ -18,7 +18,10 @@ namespace posttrain::report {
 namespace {
 
 constexpr double kAlpha = 0.05;
-constexpr int kResamples = 2000;
+constexpr int kResamples = 2000;  // a variant's interval
+// A comparison's: its smallest p is 2 / (R + 1), and Holm over ~50 comparisons needs p < 0.001 to
+// survive, so R must resolve well below that (2,000 resamples would floor every Holm p at 0.045).
+constexpr int kComparisonResamples = 20000;
 
 // A run's per-item scores on a suite, when its summary has them.
 bool item_scores_of(const RunSummary& run, const std::string& suite, ItemScores* out) {
@@ -136,9 +139,9 @@ nlohmann::json add_replicates(Document& doc, const ReportInput& in) {
         if (both.empty() || !scores_at(variants[i], suite, both, &a) || !scores_at(variants[j], suite, both, &b))
           continue;
         try {
-          comparisons.push_back(
-              {variants[i].name, variants[j].name, suite,
-               compare_paired(a, b, kResamples, fnv1a64(variants[i].name + "|" + variants[j].name + "|" + suite))});
+          comparisons.push_back({variants[i].name, variants[j].name, suite,
+                                 compare_paired(a, b, kComparisonResamples,
+                                                fnv1a64(variants[i].name + "|" + variants[j].name + "|" + suite))});
         } catch (const std::exception& e) {
           unpaired.push_back(variants[i].name + " − " + variants[j].name + " on " + suite + ": " + e.what());
         }
@@ -158,7 +161,7 @@ nlohmann::json add_replicates(Document& doc, const ReportInput& in) {
   doc.heading(3, "Differences that survive");
   doc.paragraph(
       "A − B on each suite, paired on the same items and seeds (a paired hierarchical bootstrap of " +
-      std::to_string(kResamples) +
+      std::to_string(kComparisonResamples) +
       " resamples: each draws seeds, then items within them, the same draw for both variants). p is two-sided; "
       "p (Holm) is Holm-Bonferroni adjusted over all " +
       std::to_string(comparisons.size()) +
@@ -244,7 +247,7 @@ nlohmann::json add_replicates(Document& doc, const ReportInput& in) {
   }
   return {{"alpha", kAlpha},
           {"correction", "holm"},
-          {"resamples", kResamples},
+          {"resamples", kComparisonResamples},
           {"scores", json_scores},
           {"comparisons", json_comparisons},
           {"sweeps", json_sweeps}};
