@@ -44,5 +44,6 @@ int variants(const std::vector<std::string>& args);
 int report(const std::vector<std::string>& args);
 int testbed(const std::vector<std::string>& args);
 int redteam(const std::vector<std::string>& args);
+int theory(const std::vector<std::string>& args);
 
 }  // namespace posttrain::cli

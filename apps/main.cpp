@@ -34,6 +34,8 @@ const std::vector<Subcommand>& subcommands() {
        testbed},
       {"redteam", "attack eval suites (canned, best-of-n, prefix search) from a policy: which suites are HACKED",
        redteam},
+      {"theory", "register, reveal, review and score theories: predictions about variants, in a hash-chained ledger",
+       theory},
       {"eval", "run eval suites (robustness, audit, contamination) on a model folder, as recipe hooks do", eval},
       {"generate", "generate a continuation (greedy or sampled) from a prompt", generate},
       {"prepare-data", "tokenize a recipe's data into its HDF5 shard (run does this on first use)", prepare_data},

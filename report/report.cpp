@@ -32,6 +32,8 @@ void write_report(const std::vector<std::string>& run_dirs, const std::string& o
   report::add_curves(doc, in);
   report::add_overoptimization(doc, in);
   report::add_red_team(doc, in);
+  const fs::path board = fs::path(out_dir) / "theories.json";  // posttrain theory score --runs <this folder>
+  if (fs::exists(board)) report::add_theories(doc, nlohmann::json::parse(read_file(board.string())));
   report::add_controls(doc, in);
   report::add_run_table(doc, in);
 

@@ -19,4 +19,8 @@ void write_report(const std::vector<std::string>& run_dirs, const std::string& o
                   const nlohmann::json& controls, const nlohmann::json& redteam = nullptr,
                   const nlohmann::json& layout = nullptr);
 
+// Writes theories.json, theories.md and theories.html (the board of `posttrain theory score`) to
+// out_dir. A matrix's report gets the same Theories section when its folder holds theories.json.
+void write_theories_report(const nlohmann::json& board, const std::string& out_dir);
+
 }  // namespace posttrain

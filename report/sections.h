@@ -14,6 +14,7 @@ void add_other_scores(Document& doc, const ReportInput& in);  // other_scores.cp
 void add_curves(Document& doc, const ReportInput& in);  // curves.cpp: training curves (HTML)
 void add_overoptimization(Document& doc, const ReportInput& in);  // overoptimization.cpp: Gao et al.'s fits
 void add_red_team(Document& doc, const ReportInput& in);  // red_team.cpp: redteam.json, when given
+void add_theories(Document& doc, const nlohmann::json& board);  // theories.cpp: theories.json's board
 void add_controls(Document& doc, const ReportInput& in);  // controls.cpp: the control checks
 void add_run_table(Document& doc, const ReportInput& in);  // run_table.cpp: base / data hashes and seeds
 
