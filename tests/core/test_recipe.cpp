@@ -88,7 +88,7 @@ TEST_CASE("recipe errors name the file, the line and the key", "[core][recipe]")
   CHECK_THAT(error_of(huge), Catch::Contains("a recipe file may be at most 16 MiB"));
   // Found by tests/fuzz/fuzz_recipe.cpp (it was an uncaught yaml-cpp exception): a defaults entry
   // that is not a file name, and a value of another shape read deep inside.
-  const std::string defaults = write("defaults.yaml", "defaults: [sft.yaml, {batch_size: 4}]\nmethod: sft\n");
+  const std::string defaults = write("defaults.yaml", "defaults: [{batch_size: 4}, sft.yaml]\nmethod: sft\n");
   CHECK(error_of(defaults) == defaults + ":1: defaults must be a list of recipe files");
   const std::string shape = write("shape.yaml", std::string(kValid) + "evals:\n  - suite: [mc]\n");
   CHECK_THAT(error_of(shape), Catch::StartsWith(shape + ":"));
