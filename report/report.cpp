@@ -23,7 +23,8 @@ void write_report(const std::vector<std::string>& run_dirs, const std::string& o
   doc.title = title;
   doc.banner(std::to_string(in.runs.size()) + " runs. Controls: ",
              !checked     ? "controls not checked (run `posttrain variants` for a matrix)"
-             : controlled ? "controlled: same base, data, seed and budget; configs differ only in the method"
+             : controlled ? "controlled: same base, data and budget; configs differ only in the method (seed by seed, "
+                            "with replicates that differ only in the seed, when the runs have several seeds)"
                           : "NOT CONTROLLED: see the failed checks below",
              controlled);
   report::add_scores(doc, in);
