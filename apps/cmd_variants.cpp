@@ -177,16 +177,7 @@ int report(const std::vector<std::string>& args) {
   std::vector<std::string> run_dirs = dirs;
   nlohmann::json layout;
   if (dirs.size() == 1 && fs::exists(fs::path(dirs[0]) / "controls.json")) {  // a matrix's output folder
-    run_dirs.clear();
-    for (const auto& entry : fs::directory_iterator(dirs[0])) {
-      if (fs::exists(entry.path() / "manifest.json")) run_dirs.push_back(entry.path().string());
-      if (!entry.is_directory()) continue;
-      for (const auto& replicate : fs::directory_iterator(entry.path()))  // <variant>/seed-<s>/
-        if (replicate.path().filename().string().rfind("seed-", 0) == 0 &&
-            fs::exists(replicate.path() / "manifest.json"))
-          run_dirs.push_back(replicate.path().string());
-    }
-    std::sort(run_dirs.begin(), run_dirs.end());
+    run_dirs = matrix_run_dirs(dirs[0]);
     controls = nlohmann::json::parse(read_file((fs::path(dirs[0]) / "controls.json").string()));
     const fs::path layout_file = fs::path(dirs[0]) / "matrix.json";
     if (fs::exists(layout_file)) layout = nlohmann::json::parse(read_file(layout_file.string()));

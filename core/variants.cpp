@@ -1,5 +1,6 @@
 #include "core/variants.h"
 
+#include <algorithm>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -266,6 +267,20 @@ nlohmann::json matrix_layout(const Matrix& matrix) {
     runs.push_back(run);
   }
   return {{"name", matrix.name}, {"seeds", matrix.seeds}, {"replicated", matrix.replicated}, {"runs", runs}};
+}
+
+std::vector<std::string> matrix_run_dirs(const std::string& output_dir) {
+  std::vector<std::string> runs;
+  if (!fs::is_directory(output_dir)) return runs;
+  for (const auto& entry : fs::directory_iterator(output_dir)) {
+    if (!entry.is_directory()) continue;
+    if (fs::exists(entry.path() / "manifest.json")) runs.push_back(entry.path().string());
+    for (const auto& replicate : fs::directory_iterator(entry.path()))
+      if (replicate.path().filename().string().rfind("seed-", 0) == 0 && fs::exists(replicate.path() / "manifest.json"))
+        runs.push_back(replicate.path().string());
+  }
+  std::sort(runs.begin(), runs.end());
+  return runs;
 }
 
 std::string run_name_of(const std::string& run_dir) {

@@ -61,6 +61,10 @@ Matrix parse_matrix(const std::string& path, const std::function<void(const std:
 // (run), variant, method, seed and sweep point.
 nlohmann::json matrix_layout(const Matrix& matrix);
 
+// The run folders of a matrix's output folder (those holding a manifest.json): <variant>/ and
+// <variant>/seed-<s>/, sorted.
+std::vector<std::string> matrix_run_dirs(const std::string& output_dir);
+
 // The run's name in a matrix folder: "<variant>/seed-<s>" for a replicate's folder, else the folder's name.
 std::string run_name_of(const std::string& run_dir);
 

@@ -47,6 +47,29 @@ void draw_items(const std::vector<std::vector<size_t>>& by_group, uint64_t& stat
   }
 }
 
+using Draw = std::vector<std::vector<size_t>>;  // per group, the item positions one resample drew
+
+// The hierarchical bootstrap both statistics share: each of `resamples` draws as many seeds as there
+// are, with replacement, then for each drawn seed its items within their groups; the resample's
+// value is the mean over the drawn seeds of seed_stat(seed, draw). Unsorted, in draw order.
+template <typename SeedStat>
+std::vector<double> hierarchical_resamples(const std::vector<Draw>& by_group, int resamples, uint64_t state,
+                                           const SeedStat& seed_stat) {
+  const size_t seeds = by_group.size();
+  std::vector<double> stats(static_cast<size_t>(resamples));
+  Draw draw;
+  for (auto& stat : stats) {
+    double sum = 0;
+    for (size_t k = 0; k < seeds; ++k) {
+      const size_t s = splitmix64(state) % seeds;
+      draw_items(by_group[s], state, draw);
+      sum += seed_stat(s, draw);
+    }
+    stat = sum / static_cast<double>(seeds);
+  }
+  return stats;
+}
+
 double percentile(const std::vector<double>& sorted, double q) {  // nearest rank, as bootstrap_interval
   const auto r = static_cast<size_t>(std::ceil(q * static_cast<double>(sorted.size())));
   return sorted[std::min(sorted.size() - 1, r == 0 ? 0 : r - 1)];
@@ -90,18 +113,9 @@ ReplicatedScore replicated_score(const std::vector<ItemScores>& seeds, int resam
   for (double v : per_seed) ss += (v - out.mean) * (v - out.mean);
   out.seed_sd = seeds.size() > 1 ? std::sqrt(ss / (S - 1)) : 0.0;
 
-  uint64_t state = rng_seed ^ 0x5EED5EEDull;
-  std::vector<double> stats(static_cast<size_t>(resamples));
-  std::vector<std::vector<size_t>> draw;
-  for (auto& stat : stats) {
-    double sum = 0;
-    for (size_t k = 0; k < seeds.size(); ++k) {
-      const size_t s = splitmix64(state) % seeds.size();
-      draw_items(by_group[s], state, draw);
-      sum += balanced_over(seeds[s].scores, draw);
-    }
-    stat = sum / S;
-  }
+  std::vector<double> stats =
+      hierarchical_resamples(by_group, resamples, rng_seed ^ 0x5EED5EEDull,
+                             [&](size_t s, const Draw& draw) { return balanced_over(seeds[s].scores, draw); });
   std::sort(stats.begin(), stats.end());
   out.low = percentile(stats, 0.025);
   out.high = percentile(stats, 0.975);
@@ -143,18 +157,9 @@ PairedComparison compare_paired(const std::vector<ItemScores>& a, const std::vec
   out.difference = total / S;
   if (resamples < 1) return out;
 
-  uint64_t state = rng_seed ^ 0xBA1DEDull;
-  std::vector<double> stats(static_cast<size_t>(resamples));
-  std::vector<std::vector<size_t>> draw;
-  for (auto& stat : stats) {
-    double sum = 0;
-    for (size_t k = 0; k < a.size(); ++k) {
-      const size_t s = splitmix64(state) % a.size();
-      draw_items(by_group[s], state, draw);
-      sum += balanced_over(a[s].scores, draw) - balanced_over(b_aligned[s], draw);
-    }
-    stat = sum / S;
-  }
+  std::vector<double> stats = hierarchical_resamples(
+      by_group, resamples, rng_seed ^ 0xBA1DEDull,
+      [&](size_t s, const Draw& draw) { return balanced_over(a[s].scores, draw) - balanced_over(b_aligned[s], draw); });
   double mean = 0, sq = 0;
   for (double v : stats) mean += v;
   mean /= static_cast<double>(resamples);

@@ -28,21 +28,6 @@ nlohmann::json read_json(const fs::path& path) {
   }
 }
 
-// The run folders of a matrix output folder: <variant>/ and <variant>/seed-<s>/ with a manifest.
-std::vector<fs::path> run_folders(const fs::path& dir) {
-  std::vector<fs::path> runs;
-  if (!fs::is_directory(dir)) return runs;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (!entry.is_directory()) continue;
-    if (fs::exists(entry.path() / "manifest.json")) runs.push_back(entry.path());
-    for (const auto& replicate : fs::directory_iterator(entry.path()))
-      if (replicate.path().filename().string().rfind("seed-", 0) == 0 && fs::exists(replicate.path() / "manifest.json"))
-        runs.push_back(replicate.path());
-  }
-  std::sort(runs.begin(), runs.end());
-  return runs;
-}
-
 bool completed(const fs::path& run) { return read_json(run / "manifest.json").value("status", "") == "completed"; }
 
 // Per variant, per seed, per suite: the canonical per-item scores of its completed runs.
@@ -50,7 +35,7 @@ using Outcomes = std::map<std::string, std::map<uint64_t, std::map<std::string, 
 
 Outcomes read_outcomes(const std::string& runs_dir) {
   Outcomes out;
-  for (const auto& run : run_folders(runs_dir)) {
+  for (const fs::path run : matrix_run_dirs(runs_dir)) {
     const nlohmann::json manifest = read_json(run / "manifest.json");
     if (manifest.value("status", "") != "completed" || !fs::is_directory(run / "evals")) continue;
     const std::string name = run_name_of(run.string());
@@ -192,7 +177,7 @@ nlohmann::json register_theory(const Theory& theory, const std::string& ledger, 
   const fs::path output = parse_matrix(theory.matrix_file, load_plugins, trainer_data_kind).output_dir;
   nlohmann::json completed_runs = nlohmann::json::array();
   const auto named = named_variants(theory);
-  for (const auto& run : run_folders(output)) {
+  for (const fs::path run : matrix_run_dirs(output.string())) {
     const std::string name = run_name_of(run.string());
     if (std::find(named.begin(), named.end(), name.substr(0, name.find('/'))) != named.end() && completed(run))
       completed_runs.push_back(name);

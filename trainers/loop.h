@@ -46,11 +46,12 @@ LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind = "sf
 // The step's global batch: train.batch_size indices into `size` items, drawn from (seed, step), the
 // same on every rank without communication.
 std::vector<int64_t> step_batch(const RunContext& ctx, int64_t size, int64_t step);
-// This rank's contiguous slice of a global batch, which starts at position rank_offset(ctx).
+
 // Drops the lines of metrics.jsonl logged after `step` (and a torn last line): on a resume from a
 // step-`step` checkpoint those steps run again.
 void keep_metrics_through(const std::string& run_dir, int64_t step);
 
+// This rank's contiguous slice of a global batch, which starts at position rank_offset(ctx).
 std::vector<int64_t> rank_share(const RunContext& ctx, const std::vector<int64_t>& global);
 int64_t rank_offset(const RunContext& ctx);
 
