@@ -54,7 +54,7 @@ int theory(const std::vector<std::string>& args) {
       "register THEORY.yaml --ledger L.jsonl [--assumptions A.yaml]\n"
       "       posttrain theory reveal THEORY.yaml --ledger L.jsonl --salt HEX [--assumptions A.yaml]\n"
       "       posttrain theory review --ledger L.jsonl --theory ID --reviewer NAME --scores clarity=4,rigour=3\n"
-      "       posttrain theory score --ledger L.jsonl --runs MATRIX_OUTPUT_DIR [--out DIR]";
+      "       posttrain theory score --ledger L.jsonl --runs MATRIX_OUTPUT_DIR [--out DIR] [--min-resolved N]";
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::cout << "usage: posttrain theory " << usage << "\n";
     return args.empty() ? kExitUserError : 0;
@@ -63,6 +63,7 @@ int theory(const std::vector<std::string>& args) {
   const std::vector<std::string> rest(args.begin() + 1, args.end());
   po::options_description options("theory " + action + " options");
   std::string file, ledger, assumptions, salt, theory_id, reviewer, scores, runs, out;
+  int min_resolved = 3;
   options.add_options()("ledger", po::value(&ledger)->required(), "the ledger (JSONL, hash-chained)");
   po::positional_options_description positional;
   if (action == "register" || action == "reveal") {
@@ -77,7 +78,9 @@ int theory(const std::vector<std::string>& args) {
         "scores", po::value(&scores)->required(), "criterion=score pairs, 1..5, e.g. clarity=4,rigour=3");
   } else if (action == "score") {
     options.add_options()("runs", po::value(&runs)->required(), "the matrix's output folder")(
-        "out", po::value(&out), "where theories.json, theories.md and theories.html go (default: --runs)");
+        "out", po::value(&out), "where theories.json, theories.md and theories.html go (default: --runs)")(
+        "min-resolved", po::value(&min_resolved)->default_value(3),
+        "decided forecasts a theory needs to enter the Pareto front");
   } else {
     throw UserError("theory: unknown action \"" + action + "\" (register, reveal, review, score)");
   }
@@ -85,7 +88,7 @@ int theory(const std::vector<std::string>& args) {
       {"register", "THEORY.yaml --ledger L.jsonl [--assumptions A.yaml]"},
       {"reveal", "THEORY.yaml --ledger L.jsonl --salt HEX [--assumptions A.yaml]"},
       {"review", "--ledger L.jsonl --theory ID --reviewer NAME --scores clarity=4,rigour=3"},
-      {"score", "--ledger L.jsonl --runs MATRIX_OUTPUT_DIR [--out DIR]"}};
+      {"score", "--ledger L.jsonl --runs MATRIX_OUTPUT_DIR [--out DIR] [--min-resolved N]"}};
   po::variables_map vm;
   if (!parse("theory " + action, action_usage.at(action), options, rest, vm, &positional)) return 0;
 
@@ -111,7 +114,8 @@ int theory(const std::vector<std::string>& args) {
     const auto entry = review_theory(ledger, theory_id, reviewer, parse_scores(scores));
     std::cout << nlohmann::json({{"theory", theory_id}, {"line", entry["seq"].get<int64_t>() + 1}}).dump() << "\n";
   } else {
-    const nlohmann::json board = score_theories(ledger, runs);
+    if (min_resolved < 0) throw UserError("theory score: --min-resolved must be 0 or more");
+    const nlohmann::json board = score_theories(ledger, runs, min_resolved);
     if (out.empty()) out = runs;
     write_theories_report(board, out);
     std::cout << (std::filesystem::path(out) / "theories.json").string() << "\n";

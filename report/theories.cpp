@@ -21,7 +21,7 @@ std::string outcome_text(const nlohmann::json& r) {
   const auto& o = r["outcome"];
   if (o.is_boolean()) return o.get<bool>() ? "happened" : "did not happen";
   if (r.contains("tau")) return "tau " + number_text(r["tau"], 2);
-  return o.get<std::string>();
+  return o.get<std::string>() + (r.contains("why") ? " (" + r["why"].get<std::string>() + ")" : "");
 }
 
 std::string observed_text(const nlohmann::json& r) {
@@ -44,12 +44,14 @@ void add_theories(Document& doc, const nlohmann::json& board) {
   doc.heading(2, "Theories");
   doc.paragraph(
       "Theories registered in the ledger " + board.value("ledger", std::string("?")) +
-      " (a salted commitment, revealed later), scored against these runs. Mean log score (higher is better, "
-      "ln 0.5 = -0.693 is a coin), Brier (lower is better), peer scores against the field's forecasts of the same "
-      "events and against a uniform forecaster, Kendall's tau of rankings, and log score - k/2 ln n (k assumptions, "
-      "n resolved predictions). Post hoc theories (registered after a variant they name had run) are scored "
-      "apart and kept off the front. An outcome whose 95% interval straddles the event's bound is undetermined "
-      "and not scored.");
+      " (a salted commitment, revealed later), scored against these runs. Skill: the mean over a theory's "
+      "comparisons and intervals of its log score minus that of a forecaster who knows only the metric's range "
+      "(0.5 for a comparison; an interval's share of the range), with undetermined and unresolved forecasts at 0, "
+      "so a trivially wide interval or an undecidable claim earns nothing. Beside it: mean log score and Brier "
+      "over decided forecasts, the peer score against the field's forecasts of the same events, Kendall's tau of "
+      "rankings, and total skill - k/2 ln n (k assumptions, n forecasts). Post hoc theories (registered after a "
+      "variant they name had run) are scored apart and kept off the front. An outcome whose 95% interval "
+      "straddles the event's bound is undetermined.");
   std::vector<std::vector<Cell>> rows;
   for (const auto& t : board["theories"]) {
     if (!t.value("revealed", false)) {
@@ -67,22 +69,28 @@ void add_theories(Document& doc, const nlohmann::json& board) {
     rows.push_back({{t["id"].get<std::string>()},
                     {post_hoc ? "POST HOC" : "before the runs", post_hoc},
                     {std::to_string(t["assumptions"].get<int>())},
-                    {std::to_string(t["resolved"].get<int>()) + " of " + std::to_string(t["predictions"].size())},
+                    {std::to_string(t["resolved"].get<int>()) + " of " + std::to_string(t.value("forecasts", 0))},
+                    {number_text(t.value("peer_vs_uniform", nlohmann::json()))},
                     {number_text(t.value("mean_log", nlohmann::json()))},
                     {number_text(t.value("mean_brier", nlohmann::json()))},
                     {number_text(t.value("peer_vs_field", nlohmann::json()))},
-                    {number_text(t.value("peer_vs_uniform", nlohmann::json()))},
                     {number_text(t["mean_tau"], 2)},
-                    {number_text(t["penalised_log"])},
+                    {number_text(t["penalised_skill"])},
                     {reviews}});
   }
-  doc.table({"theory", "registered", "assumptions", "resolved", "mean log", "Brier", "peer (field)", "peer (uniform)",
-             "tau", "log - k/2 ln n", "reviews"},
+  doc.table({"theory", "registered", "assumptions", "decided", "skill", "mean log", "Brier", "peer (field)", "tau",
+             "skill - k/2 ln n", "reviews"},
             rows);
   std::string front;
   for (const auto& id : board["pareto_front"]) front += (front.empty() ? "" : ", ") + id.get<std::string>();
-  doc.paragraph("Pareto front (no other theory has a higher mean log score with as few assumptions): " +
-                (front.empty() ? std::string("none yet (no resolved prediction)") : front) + ".");
+  std::string off;
+  for (const auto& t : board["theories"])
+    if (t.contains("off_front"))
+      off += (off.empty() ? "" : "; ") + t["id"].get<std::string>() + ": " + t["off_front"].get<std::string>();
+  doc.paragraph("Pareto front (no other theory has more skill with as few assumptions; at least " +
+                std::to_string(board.value("min_resolved", 0)) +
+                " decided forecasts to enter): " + (front.empty() ? std::string("none yet") : front) + "." +
+                (off.empty() ? "" : " Kept off: " + off + "."));
   for (const auto& t : board["theories"]) {
     if (!t.value("revealed", false)) continue;
     doc.heading(3, t["id"].get<std::string>() + ": " + t.value("title", std::string()));
@@ -93,8 +101,11 @@ void add_theories(Document& doc, const nlohmann::json& board) {
                              {number_text(r.value("probability", nlohmann::json()), 2)},
                              {outcome_text(r), r["outcome"].is_boolean() && !r["outcome"].get<bool>()},
                              {observed_text(r)},
-                             {number_text(r.value("log", nlohmann::json()))}});
-    doc.table({"prediction", "event", "P", "outcome", "observed [95%]", "log score"}, predictions);
+                             {number_text(r.value("reference_probability", nlohmann::json()), 3)},
+                             {number_text(r.value("log", nlohmann::json()))},
+                             {number_text(r.value("skill", nlohmann::json()))}});
+    doc.table({"prediction", "event", "P", "outcome", "observed [95%]", "reference P", "log score", "skill"},
+              predictions);
   }
 }
 

@@ -4,11 +4,13 @@
 #include <cmath>
 #include <filesystem>
 #include <set>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/files.h"
 #include "core/ledger.h"
 #include "core/variants.h"
+#include "core/yaml_reader.h"
 #include "eval_hooks/comparisons.h"
 #include "theories/scoring.h"
 #include "trainers/plugin.h"
@@ -30,36 +32,104 @@ nlohmann::json read_json(const fs::path& path) {
 
 bool completed(const fs::path& run) { return read_json(run / "manifest.json").value("status", "") == "completed"; }
 
-// Per variant, per seed, per suite: the canonical per-item scores of its completed runs.
-using Outcomes = std::map<std::string, std::map<uint64_t, std::map<std::string, ItemScores>>>;
+// What the runs of a matrix say: per variant, per seed, per metric, the per-item scores (an eval
+// suite's canonical item scores; a logged metric's last value as one item), the lowest and highest
+// item score seen per metric (the range the reference forecaster spreads over), and each variant's
+// method and resolved recipe (to check that a proposed new method is the one that ran).
+struct Outcomes {
+  std::map<std::string, std::map<uint64_t, std::map<std::string, ItemScores>>> scores;
+  std::map<std::string, std::pair<double, double>> item_range;
+  std::map<std::string, std::pair<std::string, fs::path>> method_and_recipe;
+  bool empty() const { return scores.empty(); }
+};
+
+// The last numeric value of every key in a run's metrics.jsonl, as "log:<key>".
+std::map<std::string, double> last_logged(const fs::path& metrics) {
+  std::map<std::string, double> last;
+  if (!fs::exists(metrics)) return last;
+  std::istringstream lines(read_file(metrics.string()));
+  int line_number = 0;
+  for (std::string line; std::getline(lines, line);) {
+    ++line_number;
+    if (line.empty()) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw UserError(metrics.string() + ":" + std::to_string(line_number) + ": not valid JSON: " + e.what());
+    }
+    for (const auto& [key, value] : j.items())
+      if (value.is_number() && key != "step") last["log:" + key] = value.get<double>();
+  }
+  return last;
+}
 
 Outcomes read_outcomes(const std::string& runs_dir) {
   Outcomes out;
+  const auto record = [&](const std::string& metric, const ItemScores& s) {
+    for (double v : s.scores) {
+      auto [it, fresh] = out.item_range.try_emplace(metric, v, v);
+      it->second.first = std::min(it->second.first, v), it->second.second = std::max(it->second.second, v);
+    }
+  };
   for (const fs::path run : matrix_run_dirs(runs_dir)) {
     const nlohmann::json manifest = read_json(run / "manifest.json");
-    if (manifest.value("status", "") != "completed" || !fs::is_directory(run / "evals")) continue;
+    if (manifest.value("status", "") != "completed") continue;
     const std::string name = run_name_of(run.string());
-    auto& suites = out[name.substr(0, name.find('/'))][manifest.value("seed", uint64_t{0})];
-    for (const auto& entry : fs::directory_iterator(run / "evals")) {
-      if (entry.path().extension() != ".json") continue;
-      const nlohmann::json summary = read_json(entry.path());
-      if (!summary.contains("item_scores")) continue;
-      ItemScores s;
-      s.ids = summary["item_scores"]["ids"].get<std::vector<std::string>>();
-      s.scores = summary["item_scores"]["scores"].get<std::vector<double>>();
-      s.groups = summary["item_scores"]["groups"].get<std::vector<int>>();
-      suites[entry.path().stem().string()] = s;
+    const std::string variant = name.substr(0, name.find('/'));
+    out.method_and_recipe.try_emplace(variant, manifest.value("method", ""), run / "recipe.resolved.yaml");
+    auto& metrics = out.scores[variant][manifest.value("seed", uint64_t{0})];
+    if (fs::is_directory(run / "evals"))
+      for (const auto& entry : fs::directory_iterator(run / "evals")) {
+        if (entry.path().extension() != ".json") continue;
+        const nlohmann::json summary = read_json(entry.path());
+        if (!summary.contains("item_scores")) continue;
+        ItemScores s;
+        s.ids = summary["item_scores"]["ids"].get<std::vector<std::string>>();
+        s.scores = summary["item_scores"]["scores"].get<std::vector<double>>();
+        s.groups = summary["item_scores"]["groups"].get<std::vector<int>>();
+        metrics[entry.path().stem().string()] = s;
+        record(entry.path().stem().string(), s);
+      }
+    // A logged metric is one number per run: one item, so its uncertainty is the seeds' spread.
+    for (const auto& [key, value] : last_logged(run / "metrics.jsonl")) {
+      metrics[key] = ItemScores{{"last"}, {value}, {0}};
+      record(key, metrics[key]);
     }
   }
   return out;
+}
+
+// "" when the matrix's `name` is the method `declared` proposes (same method, and every option it
+// sets has that value in the run's resolved recipe); otherwise why not.
+std::string differs_from_declared(const Outcomes& outcomes, const nlohmann::json& declared) {
+  const std::string name = declared.value("name", "");
+  const auto ran = outcomes.method_and_recipe.find(name);
+  if (ran == outcomes.method_and_recipe.end()) return "no completed run of " + name;
+  const std::string method = declared.value("method", "");
+  if (ran->second.first != method) return name + " ran method " + ran->second.first + ", not the proposed " + method;
+  if (!declared.contains(method) || !declared[method].is_object()) return "";
+  const YAML::Node recipe = load_yaml_file(ran->second.second.string(), "recipe");
+  for (const auto& [key, value] : declared[method].items()) {
+    const YAML::Node actual = recipe[method] ? recipe[method][key] : YAML::Node();
+    const std::string want = value.is_string() ? value.get<std::string>() : value.dump();
+    if (!actual || !actual.IsScalar()) return name + " ran without " + method + "." + key;
+    char* end_a = nullptr;
+    char* end_b = nullptr;
+    const double a = std::strtod(actual.Scalar().c_str(), &end_a), b = std::strtod(want.c_str(), &end_b);
+    const bool numbers_equal = *end_a == '\0' && *end_b == '\0' && !actual.Scalar().empty() && a == b;
+    if (actual.Scalar() != want && !numbers_equal)
+      return name + " ran with " + method + "." + key + " = " + actual.Scalar() + ", not the proposed " + want;
+  }
+  return "";
 }
 
 // The variant's scores on `suite` at `seeds` (false when any is missing).
 bool scores_at(const Outcomes& outcomes, const std::string& variant, const std::string& suite,
                const std::vector<uint64_t>& seeds, std::vector<ItemScores>* out) {
   out->clear();
-  const auto v = outcomes.find(variant);
-  if (v == outcomes.end()) return false;
+  const auto v = outcomes.scores.find(variant);
+  if (v == outcomes.scores.end()) return false;
   for (uint64_t seed : seeds) {
     const auto s = v->second.find(seed);
     if (s == v->second.end() || !s->second.count(suite)) return false;
@@ -70,8 +140,8 @@ bool scores_at(const Outcomes& outcomes, const std::string& variant, const std::
 
 std::vector<uint64_t> seeds_of(const Outcomes& outcomes, const std::string& variant) {
   std::vector<uint64_t> seeds;
-  const auto v = outcomes.find(variant);
-  if (v != outcomes.end())
+  const auto v = outcomes.scores.find(variant);
+  if (v != outcomes.scores.end())
     for (const auto& [seed, suites] : v->second) seeds.push_back(seed);
   return seeds;
 }
@@ -92,11 +162,30 @@ nlohmann::json decide(double ci_low, double ci_high, double low, double high) {
 
 constexpr int kResamples = 2000;
 
+// The share of [lo, hi] (every value the mean can take, given the items' observed range) that
+// [low, high] covers: the probability a forecaster who knows only that range gives the interval.
+// An interval as wide as the range gets 1, so predicting it earns nothing (ln p - ln 1 <= 0).
+// Kept inside [1e-6, 1 - 1e-6]: a range of one point, or an interval outside it, stays finite.
+double covered_share(double low, double high, double lo, double hi) {
+  const double share = hi > lo ? std::max(0.0, std::min(high, hi) - std::max(low, lo)) / (hi - lo)
+                               : (low <= lo && lo <= high ? 1.0 : 0.0);
+  return std::clamp(share, 1e-6, 1 - 1e-6);
+}
+
 // Resolves one prediction: its outcome and what was observed.
 nlohmann::json resolve(const Prediction& p, const Outcomes& outcomes) {
   nlohmann::json r = {{"id", p.id}, {"kind", p.kind}, {"metric", p.metric}};
   if (p.kind != "ranking") r["probability"] = p.probability;
+  if (!p.new_variant.is_null()) {
+    const std::string why = differs_from_declared(outcomes, p.new_variant);
+    if (!why.empty()) {
+      r["outcome"] = "unresolved";
+      r["why"] = why;
+      return r;
+    }
+  }
   std::vector<ItemScores> a, b;
+  double reference = 0.5;  // the uniform forecaster's probability of the event
   if (p.kind == "compare") {
     const auto seeds = common_seeds(outcomes, p.better, p.worse);
     r["event"] = p.metric + "[" + p.better + "] > " + p.metric + "[" + p.worse + "]";
@@ -119,6 +208,8 @@ nlohmann::json resolve(const Prediction& p, const Outcomes& outcomes) {
       const ReplicatedScore s = replicated_score(a, kResamples, 0);
       r["observed"] = {{"mean", s.mean}, {"ci95", {s.low, s.high}}, {"seeds", s.seeds}};
       r["outcome"] = decide(s.low, s.high, p.low, p.high);
+      const auto [lo, hi] = outcomes.item_range.at(p.metric);
+      reference = covered_share(p.low, p.high, lo, hi);
     } else {
       const auto seeds = common_seeds(outcomes, p.variant, p.minus);
       if (!scores_at(outcomes, p.variant, p.metric, seeds, &a) || !scores_at(outcomes, p.minus, p.metric, seeds, &b)) {
@@ -128,6 +219,8 @@ nlohmann::json resolve(const Prediction& p, const Outcomes& outcomes) {
       const PairedComparison c = compare_paired(a, b, kResamples, 0);
       r["observed"] = {{"difference", c.difference}, {"ci95", {c.low, c.high}}, {"seeds", c.seeds}};
       r["outcome"] = decide(c.low, c.high, p.low, p.high);
+      const auto [lo, hi] = outcomes.item_range.at(p.metric);
+      reference = covered_share(p.low, p.high, lo - hi, hi - lo);
     }
   } else {
     std::vector<std::pair<double, std::string>> means;
@@ -147,9 +240,12 @@ nlohmann::json resolve(const Prediction& p, const Outcomes& outcomes) {
     r["tau"] = kendall_tau(p.order, observed);
     r["outcome"] = "ranked";
   }
+  if (p.kind != "ranking") r["reference_probability"] = reference;
   if (r["outcome"].is_boolean()) {
-    r["log"] = log_score(p.probability, r["outcome"].get<bool>());
-    r["brier"] = brier_score(p.probability, r["outcome"].get<bool>());
+    const bool happened = r["outcome"].get<bool>();
+    r["log"] = log_score(p.probability, happened);
+    r["brier"] = brier_score(p.probability, happened);
+    r["skill"] = log_score(p.probability, happened) - log_score(reference, happened);
   }
   return r;
 }
@@ -219,7 +315,7 @@ nlohmann::json review_theory(const std::string& ledger, const std::string& theor
   return append_ledger(ledger, {{"kind", "review"}, {"theory", theory_id}, {"reviewer", reviewer}, {"scores", scores}});
 }
 
-nlohmann::json score_theories(const std::string& ledger, const std::string& runs_dir) {
+nlohmann::json score_theories(const std::string& ledger, const std::string& runs_dir, int min_resolved) {
   const auto entries = read_ledger(ledger);
   if (entries.empty()) throw UserError(ledger + ": the ledger is empty (posttrain theory register first)");
   const Outcomes outcomes = read_outcomes(runs_dir);
@@ -253,26 +349,40 @@ nlohmann::json score_theories(const std::string& ledger, const std::string& runs
     t["title"] = theory.title;
     t["assumption_ids"] = theory.assumptions;
     nlohmann::json predictions = nlohmann::json::array();
-    double total_log = 0, taus = 0;
-    int resolved = 0, rankings = 0;
+    double total_skill = 0, taus = 0;
+    int resolved = 0, forecast_count = 0, rankings = 0;
+    std::vector<Forecast> own;
     for (const auto& p : theory.predictions) {
       const nlohmann::json r = resolve(p, outcomes);
-      if (r.contains("log")) {
-        total_log += r["log"].get<double>();
-        ++resolved;
-        if (!t["post_hoc"].get<bool>())
-          forecasts.push_back({id, r["event"].get<std::string>(), p.probability, r["outcome"].get<bool>()});
+      if (p.kind != "ranking") {  // every binary forecast counts, decided or not
+        ++forecast_count;
+        Forecast f{id, r.value("event", p.id), p.probability};
+        f.reference = r.value("reference_probability", 0.5);
+        f.resolved = r.contains("log");
+        if (f.resolved) f.happened = r["outcome"].get<bool>(), total_skill += r["skill"].get<double>(), ++resolved;
+        own.push_back(f);
       }
       if (r.contains("tau") && std::isfinite(r["tau"].get<double>())) taus += r["tau"].get<double>(), ++rankings;
       predictions.push_back(r);
     }
+    if (!t["post_hoc"].get<bool>())
+      forecasts.insert(forecasts.end(), own.begin(), own.end());
+    else if (!own.empty()) {  // scored apart: against the reference only, never the field
+      const PeerScore alone = peer_scores(own)[0];
+      t["mean_log"] = resolved > 0 ? nlohmann::json(alone.mean_log) : nlohmann::json(nullptr);
+      t["mean_brier"] = resolved > 0 ? nlohmann::json(alone.mean_brier) : nlohmann::json(nullptr);
+      t["peer_vs_uniform"] = alone.peer_vs_uniform;
+    }
     t["predictions"] = predictions;
     t["resolved"] = resolved;
+    t["forecasts"] = forecast_count;
     t["mean_tau"] = rankings > 0 ? nlohmann::json(taus / rankings) : nlohmann::json(nullptr);
-    // log score - k/2 ln n: a BIC-like penalty per assumption, shown beside (not instead of) the front.
-    t["penalised_log"] = resolved > 0
-                             ? nlohmann::json(total_log - 0.5 * t["assumptions"].get<double>() * std::log(resolved))
-                             : nlohmann::json(nullptr);
+    // Total skill - k/2 ln n: a BIC-like price per assumption (n binary forecasts), shown beside the
+    // front, not instead of it.
+    t["penalised_skill"] =
+        forecast_count > 0
+            ? nlohmann::json(total_skill - 0.5 * t["assumptions"].get<double>() * std::log(forecast_count))
+            : nlohmann::json(nullptr);
     // Reviews: the mean per criterion, and agreement as the mean over criteria of the spread
     // (population sd) between reviewers (0: they agree).
     std::map<std::string, std::vector<double>> by_criterion;
@@ -298,34 +408,36 @@ nlohmann::json score_theories(const std::string& ledger, const std::string& runs
     theories.push_back(t);
   }
 
-  // Peer scores over the theories registered before the runs (post hoc ones are scored apart).
+  // Peer scores over the theories registered before the runs (post hoc ones are scored apart). The
+  // front ranks by peer_vs_uniform (skill over the range-only forecaster, undecided forecasts at 0),
+  // among theories with at least `min_resolved` decided forecasts: one lucky call is not a theory.
   const std::vector<PeerScore> peers = peer_scores(forecasts);
   std::vector<double> front_scores;
   std::vector<int> front_assumptions;
   std::vector<std::string> front_ids;
   for (auto& t : theories) {
     const auto peer = std::find_if(peers.begin(), peers.end(), [&](const PeerScore& p) { return p.theory == t["id"]; });
-    if (peer != peers.end()) {
-      t["mean_log"] = peer->mean_log;
-      t["mean_brier"] = peer->mean_brier;
-      t["peer_vs_field"] = peer->peer_vs_field;
-      t["peer_vs_uniform"] = peer->peer_vs_uniform;
-      front_scores.push_back(peer->mean_log);
-      front_assumptions.push_back(t["assumptions"].get<int>());
-      front_ids.push_back(t["id"].get<std::string>());
-    } else if (t.value("resolved", 0) > 0) {  // post hoc: its own scores, apart from the field
-      double log_sum = 0, brier_sum = 0;
-      for (const auto& r : t["predictions"])
-        if (r.contains("log")) log_sum += r["log"].get<double>(), brier_sum += r["brier"].get<double>();
-      const double n = t["resolved"].get<double>();
-      t["mean_log"] = log_sum / n;
-      t["mean_brier"] = brier_sum / n;
-      t["peer_vs_uniform"] = log_sum / n - std::log(0.5);
+    if (peer == peers.end()) continue;
+    t["mean_log"] = peer->resolved > 0 ? nlohmann::json(peer->mean_log) : nlohmann::json(nullptr);
+    t["mean_brier"] = peer->resolved > 0 ? nlohmann::json(peer->mean_brier) : nlohmann::json(nullptr);
+    t["peer_vs_field"] = peer->peer_vs_field;
+    t["peer_vs_uniform"] = peer->peer_vs_uniform;
+    if (peer->resolved < min_resolved) {
+      t["off_front"] =
+          std::to_string(peer->resolved) + " decided forecast(s), fewer than " + std::to_string(min_resolved);
+      continue;
     }
+    front_scores.push_back(peer->peer_vs_uniform);
+    front_assumptions.push_back(t["assumptions"].get<int>());
+    front_ids.push_back(t["id"].get<std::string>());
   }
   nlohmann::json front = nlohmann::json::array();
   for (size_t i : pareto_front(front_scores, front_assumptions)) front.push_back(front_ids[i]);
-  return {{"ledger", ledger}, {"runs", runs_dir}, {"theories", theories}, {"pareto_front", front}};
+  return {{"ledger", ledger},
+          {"runs", runs_dir},
+          {"min_resolved", min_resolved},
+          {"theories", theories},
+          {"pareto_front", front}};
 }
 
 }  // namespace posttrain

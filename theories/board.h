@@ -30,14 +30,22 @@ nlohmann::json review_theory(const std::string& ledger, const std::string& theor
                              const std::map<std::string, int>& scores);
 
 // Scores every revealed theory of the ledger against the runs of its matrix in `runs_dir` (a matrix
-// output folder: <variant>/ or <variant>/seed-<s>/ run folders). How an outcome is decided:
+// output folder: <variant>/ or <variant>/seed-<s>/ run folders). A metric is an eval suite (its
+// per-item scores) or "log:<key>" (the last value of <key> in each run's metrics.jsonl: one number
+// per seed). How an outcome is decided:
 //  compare: the paired difference's 95% interval (seeds, then items) above 0: happened; below 0:
-//    did not; containing 0: "undetermined" (not scored);
+//    did not; containing 0: "undetermined";
 //  interval: the variant's (or difference's) 95% interval inside [low, high]: happened; disjoint:
 //    did not; overlapping a bound: "undetermined";
 //  ranking: Kendall's tau between the predicted order and the order of the means over seeds;
-//  a variant with no runs (a new method the matrix does not hold yet): "unresolved".
+//  a variant with no runs (a new method the matrix does not hold yet), or a new_variant that ran
+//  with another method or options: "unresolved".
+// Each binary forecast is also scored against a reference forecaster that knows only the metric's
+// range (0.5 for a compare; the interval's share of the range of values the mean can take), and
+// undetermined / unresolved forecasts score exactly what the reference does. The Pareto front is
+// peer_vs_uniform against the number of assumptions, over theories registered before the runs with
+// at least `min_resolved` decided forecasts.
 // JSON: {"theories": [...], "pareto_front": [ids], ...} (docs/theories.md lists every field).
-nlohmann::json score_theories(const std::string& ledger, const std::string& runs_dir);
+nlohmann::json score_theories(const std::string& ledger, const std::string& runs_dir, int min_resolved = 3);
 
 }  // namespace posttrain

@@ -16,6 +16,7 @@ double brier_score(double probability, bool happened) {
 std::vector<PeerScore> peer_scores(const std::vector<Forecast>& forecasts) {
   std::map<std::string, std::pair<double, int>> by_question;  // question -> (sum of log scores, count)
   for (const auto& f : forecasts) {
+    if (!f.resolved) continue;
     auto& q = by_question[f.question];
     q.first += log_score(f.probability, f.happened);
     q.second += 1;
@@ -29,17 +30,18 @@ std::vector<PeerScore> peer_scores(const std::vector<Forecast>& forecasts) {
   };
   for (const auto& f : forecasts) {
     PeerScore& p = entry(f.theory);
+    p.forecasts += 1;
+    if (!f.resolved) continue;
     const double own = log_score(f.probability, f.happened);
     const auto& [sum, count] = by_question[f.question];
     p.mean_log += own;
     p.mean_brier += brier_score(f.probability, f.happened);
     p.peer_vs_field += own - sum / count;
-    p.peer_vs_uniform += own - std::log(0.5);
-    p.forecasts += 1;
+    p.peer_vs_uniform += own - log_score(f.reference, f.happened);
+    p.resolved += 1;
   }
   for (auto& p : out) {
-    p.mean_log /= p.forecasts;
-    p.mean_brier /= p.forecasts;
+    if (p.resolved > 0) p.mean_log /= p.resolved, p.mean_brier /= p.resolved;
     p.peer_vs_field /= p.forecasts;
     p.peer_vs_uniform /= p.forecasts;
   }

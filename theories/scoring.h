@@ -14,20 +14,29 @@ double log_score(double probability, bool happened);
 // (p - o)^2 with o = 1 if the event happened, else 0 (lower is better; 0.25 is always saying 0.5).
 double brier_score(double probability, bool happened);
 
-// One theory's forecast of one resolved binary question (the same `question` key in several
-// theories means they forecast the same event).
+// One theory's forecast of one binary question (the same `question` key in several theories means
+// they forecast the same event). `reference`: the probability a forecaster who knows nothing but
+// the metric's range gives the event (0.5 for a comparison). `resolved`: false when the runs did
+// not decide the event (undetermined, or a variant that never ran); such a forecast scores exactly
+// what the reference scores, so a theory cannot gain by making predictions the runs cannot decide.
 struct Forecast {
   std::string theory, question;
   double probability = 0.5;
   bool happened = false;
+  double reference = 0.5;
+  bool resolved = true;
 };
-// Per theory (in order of first appearance): the mean over its forecasts of its log score minus
-// the mean log score of every theory that forecast the same question (0 when it is alone on all
-// of them), and minus ln 0.5 (the uniform forecaster's log score on a binary question).
+// Per theory (in order of first appearance):
+//  mean_log, mean_brier: over its resolved forecasts (0 when none resolved);
+//  peer_vs_field: the mean over all its forecasts of its log score minus the mean log score of every
+//    theory that forecast the same question (0 for an unresolved one, and when alone);
+//  peer_vs_uniform: the mean over all its forecasts of its log score minus the reference's
+//    (ln p - ln q when it happened, ln(1 - p) - ln(1 - q) when not; 0 when unresolved). Positive:
+//    it knew more than the metric's range; a trivially wide interval scores <= 0.
 struct PeerScore {
   std::string theory;
   double mean_log = 0, mean_brier = 0, peer_vs_field = 0, peer_vs_uniform = 0;
-  int forecasts = 0;
+  int forecasts = 0, resolved = 0;
 };
 std::vector<PeerScore> peer_scores(const std::vector<Forecast>& forecasts);
 

@@ -114,10 +114,17 @@ Theory read_theory(const std::string& path, const std::string& assumptions_path)
     };
     const auto metric = [&](YamlSection& s) {
       const std::string m = s.require<std::string>("metric");
+      // A logged metric names a key of the runs' metrics.jsonl, which exists only once they have
+      // run: it is checked for shape here, and a key no run logged leaves the prediction unresolved.
+      if (m.rfind("log:", 0) == 0) {
+        if (m.size() == 4) s.fail_at("metric", "\"log:\" must name a logged key, e.g. log:train/loss");
+        return m;
+      }
       if (!metrics.count(m)) {
         std::string list_text;
         for (const auto& k : metrics) list_text += " " + k;
-        s.fail_at("metric", "\"" + m + "\" is not an eval suite of the matrix (its suites:" + list_text + ")");
+        s.fail_at("metric", "\"" + m + "\" is not an eval suite of the matrix (its suites:" + list_text +
+                                "; or log:<key> for a logged metric)");
       }
       return m;
     };

@@ -28,6 +28,27 @@ TEST_CASE("peer scores against the field and a uniform forecaster by hand", "[th
   CHECK(scores[1].peer_vs_uniform == Approx(std::log(0.4) - std::log(0.5)));
 }
 
+TEST_CASE("peer scores: an interval against its reference, undecided forecasts at the reference's score",
+          "[theories]") {
+  posttrain::Forecast wide{"W", "i1", 0.99, true};
+  wide.reference = 1 - 1e-6;  // [-10, 10] covers every value the mean can take
+  posttrain::Forecast narrow{"N", "i2", 0.7, true};
+  narrow.reference = 0.3;  // [0, 0.3] of a [0, 1] range
+  posttrain::Forecast missed{"N", "i3", 0.6, false};
+  missed.reference = 0.2;
+  posttrain::Forecast open{"N", "c1", 0.9, false};
+  open.resolved = false;  // undetermined: counts, scores 0
+  const auto scores = posttrain::peer_scores({wide, narrow, missed, open});
+  REQUIRE(scores.size() == 2);
+  CHECK(scores[0].peer_vs_uniform == Approx(std::log(0.99) - std::log(1 - 1e-6)));  // -0.0101: no credit
+  CHECK(scores[0].peer_vs_uniform < 0);
+  // N: (ln 0.7 - ln 0.3) + (ln 0.4 - ln 0.8) + 0, over 3 forecasts = (0.8473 - 0.6931) / 3.
+  CHECK(scores[1].peer_vs_uniform == Approx((std::log(0.7 / 0.3) + std::log(0.4 / 0.8)) / 3));
+  CHECK(scores[1].forecasts == 3);
+  CHECK(scores[1].resolved == 2);
+  CHECK(scores[1].mean_log == Approx((std::log(0.7) + std::log(0.4)) / 2));  // over decided ones only
+}
+
 TEST_CASE("Kendall's tau by hand", "[theories]") {
   CHECK(posttrain::kendall_tau({"a", "b", "c"}, {"a", "b", "c"}) == Approx(1.0));
   CHECK(posttrain::kendall_tau({"a", "b", "c"}, {"c", "b", "a"}) == Approx(-1.0));
