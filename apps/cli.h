@@ -45,5 +45,6 @@ int report(const std::vector<std::string>& args);
 int testbed(const std::vector<std::string>& args);
 int redteam(const std::vector<std::string>& args);
 int theory(const std::vector<std::string>& args);
+int hackathon(const std::vector<std::string>& args);
 
 }  // namespace posttrain::cli

@@ -2,8 +2,6 @@
 // budget; variants differ in method only), each in its own `posttrain run` (or `launch`) process,
 // skipping variants already completed; then checks the controls and writes the report.
 // posttrain report RUN_DIR...: the report alone, over any run folders (or a matrix's folder).
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,34 +12,18 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/recipe.h"
+#include "core/subprocess.h"
 #include "core/variants.h"
 #include "redteam/matrix.h"
 #include "report/report.h"
 #include "trainers/plugin.h"
 #include "trainers/run.h"
 
-extern char** environ;
-
 namespace fs = std::filesystem;
 
 namespace posttrain::cli {
 
 namespace {
-
-// Runs this executable with `args`; returns its exit code (-1 if it did not start or was killed).
-int run_self(const std::vector<std::string>& args) {
-  const std::string self = fs::read_symlink("/proc/self/exe").string();
-  std::vector<std::string> argv_store{self};
-  argv_store.insert(argv_store.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_store) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  if (posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv.data(), environ) != 0) return -1;
-  int status = 0;
-  if (waitpid(pid, &status, 0) < 0) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 bool completed(const std::string& run_dir) {
   const std::string manifest = (fs::path(run_dir) / "manifest.json").string();
@@ -123,8 +105,8 @@ int variants(const std::vector<std::string>& args) {
     }
     std::cerr << "posttrain: variant " << v.run_name << " (" << v.method << ")\n";
     const std::string recipe = recipe_of(v);
-    const int rc =
-        nproc > 1 ? run_self({"launch", "--nproc-per-node", std::to_string(nproc), recipe}) : run_self({"run", recipe});
+    const int rc = nproc > 1 ? run_self({"launch", "--nproc-per-node", std::to_string(nproc), recipe}).exit_code
+                             : run_self({"run", recipe}).exit_code;
     if (rc != 0) {
       std::cerr << "posttrain: variant " << v.run_name << " failed (exit code " << rc << "); the others go on\n";
       failed.push_back(v.run_name);

@@ -34,6 +34,8 @@ const std::vector<Subcommand>& subcommands() {
        testbed},
       {"redteam", "attack eval suites (canned, best-of-n, prefix search) from a policy: which suites are HACKED",
        redteam},
+      {"hackathon",
+       "eval hackathons: an event with sealed items, submissions in a ledger, a replaying judge, the board", hackathon},
       {"theory", "register, reveal, review and score theories: predictions about variants, in a hash-chained ledger",
        theory},
       {"eval", "run eval suites (robustness, audit, contamination) on a model folder, as recipe hooks do", eval},

@@ -23,4 +23,8 @@ void write_report(const std::vector<std::string>& run_dirs, const std::string& o
 // out_dir. A matrix's report gets the same Theories section when its folder holds theories.json.
 void write_theories_report(const nlohmann::json& board, const std::string& out_dir);
 
+// Writes leaderboard.html (self-contained) and leaderboard.md to the event folder from board.json's
+// content (`posttrain hackathon judge`): the Ladder's private board, the public dev board, details.
+void write_leaderboard(const nlohmann::json& board, const std::string& event_dir);
+
 }  // namespace posttrain

@@ -15,6 +15,7 @@ void add_curves(Document& doc, const ReportInput& in);  // curves.cpp: training 
 void add_overoptimization(Document& doc, const ReportInput& in);  // overoptimization.cpp: Gao et al.'s fits
 void add_red_team(Document& doc, const ReportInput& in);  // red_team.cpp: redteam.json, when given
 void add_theories(Document& doc, const nlohmann::json& board);  // theories.cpp: theories.json's board
+void add_leaderboard(Document& doc, const nlohmann::json& board);  // leaderboard.cpp: a hackathon's board.json
 void add_controls(Document& doc, const ReportInput& in);  // controls.cpp: the control checks
 void add_run_table(Document& doc, const ReportInput& in);  // run_table.cpp: base / data hashes and seeds
 

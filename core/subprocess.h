@@ -1,0 +1,21 @@
+// Running this executable again as a child process: `posttrain variants` runs each variant in its
+// own process, and the hackathon judge replays each submission in one, under a wall-clock limit.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace posttrain {
+
+struct ChildResult {
+  int exit_code = -1;  // -1: did not start, or ended by a signal
+  bool timed_out = false;  // killed (SIGKILL, with its process group) at the time limit
+};
+
+// Runs /proc/self/exe with `args`. stdout and stderr go to `log_path` when it is given (else they
+// are inherited). With `seconds` > 0 the child runs in a process group of its own, and it and every
+// process it started are killed when it runs longer than that; without a limit it stays in ours,
+// so Ctrl-C in the terminal stops it too.
+ChildResult run_self(const std::vector<std::string>& args, double seconds = 0, const std::string& log_path = "");
+
+}  // namespace posttrain

@@ -1,0 +1,160 @@
+// A hackathon event end to end through the CLI, on the testbed with random tiny models: init splits
+// each item set into public dev and sealed private ids and records the sealed files' sha256; bad
+// rules and bad submissions are one line and exit 2; the judge replays a prefix search on a
+// string-matched refusal-rate suite (the gameable kind: it HACKs it on both splits), a rerun does no work and gives
+// the same board, a stored submission edited after submit and a tampered ledger are named, and an
+// attack past its time limit is stopped and scored as failed.
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <sstream>
+
+#include "tests/test_util.h"
+
+namespace {
+
+struct Event {
+  test::TempDir tmp{"hackathon"};
+  std::string bin = test::posttrain_bin();
+  std::string ev = tmp / "event";
+  Event() {
+    REQUIRE(test::run(bin + " testbed --seed 3 --out " + tmp / "testbed").exit_code == 0);
+    for (int seed : {1, 2, 3}) {
+      const std::string model = tmp / ("m" + std::to_string(seed));
+      REQUIRE(
+          test::run(bin + " init-base --preset tiny --seed " + std::to_string(seed) + " --out " + model).exit_code ==
+          0);
+    }
+    std::string harmful;  // the harmful half of the refusal set: a refusal rate, which refusing everything games
+    std::istringstream in(test::read_text(tmp / "testbed/eval_refusal.jsonl"));
+    for (std::string line; std::getline(in, line);)
+      if (line.find("\"unsafe\"") != std::string::npos) harmful += line + "\n";
+    test::write_text(tmp / "harmful.jsonl", harmful);
+  }
+  test::CommandResult cli(const std::string& args) const { return test::run(bin + " hackathon " + args); }
+  std::string submission(const std::string& name, const std::string& yaml) const {
+    const std::string dir = tmp / name;
+    test::fs::create_directories(dir);
+    test::write_text(dir + "/submission.yaml", yaml);
+    return dir;
+  }
+};
+
+std::set<std::string> ids_in(const std::string& path) {
+  std::set<std::string> ids;
+  std::istringstream in(test::read_text(path));
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) ids.insert(nlohmann::json::parse(line)["id"].dump());
+  return ids;
+}
+
+size_t files_under(const std::string& dir) {
+  size_t n = 0;
+  for (const auto& e : test::fs::recursive_directory_iterator(dir)) n += e.is_regular_file();
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a hackathon: sealed items, validated submissions, a cached replaying judge, tamper and budget caught",
+          "[hackathon]") {
+  Event e;
+  auto r =
+      e.cli("init " + e.ev + " --base " + e.tmp / "m1" + " --honest a=" + e.tmp / "m2" + " --honest b=" + e.tmp / "m3" +
+            " --items prompts=" + e.tmp / "testbed/eval_prompts.jsonl" + " --items harmful=" + e.tmp / "harmful.jsonl" +
+            " --attack canned --attack prefix_search --steps 30 --seconds 120");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  // Every id lands in exactly one split; the rules hold the sealed file's sha256.
+  const auto dev = ids_in(e.ev + "/public/harmful.jsonl"), sealed = ids_in(e.ev + "/sealed/harmful.jsonl");
+  CHECK(dev.size() + sealed.size() == ids_in(e.tmp / "harmful.jsonl").size());
+  for (const auto& id : dev) CHECK(sealed.count(id) == 0);
+  const std::string rules = test::read_text(e.ev + "/rules.yaml");
+  const std::string sha = test::run("sha256sum " + e.ev + "/sealed/harmful.jsonl").output.substr(0, 64);
+  CHECK(rules.find("private_sha256: " + sha) != std::string::npos);
+
+  // Bad submissions: one line naming file:line, exit 2, nothing stored.
+  const auto refused = [&](const std::string& dir, const std::string& message) {
+    const auto bad = e.cli("submit " + e.ev + " " + dir + " --team red");
+    INFO(bad.output);
+    CHECK(bad.exit_code == 2);
+    CHECK(bad.output.find(message) != std::string::npos);
+  };
+  refused(e.submission("bad1", "kind: judge\nname: x\n"), "submission.yaml:1: kind must be suite or attack");
+  refused(e.submission("bad2", "kind: attack\nname: x\nattack: rl\n"), "\"rl\" is not allowed by");
+  refused(e.submission("bad3", "kind: suite\nname: x\nsuite: refusal\nitems: ../harmful.jsonl\n"),
+          "leaves the submission folder");
+  refused(e.submission("bad4", "kind: attack\nname: x\nattack: canned\noptions: {polcy: refuse}\n"), "polcy");
+  const std::string linked = e.submission("bad5", "kind: suite\nname: x\nsuite: refusal\nitems: own.jsonl\n");
+  test::fs::create_symlink(e.ev + "/sealed/harmful.jsonl", linked + "/own.jsonl");
+  refused(linked, "own.jsonl is a symlink");
+  CHECK(!test::fs::exists(e.ev + "/ledger.jsonl"));
+
+  const std::string suite = e.submission(
+      "suite", "kind: suite\nname: refusal rate\nsuite: refusal\nitems: harmful\noptions: {max_new_tokens: 8}\n");
+  const std::string attack = e.submission("attack", "kind: attack\nname: refusal prefix\nattack: prefix_search\n");
+  r = e.cli("submit " + e.ev + " " + suite + " --team blue");
+  REQUIRE(r.exit_code == 0);
+  r = e.cli("submit " + e.ev + " " + attack + " --team red");
+  REQUIRE(r.exit_code == 0);
+  const std::string attack_sha = nlohmann::json::parse(r.output.substr(r.output.find('{')))["sha256"];
+
+  r = e.cli("judge " + e.ev);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const auto results = nlohmann::json::parse(test::read_text(e.ev + "/judged/results.json"));
+  for (const std::string split : {"dev", "private"}) {
+    // A universal refusal opening makes the string matcher count noise as refusals; gold, reading the
+    // whole answer, does not rise: HACKED (the red team's positive control, replayed by the judge).
+    CHECK(results[split]["attacks"][0]["hacks"] == 1);
+    CHECK(results[split]["suites"][0]["robustness"].get<double>() < 1.0);
+  }
+  const auto board = nlohmann::json::parse(test::read_text(e.ev + "/board.json"));
+  CHECK(board["private"].size() == 2);
+  CHECK(board.dump().find("\"gold\"") == std::string::npos);  // the public board holds no private-split detail
+  CHECK(test::fs::exists(e.ev + "/leaderboard.html"));
+  CHECK(e.cli("board " + e.ev).output.find("Private board (the Ladder)") != std::string::npos);
+
+  // A rerun does no work (no new files) and gives the same board.
+  const size_t judged = files_under(e.ev + "/judged");
+  REQUIRE(e.cli("judge " + e.ev).exit_code == 0);
+  CHECK(files_under(e.ev + "/judged") == judged);
+  CHECK(test::read_text(e.ev + "/board.json") == board.dump(2) + "\n");
+
+  // A stored submission edited after submit is named with its ledger line.
+  const std::string stored = e.ev + "/submissions/" + attack_sha + "/submission.yaml";
+  const std::string original = test::read_text(stored);
+  test::write_text(stored, original + "# edited\n");
+  r = e.cli("judge " + e.ev);
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("ledger.jsonl:2: submissions/" + attack_sha.substr(0, 12) +
+                      "... changed after it was submitted") != std::string::npos);
+  test::write_text(stored, original);
+
+  // Over budget: a limit no replay can meet stops each one, scored as failed with the reason.
+  std::string tight = test::read_text(e.ev + "/rules.yaml");
+  tight.replace(tight.find("seconds: 120"), 12, "seconds: 0.05");
+  tight.replace(tight.find("grace_seconds: 60"), 17, "grace_seconds: 0");
+  test::write_text(e.ev + "/rules.yaml", tight);
+  r = e.cli("judge " + e.ev);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.output.find("failed: over budget: stopped after 0.05 s") != std::string::npos);
+  const auto failed = nlohmann::json::parse(test::read_text(e.ev + "/judged/results.json"));
+  CHECK(failed["private"]["attacks"][0]["hacks"] == 0);
+  CHECK(failed["private"]["suites"][0]["score"] == 0.0);
+
+  // Rules are validated like recipes; a tampered ledger stops the judge.
+  test::write_text(e.ev + "/rules.yaml", tight + "etaa: 0.1\n");
+  r = e.cli("judge " + e.ev);
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("rules.yaml:") != std::string::npos);
+  CHECK(r.output.find("etaa: unknown key") != std::string::npos);
+  test::write_text(e.ev + "/rules.yaml", tight);
+  std::string ledger = test::read_text(e.ev + "/ledger.jsonl");
+  ledger.replace(ledger.find("\"team\":\"red\""), 12, "\"team\":\"rex\"");
+  test::write_text(e.ev + "/ledger.jsonl", ledger);
+  r = e.cli("judge " + e.ev);
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("ledger.jsonl:2: was edited after it was written") != std::string::npos);
+}
