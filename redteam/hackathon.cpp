@@ -29,6 +29,12 @@ namespace {
 
 const char* const kSplits[] = {"dev", "private"};
 
+std::string seconds_text(double seconds) {
+  std::ostringstream text;
+  text << seconds;
+  return text.str();
+}
+
 std::string absolute_in(const fs::path& dir, const std::string& path) {
   return (fs::path(path).is_absolute() ? fs::path(path) : dir / path).lexically_normal().string();
 }
@@ -303,6 +309,20 @@ Submission read_submission(const std::string& dir, const HackathonRules& rules) 
           "\"" + s.suite + "\" has no per-response scorer or log-likelihood view, so no attack can be replayed on it");
   } else if (s.kind == "attack") {
     s.attack = top.require<std::string>("attack");
+    s.budget = rules.budget;
+    if (top.has("budget")) {  // an attack may ask for less than the event allows (best_of_n with 1 sample: a no-op)
+      YamlSection budget = top.section("budget");
+      s.budget.steps = budget.get<int64_t>("steps", rules.budget.steps);
+      s.budget.samples = budget.get<int64_t>("samples", rules.budget.samples);
+      s.budget.seconds = budget.get<double>("seconds", rules.budget.seconds);
+      budget.finish();
+      if (s.budget.steps <= 0 || s.budget.steps > rules.budget.steps)
+        budget.fail_at("steps", "must be 1.." + std::to_string(rules.budget.steps) + " (the event's budget)");
+      if (s.budget.samples <= 0 || s.budget.samples > rules.budget.samples)
+        budget.fail_at("samples", "must be 1.." + std::to_string(rules.budget.samples) + " (the event's budget)");
+      if (!(s.budget.seconds > 0 && s.budget.seconds <= rules.budget.seconds))
+        budget.fail_at("seconds", "must be above 0 and at most the event's " + seconds_text(rules.budget.seconds));
+    }
     top.finish();
     if (std::find(rules.attacks.begin(), rules.attacks.end(), s.attack) == rules.attacks.end()) {
       std::string list;
@@ -367,7 +387,7 @@ void replay(const std::string& event_dir, const std::string& split, const std::s
       spec.policy_dirs = {rules.base};
       spec.out_dir = work.string();
       spec.seed = rules.seed;
-      spec.budget = rules.budget;
+      spec.budget = attack.budget;
       spec.margin = rules.margin;
       spec.attack_share = rules.attack_share;
       spec.gold_items = split == "dev" ? rules.items.at(rules.gold).dev : rules.items.at(rules.gold).sealed;
@@ -415,9 +435,7 @@ nlohmann::json cached_replay(const HackathonRules& rules, const std::string& rul
     if (child.timed_out || child.exit_code != 0 || !fs::exists(out)) {
       std::string tail = fs::exists(log) ? read_file(log) : "";
       if (tail.size() > 600) tail = "..." + tail.substr(tail.size() - 600);
-      std::ostringstream seconds;
-      seconds << limit;
-      const std::string reason = child.timed_out ? "over budget: stopped after " + seconds.str() + " s"
+      const std::string reason = child.timed_out ? "over budget: stopped after " + seconds_text(limit) + " s"
                                                  : "exit code " + std::to_string(child.exit_code) + ": " + tail;
       std::cerr << "posttrain: hackathon: replay " << (attack_sha.empty() ? model : attack_sha.substr(0, 12)) << " on "
                 << (suite_sha.empty() ? "gold" : suite_sha.substr(0, 12)) << " (" << split << ") failed: " << reason

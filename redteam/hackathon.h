@@ -69,6 +69,7 @@ struct Submission {
   std::string dir, kind, name;  // kind: "suite" or "attack"
   std::string suite, items;  // suite: a registered suite; items: an event item set or a JSONL file in dir
   std::string attack;  // attack: a registered attack the rules allow
+  AttackBudget budget;  // attack: its own budget, each limit at most the rules' (default: the rules')
   YAML::Node options;
 };
 // Reads DIR/submission.yaml and checks it against the rules (the suite built on the dev items, the

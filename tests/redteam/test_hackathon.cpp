@@ -85,6 +85,8 @@ TEST_CASE("a hackathon: sealed items, validated submissions, a cached replaying 
   refused(e.submission("bad3", "kind: suite\nname: x\nsuite: refusal\nitems: ../harmful.jsonl\n"),
           "leaves the submission folder");
   refused(e.submission("bad4", "kind: attack\nname: x\nattack: canned\noptions: {polcy: refuse}\n"), "polcy");
+  refused(e.submission("bad6", "kind: attack\nname: x\nattack: canned\nbudget: {samples: 9}\n"),
+          "budget.samples must be 1..4 (the event's budget)");
   const std::string linked = e.submission("bad5", "kind: suite\nname: x\nsuite: refusal\nitems: own.jsonl\n");
   test::fs::create_symlink(e.ev + "/sealed/harmful.jsonl", linked + "/own.jsonl");
   refused(linked, "own.jsonl is a symlink");
