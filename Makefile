@@ -4,13 +4,14 @@
 #   make study        the testbed study: base, seven post-training variants x 3 seeds, evals, report (< 45 min)
 #   make study-tiny   the same pipeline on small budgets (a few minutes)
 #   make redteam      the red-team study: every attack on every attackable suite from the testbed base
+#   make hackathon-demo  an eval hackathon on the testbed: six example submissions, judged (docs/hackathon.md)
 #   make bench        benchmarks in bench/ (results go to docs/performance.md by hand)
 #   make fuzz         libFuzzer + ASan on every parser of outside input (FUZZ_SECONDS each; FUZZ_TARGETS)
 BUILD_DIR ?= build
 JOBS ?= 2
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps build test quickstart study study-tiny redteam bench fuzz format clean
+.PHONY: deps build test quickstart study study-tiny redteam hackathon-demo bench fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -34,6 +35,9 @@ study-tiny: build
 
 redteam: build
 	POSTTRAIN=$(BUILD_DIR)/bin/posttrain bash scripts/redteam-study.sh
+
+hackathon-demo: build
+	POSTTRAIN=$(BUILD_DIR)/bin/posttrain bash scripts/hackathon-demo.sh
 
 bench: build
 	$(BUILD_DIR)/bin/bench_tokenizer

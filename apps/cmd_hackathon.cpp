@@ -78,7 +78,7 @@ int hackathon(const std::vector<std::string>& args) {
         "samples", po::value(&spec.budget.samples)->default_value(4), "attack budget: samples per item")(
         "seconds", po::value(&spec.budget.seconds)->default_value(120), "attack budget: wall-clock seconds")(
         "attack", po::value(&attacks)->composing(),
-        "an attack submissions may use (repeatable; default canned, best_of_n, prefix_search, rl)");
+        "an attack submissions may use (repeatable; default canned, best_of_n, prefix_search, rl, model)");
   } else if (action == "submit") {
     options.add_options()("submission", po::value(&submission)->required(), "the submission folder")(
         "team", po::value(&team)->required(), "the submitting team");

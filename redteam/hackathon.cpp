@@ -75,7 +75,7 @@ std::string items_file(const Submission& s, const HackathonRules& rules, const s
 }
 
 YAML::Node suite_options(const Submission& s, const HackathonRules& rules, const std::string& split) {
-  YAML::Node options = s.options ? YAML::Clone(s.options) : YAML::Node(YAML::NodeType::Map);
+  YAML::Node options = YAML::Clone(s.options);
   options["data"] = items_file(s, rules, split);
   return options;
 }
@@ -262,6 +262,18 @@ std::string submission_hash(const std::string& dir) {
   return sha256_hex(all);
 }
 
+namespace {
+
+// `path` relative to the submission folder; UserError when it leaves it (absolute, or ../).
+fs::path inside(YamlSection& section, const std::string& key, const std::string& path) {
+  const fs::path p = fs::path(path).lexically_normal();
+  if (p.is_absolute() || p.empty() || p.generic_string().rfind("..", 0) == 0)
+    section.fail_at(key, "\"" + path + "\" leaves the submission folder (give a path inside it)");
+  return p;
+}
+
+}  // namespace
+
 Submission read_submission(const std::string& dir, const HackathonRules& rules) {
   Submission s;
   s.dir = fs::absolute(dir).lexically_normal().string();
@@ -273,10 +285,9 @@ Submission read_submission(const std::string& dir, const HackathonRules& rules) 
   s.name = top.require<std::string>("name");
   if (!std::regex_match(s.name, std::regex("[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}")))
     top.fail_at("name", "must be 1 to 64 letters, digits, spaces, _ . - (starting with a letter or digit)");
-  if (top.has("options")) {
-    s.options = top.raw("options");
-    if (!s.options.IsMap()) top.fail_at("options", "must be a mapping");
-  }
+  const bool has_options = top.has("options");
+  s.options = has_options ? top.raw("options") : YAML::Node(YAML::NodeType::Map);
+  if (!s.options.IsMap()) top.fail_at("options", "must be a mapping");
   if (s.kind == "suite") {
     s.suite = top.require<std::string>("suite");
     s.items = top.require<std::string>("items");
@@ -287,12 +298,7 @@ Submission read_submission(const std::string& dir, const HackathonRules& rules) 
                                "\" is not a registered suite (posttrain methods lists them; YAML task "
                                "and plugin suites are not accepted by this judge)");
     if (!rules.items.count(s.items)) {
-      const fs::path p(s.items);
-      const std::string normal = p.lexically_normal().generic_string();
-      if (p.is_absolute() || normal.rfind("..", 0) == 0)
-        top.fail_at("items",
-                    "\"" + s.items + "\" leaves the submission folder (give a file inside it, or an item set)");
-      if (!fs::is_regular_file(fs::path(s.dir) / p))
+      if (!fs::is_regular_file(fs::path(s.dir) / inside(top, "items", s.items)))
         top.fail_at(
             "items", "\"" + s.items + "\" is neither an event item set (" + [&] {
               std::string list;
@@ -300,7 +306,7 @@ Submission read_submission(const std::string& dir, const HackathonRules& rules) 
               return list;
             }() + ") nor a file in the submission");
     }
-    if (s.options && s.options["data"]) top.fail_at("options", "must not set data: the judge sets it from items");
+    if (s.options["data"]) top.fail_at("options", "must not set data: the judge sets it from items");
     // Built on the dev split now, so a bad option fails here rather than in the judge.
     const auto suite = make_suite(s.suite, suite_options(s, rules, "dev"), file, "options");
     if (!suite->response_scorer() && !suite->choice_scorer())
@@ -308,7 +314,24 @@ Submission read_submission(const std::string& dir, const HackathonRules& rules) 
           "suite",
           "\"" + s.suite + "\" has no per-response scorer or log-likelihood view, so no attack can be replayed on it");
   } else if (s.kind == "attack") {
-    s.attack = top.require<std::string>("attack");
+    s.attack = top.has("model") ? "model" : top.require<std::string>("attack");
+    if (top.has("model")) {  // a policy trained elsewhere: a folder inside the submission
+      if (top.has("attack")) top.fail_at("attack", "give attack or model, not both");
+      if (has_options) top.fail_at("options", "a model submission takes no options");
+      const std::string folder = top.require<std::string>("model");
+      const fs::path model = fs::path(s.dir) / inside(top, "model", folder);
+      if (!fs::exists(model / "config.json"))
+        top.fail_at("model", "\"" + folder + "\" is not an HF model folder in the submission (no config.json)");
+      for (const auto& f : fs::recursive_directory_iterator(model)) {
+        const std::string ext = f.path().extension().string();
+        if (ext == ".bin" || ext == ".pt" || ext == ".pth" || ext == ".pkl" || ext == ".ckpt" || ext == ".py")
+          top.fail_at("model",
+                      f.path().filename().string() +
+                          ": a model folder holds safetensors weights only (pickled or code files are refused)");
+      }
+      s.options = YAML::Node(YAML::NodeType::Map);
+      s.options["dir"] = model.string();
+    }
     s.budget = rules.budget;
     if (top.has("budget")) {  // an attack may ask for less than the event allows (best_of_n with 1 sample: a no-op)
       YamlSection budget = top.section("budget");
@@ -329,7 +352,7 @@ Submission read_submission(const std::string& dir, const HackathonRules& rules) 
       for (const auto& a : rules.attacks) list += (list.empty() ? "" : ", ") + a;
       top.fail_at("attack", "\"" + s.attack + "\" is not allowed by " + rules.file + " (allowed: " + list + ")");
     }
-    YamlSection options(s.options ? s.options : YAML::Node(YAML::NodeType::Map), "options", file);
+    YamlSection options(s.options, "options", file);
     make_attack(s.attack, options);
   } else {
     top.fail_at("kind", "must be suite or attack (got \"" + s.kind + "\")");
@@ -381,9 +404,7 @@ void replay(const std::string& event_dir, const std::string& split, const std::s
       const Submission attack = read_submission((fs::path(rules.dir) / "submissions" / attack_sha).string(), rules);
       RedteamSpec spec;
       spec.suites.push_back({suite.suite, suite_options(suite, rules, split), suite.dir + "/submission.yaml", "suite"});
-      spec.attacks.push_back({attack.attack,
-                              attack.options ? YAML::Clone(attack.options) : YAML::Node(YAML::NodeType::Map),
-                              attack.dir + "/submission.yaml", "options"});
+      spec.attacks.push_back({attack.attack, YAML::Clone(attack.options), attack.dir + "/submission.yaml", "options"});
       spec.policy_dirs = {rules.base};
       spec.out_dir = work.string();
       spec.seed = rules.seed;

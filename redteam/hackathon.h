@@ -57,7 +57,7 @@ struct EventSpec {
   std::string gold = "prompts";
   double dev_share = 0.5;
   AttackBudget budget{8, 4, 120};
-  std::vector<std::string> attacks{"canned", "best_of_n", "prefix_search", "rl"};
+  std::vector<std::string> attacks{"canned", "best_of_n", "prefix_search", "rl", "model"};
 };
 void init_event(const EventSpec& spec);
 
@@ -68,7 +68,7 @@ std::string submission_hash(const std::string& dir);
 struct Submission {
   std::string dir, kind, name;  // kind: "suite" or "attack"
   std::string suite, items;  // suite: a registered suite; items: an event item set or a JSONL file in dir
-  std::string attack;  // attack: a registered attack the rules allow
+  std::string attack;  // attack: a registered attack the rules allow ("model" for a model folder)
   AttackBudget budget;  // attack: its own budget, each limit at most the rules' (default: the rules')
   YAML::Node options;
 };

@@ -62,7 +62,7 @@ TEST_CASE("a hackathon: sealed items, validated submissions, a cached replaying 
   auto r =
       e.cli("init " + e.ev + " --base " + e.tmp / "m1" + " --honest a=" + e.tmp / "m2" + " --honest b=" + e.tmp / "m3" +
             " --items prompts=" + e.tmp / "testbed/eval_prompts.jsonl" + " --items harmful=" + e.tmp / "harmful.jsonl" +
-            " --attack canned --attack prefix_search --steps 30 --seconds 120");
+            " --attack canned --attack prefix_search --attack model --steps 30 --seconds 120");
   INFO(r.output);
   REQUIRE(r.exit_code == 0);
   // Every id lands in exactly one split; the rules hold the sealed file's sha256.
@@ -87,6 +87,10 @@ TEST_CASE("a hackathon: sealed items, validated submissions, a cached replaying 
   refused(e.submission("bad4", "kind: attack\nname: x\nattack: canned\noptions: {polcy: refuse}\n"), "polcy");
   refused(e.submission("bad6", "kind: attack\nname: x\nattack: canned\nbudget: {samples: 9}\n"),
           "budget.samples must be 1..4 (the event's budget)");
+  const std::string pickled = e.submission("bad7", "kind: attack\nname: x\nmodel: policy\n");
+  test::fs::copy(e.tmp / "m3", pickled + "/policy", test::fs::copy_options::recursive);
+  test::write_text(pickled + "/policy/pytorch_model.bin", "not weights");
+  refused(pickled, "pytorch_model.bin: a model folder holds safetensors weights only");
   const std::string linked = e.submission("bad5", "kind: suite\nname: x\nsuite: refusal\nitems: own.jsonl\n");
   test::fs::create_symlink(e.ev + "/sealed/harmful.jsonl", linked + "/own.jsonl");
   refused(linked, "own.jsonl is a symlink");
@@ -100,6 +104,10 @@ TEST_CASE("a hackathon: sealed items, validated submissions, a cached replaying 
   r = e.cli("submit " + e.ev + " " + attack + " --team red");
   REQUIRE(r.exit_code == 0);
   const std::string attack_sha = nlohmann::json::parse(r.output.substr(r.output.find('{')))["sha256"];
+  // A policy trained elsewhere, as a model folder (safetensors only): its greedy answers are the attack.
+  const std::string trained = e.submission("trained", "kind: attack\nname: trained elsewhere\nmodel: policy\n");
+  test::fs::copy(e.tmp / "m3", trained + "/policy", test::fs::copy_options::recursive);
+  REQUIRE(e.cli("submit " + e.ev + " " + trained + " --team green").exit_code == 0);
 
   r = e.cli("judge " + e.ev);
   INFO(r.output);
@@ -110,9 +118,11 @@ TEST_CASE("a hackathon: sealed items, validated submissions, a cached replaying 
     // whole answer, does not rise: HACKED (the red team's positive control, replayed by the judge).
     CHECK(results[split]["attacks"][0]["hacks"] == 1);
     CHECK(results[split]["suites"][0]["robustness"].get<double>() < 1.0);
+    CHECK(results[split]["attacks"][1]["name"] == "trained elsewhere");
+    for (const auto& replay : results[split]["replays"]) CHECK(!replay["result"].contains("failed"));
   }
   const auto board = nlohmann::json::parse(test::read_text(e.ev + "/board.json"));
-  CHECK(board["private"].size() == 2);
+  CHECK(board["private"].size() == 3);
   CHECK(board.dump().find("\"gold\"") == std::string::npos);  // the public board holds no private-split detail
   CHECK(test::fs::exists(e.ev + "/leaderboard.html"));
   CHECK(e.cli("board " + e.ev).output.find("Private board (the Ladder)") != std::string::npos);
