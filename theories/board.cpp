@@ -195,7 +195,9 @@ nlohmann::json resolve(const Prediction& p, const Outcomes& outcomes) {
     }
     const PairedComparison c = compare_paired(a, b, kResamples, 0);
     r["observed"] = {{"difference", c.difference}, {"ci95", {c.low, c.high}}, {"seeds", c.seeds}};
-    r["outcome"] = c.low > 0 ? nlohmann::json(true) : c.high < 0 ? nlohmann::json(false) : "undetermined";
+    // The event is strict (better > worse): an interval at or below 0 (e.g. [0, 0], equal in every
+    // seed) says it did not happen; one that starts at 0 and rises is undetermined.
+    r["outcome"] = c.low > 0 ? nlohmann::json(true) : c.high <= 0 ? nlohmann::json(false) : "undetermined";
   } else if (p.kind == "interval") {
     r["event"] = nlohmann::json(p.low).dump() + " <= " + p.metric + "[" + p.variant + "]" +
                  (p.minus.empty() ? "" : " - " + p.metric + "[" + p.minus + "]") +

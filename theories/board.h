@@ -33,8 +33,8 @@ nlohmann::json review_theory(const std::string& ledger, const std::string& theor
 // output folder: <variant>/ or <variant>/seed-<s>/ run folders). A metric is an eval suite (its
 // per-item scores) or "log:<key>" (the last value of <key> in each run's metrics.jsonl: one number
 // per seed). How an outcome is decided:
-//  compare: the paired difference's 95% interval (seeds, then items) above 0: happened; below 0:
-//    did not; containing 0: "undetermined";
+//  compare: the paired difference's 95% interval (seeds, then items) above 0: happened; at or
+//    below 0 (high <= 0: equal in every resample counts as not better): did not; else "undetermined";
 //  interval: the variant's (or difference's) 95% interval inside [low, high]: happened; disjoint:
 //    did not; overlapping a bound: "undetermined";
 //  ranking: Kendall's tau between the predicted order and the order of the means over seeds;

@@ -272,6 +272,7 @@ TEST_CASE("a logged metric resolves from metrics.jsonl; a proposed method that r
           "  - {id: reward, compare: {metric: log:train/reward, better: dpo, worse: sft}, probability: 0.8}\n"
           "  - {id: level, interval: {metric: log:train/reward, variant: sft, low: 0, high: 2}, probability: 0.6}\n"
           "  - {id: missing, compare: {metric: log:train/nothing, better: dpo, worse: sft}, probability: 0.8}\n"
+          "  - {id: tie, compare: {metric: gold, better: dpo2, worse: dpo}, probability: 0.7}\n"
           "  - {id: proposed, new_variant: {name: dpo2, method: dpo, dpo: {beta: 0.5}}, compare: {metric: gold, "
           "better: dpo2, worse: sft}, probability: 0.7}\n"));
   const auto r = f.cli("register " + f.tmp / "t1.yaml" + assumptions);
@@ -300,6 +301,10 @@ TEST_CASE("a logged metric resolves from metrics.jsonl; a proposed method that r
   CHECK(t["predictions"][1]["outcome"] == true);
   CHECK(t["predictions"][1]["reference_probability"].get<double>() == Approx(1.0 / 1.5));
   CHECK(t["predictions"][2]["outcome"] == "unresolved");
-  CHECK(t["predictions"][3]["outcome"] == "unresolved");
-  CHECK(t["predictions"][3]["why"] == "dpo2 ran with dpo.beta = 0.3, not the proposed 0.5");
+  // dpo2 and dpo are right on every item at both seeds: the difference is 0 in every resample, so
+  // "dpo2 > dpo" did not happen (the event is strict), rather than being undetermined.
+  CHECK(t["predictions"][3]["outcome"] == false);
+  CHECK(t["predictions"][3]["log"].get<double>() == Approx(std::log(0.3)));
+  CHECK(t["predictions"][4]["outcome"] == "unresolved");
+  CHECK(t["predictions"][4]["why"] == "dpo2 ran with dpo.beta = 0.3, not the proposed 0.5");
 }
