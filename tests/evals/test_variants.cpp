@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/recipe.h"
 #include "core/variants.h"
+#include "tests/html_check.h"
 #include "tests/test_util.h"
 
 using namespace posttrain;
@@ -242,8 +243,7 @@ TEST_CASE("variants run, an accidental difference is caught, and the report rend
     CHECK(md.find(name) != std::string::npos);
   const std::string html = test::read_text(tmp / "out/report.html");
   CHECK(html.find("<svg") != std::string::npos);
-  for (const char* fetch : {"src=", "href=", "<link", "<script", "url("})  // self-contained: nothing fetched
-    CHECK(html.find(fetch) == std::string::npos);
+  test::check_self_contained(html);
   for (const char* name : {"sft", "dpo-lr", ">mc ("}) CHECK(html.find(name) != std::string::npos);
 
   // posttrain report over run folders does the same without a matrix.
@@ -252,18 +252,6 @@ TEST_CASE("variants run, an accidental difference is caught, and the report rend
   REQUIRE(r.exit_code == 0);
   CHECK(test::read_text(tmp / "adhoc/report.md").find("| dpo-lr |") != std::string::npos);
 
-  std::string chromium;
-  for (const char* candidate : {"chromium-headless-shell", "chromium", "chromium-browser"})
-    if (test::run(std::string("command -v ") + candidate).exit_code == 0) chromium = candidate;
-  if (chromium.empty()) {
-    WARN("skipped the rendering check: no headless Chromium (scripts/install-deps.sh installs one)");
-    return;
-  }
-  const std::string png = test::test_cache_dir() + "/report-screenshot.png";  // kept for people to look at
-  fs::remove(png);
-  r = test::run(chromium + " --headless --no-sandbox --disable-gpu --window-size=1200,1600 --screenshot=" + png +
-                " file://" + tmp / "out/report.html");
-  INFO(r.output);
-  REQUIRE(fs::exists(png));
-  CHECK(fs::file_size(png) > 20000);  // a blank page is a few kB
+  // kept in the test cache for people to look at
+  test::check_renders(tmp / "out/report.html", test::test_cache_dir() + "/report-screenshot.png", 20000);
 }

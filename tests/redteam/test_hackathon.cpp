@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "tests/html_check.h"
 #include "tests/test_util.h"
 
 namespace {
@@ -124,7 +125,8 @@ TEST_CASE("a hackathon: sealed items, validated submissions, a cached replaying 
   const auto board = nlohmann::json::parse(test::read_text(e.ev + "/board.json"));
   CHECK(board["private"].size() == 3);
   CHECK(board.dump().find("\"gold\"") == std::string::npos);  // the public board holds no private-split detail
-  CHECK(test::fs::exists(e.ev + "/leaderboard.html"));
+  test::check_self_contained(test::read_text(e.ev + "/leaderboard.html"));
+  test::check_renders(e.ev + "/leaderboard.html", test::test_cache_dir() + "/leaderboard-screenshot.png", 10000);
   CHECK(e.cli("board " + e.ev).output.find("Private board (the Ladder)") != std::string::npos);
 
   // A rerun does no work (no new files) and gives the same board.
