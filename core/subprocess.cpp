@@ -1,5 +1,6 @@
 #include "core/subprocess.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -10,6 +11,13 @@
 #include <thread>
 
 namespace posttrain {
+
+namespace {
+
+volatile sig_atomic_t g_interrupted = 0;  // the signal that stopped us while a limited child ran
+void note_signal(int sig) { g_interrupted = sig; }
+
+}  // namespace
 
 ChildResult run_self(const std::vector<std::string>& args, double seconds, const std::string& log_path) {
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
@@ -31,20 +39,42 @@ ChildResult run_self(const std::vector<std::string>& args, double seconds, const
     ::_exit(127);
   }
   if (seconds > 0) ::setpgid(pid, pid);  // also here: whichever runs first, the group exists before a kill
+  // A child in its own group does not get the terminal's Ctrl-C: catch it (and SIGTERM) here, stop
+  // the child's group, then die of the same signal.
+  struct sigaction catcher {
+  }, old_int{}, old_term{};
+  if (seconds > 0) {
+    catcher.sa_handler = note_signal;
+    ::sigemptyset(&catcher.sa_mask);
+    g_interrupted = 0;
+    ::sigaction(SIGINT, &catcher, &old_int);
+    ::sigaction(SIGTERM, &catcher, &old_term);
+  }
+  const auto restore = [&] {
+    if (seconds <= 0) return;
+    ::sigaction(SIGINT, &old_int, nullptr);
+    ::sigaction(SIGTERM, &old_term, nullptr);
+    if (g_interrupted) ::raise(g_interrupted);
+  };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   int status = 0;
   for (;;) {
     const pid_t done = ::waitpid(pid, &status, seconds > 0 ? WNOHANG : 0);
     if (done == pid) break;
-    if (done < 0) return result;
-    if (std::chrono::steady_clock::now() >= deadline) {
+    if (done < 0 && errno != EINTR) {
+      restore();
+      return result;
+    }
+    if (g_interrupted || std::chrono::steady_clock::now() >= deadline) {
       ::kill(-pid, SIGKILL);
       ::waitpid(pid, &status, 0);
-      result.timed_out = true;
+      result.timed_out = !g_interrupted;
+      restore();
       return result;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  restore();
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
 }

@@ -14,8 +14,8 @@ struct ChildResult {
 
 // Runs /proc/self/exe with `args`. stdout and stderr go to `log_path` when it is given (else they
 // are inherited). With `seconds` > 0 the child runs in a process group of its own, and it and every
-// process it started are killed when it runs longer than that; without a limit it stays in ours,
-// so Ctrl-C in the terminal stops it too.
+// process it started are killed when it runs longer than that, or when we get SIGINT / SIGTERM
+// (then we die of that signal too); without a limit it stays in ours, so Ctrl-C stops it as well.
 ChildResult run_self(const std::vector<std::string>& args, double seconds = 0, const std::string& log_path = "");
 
 }  // namespace posttrain

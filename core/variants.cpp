@@ -4,6 +4,7 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "core/error.h"
@@ -280,6 +281,25 @@ std::vector<std::string> matrix_run_dirs(const std::string& output_dir) {
         runs.push_back(replicate.path().string());
   }
   std::sort(runs.begin(), runs.end());
+  // The matrix's own order (variants as the matrix lists them, seeds as given) when its matrix.json
+  // is there, rather than the alphabet (which puts seed-10 before seed-2); unlisted runs go last.
+  const fs::path layout_file = fs::path(output_dir) / "matrix.json";
+  if (!fs::exists(layout_file)) return runs;
+  std::map<std::string, size_t> position;
+  try {
+    const nlohmann::json layout = nlohmann::json::parse(read_file(layout_file.string()));
+    for (const auto& r : layout.value("runs", nlohmann::json::array()))
+      if (r.is_object() && r.contains("run") && r["run"].is_string())
+        position.emplace(r["run"].get<std::string>(), position.size());
+  } catch (const nlohmann::json::exception& e) {
+    throw UserError(layout_file.string() + ": not valid JSON: " + e.what());
+  }
+  std::stable_sort(runs.begin(), runs.end(), [&](const std::string& a, const std::string& b) {
+    const auto pa = position.find(run_name_of(a)), pb = position.find(run_name_of(b));
+    const size_t ia = pa == position.end() ? position.size() : pa->second;
+    const size_t ib = pb == position.end() ? position.size() : pb->second;
+    return ia < ib;
+  });
   return runs;
 }
 

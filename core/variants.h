@@ -62,7 +62,7 @@ Matrix parse_matrix(const std::string& path, const std::function<void(const std:
 nlohmann::json matrix_layout(const Matrix& matrix);
 
 // The run folders of a matrix's output folder (those holding a manifest.json): <variant>/ and
-// <variant>/seed-<s>/, sorted.
+// <variant>/seed-<s>/, in the order of the folder's matrix.json when it has one (else sorted).
 std::vector<std::string> matrix_run_dirs(const std::string& output_dir);
 
 // The run's name in a matrix folder: "<variant>/seed-<s>" for a replicate's folder, else the folder's name.

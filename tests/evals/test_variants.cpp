@@ -255,3 +255,22 @@ TEST_CASE("variants run, an accidental difference is caught, and the report rend
   // kept in the test cache for people to look at
   test::check_renders(tmp / "out/report.html", test::test_cache_dir() + "/report-screenshot.png", 20000);
 }
+
+TEST_CASE("a matrix folder's runs come in matrix.json's order, else sorted", "[variants]") {
+  test::TempDir tmp("run-order");
+  for (const char* run : {"zeta/seed-2", "zeta/seed-10", "alpha/seed-2", "alpha/seed-10", "extra"}) {
+    fs::create_directories(tmp / run);
+    test::write_text(tmp / (std::string(run) + "/manifest.json"), "{}");
+  }
+  const auto names = [&] {
+    std::vector<std::string> out;
+    for (const auto& dir : posttrain::matrix_run_dirs(tmp.str())) out.push_back(posttrain::run_name_of(dir));
+    return out;
+  };
+  // Without matrix.json: the alphabet (seed-10 before seed-2).
+  CHECK(names() == std::vector<std::string>{"alpha/seed-10", "alpha/seed-2", "extra", "zeta/seed-10", "zeta/seed-2"});
+  // With it: the matrix's variants and seeds as listed; a run it does not list goes last.
+  test::write_text(tmp / "matrix.json", R"({"runs": [{"run": "zeta/seed-2"}, {"run": "zeta/seed-10"},
+                                                   {"run": "alpha/seed-2"}, {"run": "alpha/seed-10"}]})");
+  CHECK(names() == std::vector<std::string>{"zeta/seed-2", "zeta/seed-10", "alpha/seed-2", "alpha/seed-10", "extra"});
+}

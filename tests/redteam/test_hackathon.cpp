@@ -158,6 +158,15 @@ TEST_CASE("a hackathon: sealed items, validated submissions, a cached replaying 
   CHECK(failed["private"]["attacks"][0]["hacks"] == 0);
   CHECK(failed["private"]["suites"][0]["score"] == 0.0);
 
+  // Ctrl-C stops the judge and the replay it is running (the replay runs in a process group of its
+  // own, which the terminal's signal does not reach).
+  test::write_text(e.ev + "/rules.yaml", rules);
+  test::fs::remove_all(e.ev + "/judged");  // so that there is a replay to interrupt
+  // ([h]: the pattern must not match this shell's own command line)
+  r = test::run("timeout -s INT 4 " + e.bin + " hackathon judge " + e.ev + "; sleep 1; pgrep -f '[h]ackathon replay " +
+                e.ev + "' || echo no-replay-left");
+  CHECK(r.output.find("no-replay-left") != std::string::npos);
+
   // Rules are validated like recipes; a tampered ledger stops the judge.
   test::write_text(e.ev + "/rules.yaml", tight + "etaa: 0.1\n");
   r = e.cli("judge " + e.ev);
