@@ -16,6 +16,7 @@
 #include "core/yaml_reader.h"
 #include "eval_hooks/comparisons.h"
 #include "eval_hooks/hooks.h"
+#include "eval_hooks/item_scores_json.h"
 #include "launch/distributed.h"
 #include "models/checkpoint.h"
 #include "redteam/hackathon_scores.h"
@@ -105,11 +106,7 @@ double suite_score_of(const std::string& suite, const YAML::Node& options, const
   auto policy = load_model(model, LoadOptions{});
   policy->eval();
   const nlohmann::json summary = runner.run_suite(0, *policy, 0, "");
-  ItemScores items;
-  items.ids = summary["item_scores"]["ids"].get<std::vector<std::string>>();
-  items.scores = summary["item_scores"]["scores"].get<std::vector<double>>();
-  items.groups = summary["item_scores"]["groups"].get<std::vector<int>>();
-  return primary_score(items);
+  return primary_score(item_scores_from_json(summary["item_scores"]));
 }
 
 }  // namespace

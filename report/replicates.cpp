@@ -10,6 +10,7 @@
 
 #include "core/rng.h"
 #include "eval_hooks/comparisons.h"
+#include "eval_hooks/item_scores_json.h"
 #include "report/charts.h"
 #include "report/sections.h"
 
@@ -27,10 +28,7 @@ constexpr int kComparisonResamples = 20000;
 bool item_scores_of(const RunSummary& run, const std::string& suite, ItemScores* out) {
   const auto it = run.evals.find(suite);
   if (it == run.evals.end() || !it->second.contains("item_scores")) return false;
-  const auto& j = it->second["item_scores"];
-  out->ids = j.at("ids").get<std::vector<std::string>>();
-  out->scores = j.at("scores").get<std::vector<double>>();
-  out->groups = j.at("groups").get<std::vector<int>>();
+  *out = item_scores_from_json(it->second["item_scores"]);
   return !out->ids.empty();
 }
 

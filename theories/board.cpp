@@ -12,6 +12,7 @@
 #include "core/variants.h"
 #include "core/yaml_reader.h"
 #include "eval_hooks/comparisons.h"
+#include "eval_hooks/item_scores_json.h"
 #include "theories/scoring.h"
 #include "trainers/plugin.h"
 #include "trainers/run.h"
@@ -84,10 +85,7 @@ Outcomes read_outcomes(const std::string& runs_dir) {
         if (entry.path().extension() != ".json") continue;
         const nlohmann::json summary = read_json(entry.path());
         if (!summary.contains("item_scores")) continue;
-        ItemScores s;
-        s.ids = summary["item_scores"]["ids"].get<std::vector<std::string>>();
-        s.scores = summary["item_scores"]["scores"].get<std::vector<double>>();
-        s.groups = summary["item_scores"]["groups"].get<std::vector<int>>();
+        const ItemScores s = item_scores_from_json(summary["item_scores"]);
         metrics[entry.path().stem().string()] = s;
         record(entry.path().stem().string(), s);
       }
