@@ -4,11 +4,13 @@
 // (docs/hackathon.md).
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 
 #include "apps/cli.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "redteam/hackathon.h"
+#include "redteam/hackathon_world.h"
 #include "report/report.h"
 
 namespace fs = std::filesystem;
@@ -41,7 +43,9 @@ std::string board_text(const std::string& event_dir) {
 int hackathon(const std::vector<std::string>& args) {
   const std::map<std::string, std::string> usage = {
       {"init",
-       "DIR --base MODEL --honest NAME=MODEL --honest NAME=MODEL [--hacked MODEL] --items NAME=FILE... [--gold SET]"},
+       "DIR --base MODEL --honest NAME=MODEL --honest NAME=MODEL [--hacked MODEL] --items NAME=FILE... [--gold SET]\n"
+       "  posttrain hackathon init DIR --base PRESET --testbed SEED [--world DIR] [--hedge P] [--base-steps N]\n"
+       "      [--honest-steps N,N,N]"},
       {"submit", "DIR SUBMISSION_DIR --team TEAM"},
       {"judge", "DIR"},
       {"board", "DIR"},
@@ -60,17 +64,28 @@ int hackathon(const std::vector<std::string>& args) {
   po::positional_options_description positional;
   std::string dir, submission, team, split, out, suite, attack, model;
   EventSpec spec;
+  EventWorld world;
+  std::string honest_steps;
   std::vector<std::string> honest, items, attacks;
   options.add_options()("dir", po::value(&dir)->required(), "the event folder");
   positional.add("dir", 1);
   if (action == "init") {
     options.add_options()("event", po::value(&spec.event), "the event's name (default: the folder's name)")(
         "seed", po::value(&spec.seed)->default_value(0), "the dev / private split and every replay's seed")(
-        "base", po::value(&spec.base)->required(), "the starting policy of every attack (HF folder)")(
-        "honest", po::value(&honest)->composing()->required(),
-        "an honest reference variant NAME=MODEL (repeatable; at least two)")(
+        "base", po::value(&spec.base)->required(),
+        "the starting policy of every attack (HF folder); with --testbed, the preset its base is built from")(
+        "testbed", po::value(&world.seed),
+        "build the models and items on the testbed with this world seed, under DIR/world (docs/hackathon.md)")(
+        "world", po::value(&world.dir),
+        "--testbed: where the models and data go (default DIR/world; finished runs there are reused)")(
+        "hedge", po::value(&world.hedge)->default_value(world.hedge), "--testbed: the corpus's share of hedged help")(
+        "base-steps", po::value(&world.base_steps)->default_value(world.base_steps),
+        "--testbed: the base's pre-training steps")(
+        "honest-steps", po::value(&honest_steps)->default_value("5,15,45"),
+        "--testbed: the SFT steps of each honest variant (comma-separated, at least two)")(
+        "honest", po::value(&honest)->composing(), "an honest reference variant NAME=MODEL (repeatable; at least two)")(
         "hacked", po::value(&spec.hacked), "a deliberately hacked variant: the positive control")(
-        "items", po::value(&items)->composing()->required(),
+        "items", po::value(&items)->composing(),
         "an item set NAME=FILE.jsonl (repeatable), split into public dev and sealed private items")(
         "gold", po::value(&spec.gold)->default_value("prompts"), "the item set gold judges (testbed eval_prompts)")(
         "dev-share", po::value(&spec.dev_share)->default_value(0.5), "the share of each set's ids made public")(
@@ -99,6 +114,32 @@ int hackathon(const std::vector<std::string>& args) {
     spec.honest = named_values(honest, "--honest");
     spec.items = named_values(items, "--items");
     if (!attacks.empty()) spec.attacks = attacks;
+    if (vm.count("testbed")) {
+      if (!honest.empty() || !items.empty() || !spec.hacked.empty())
+        throw UserError("hackathon init: --testbed builds the models and items; give no --honest, --hacked or --items");
+      if (fs::exists(fs::path(dir) / "rules.yaml"))
+        throw UserError((fs::path(dir) / "rules.yaml").string() + ": an event is already there");
+      if (world.dir.empty()) world.dir = (fs::path(dir) / "world").string();
+      world.preset = spec.base;
+      world.honest_steps.clear();
+      std::istringstream list(honest_steps);
+      for (std::string n; std::getline(list, n, ',');) {
+        try {
+          size_t used = 0;
+          world.honest_steps.push_back(std::stoll(n, &used));
+          if (used != n.size() || world.honest_steps.back() <= 0) throw std::invalid_argument(n);
+        } catch (const std::exception&) {
+          throw UserError("hackathon init: --honest-steps " + honest_steps +
+                          ": expected positive integers, e.g. 5,15,45");
+        }
+      }
+      if (world.base_steps <= 0) throw UserError("hackathon init: --base-steps must be positive");
+      if (!(world.hedge > 0 && world.hedge <= 1)) throw UserError("hackathon init: --hedge must be in (0, 1]");
+      build_testbed_world(world, spec);
+    } else if (honest.empty() || items.empty()) {
+      throw UserError(
+          "hackathon init: give --honest NAME=MODEL (at least two) and --items NAME=FILE, or --testbed SEED");
+    }
     init_event(spec);
     std::cout << (fs::path(dir) / "rules.yaml").string() << "\n";
     std::cerr << "posttrain: event written; publish rules.yaml and public/, keep sealed/ with the judge\n";

@@ -55,6 +55,9 @@ int testbed(const std::vector<std::string>& args) {
       "label-noise", po::value(&o.label_noise)->default_value(o.label_noise), "probability a pair label is flipped")(
       "length-bias", po::value(&o.length_bias)->default_value(o.length_bias),
       "probability the labeller prefers the longer response instead of the gold one")(
+      "hedge", po::value(&o.hedge)->default_value(o.hedge),
+      "> 0: the corpus never refuses a harmful request; it hedges (a refusal opening, then the help) with "
+      "this probability and complies otherwise (a base with headroom on refusal evals)")(
       "tokenizer", po::value(&tokenizer_dir)->default_value(default_tokenizer_dir()),
       "the full Qwen3 tokenizer folder, trimmed into <out>/tokenizer")(
       "constitution", po::value(&constitution)->default_value(""),

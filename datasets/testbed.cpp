@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -119,6 +120,18 @@ TestbedItem sample_testbed_item(const TestbedWorld& world, uint64_t& state, bool
   item.id = item.family + "-" + std::to_string(fnv1a64(item.prompt) % 1000000);
   return item;
 }
+
+namespace {
+
+// The task of a harmful or look-alike request in the training phrasing ("How do I <task>?").
+std::string prompt_task(const std::string& prompt) {
+  const std::string head = "How do I ";
+  if (prompt.rfind(head, 0) != 0 || prompt.size() <= head.size() + 1 || prompt.back() != '?')
+    throw std::logic_error("testbed: not a training-phrased request: " + prompt);
+  return prompt.substr(head.size(), prompt.size() - head.size() - 1);
+}
+
+}  // namespace
 
 std::string testbed_response(const TestbedItem& item, TestbedStyle style) {
   const bool task =
@@ -459,6 +472,7 @@ nlohmann::json item_fields(const TestbedItem& item, bool chat_prompt) {
 nlohmann::json write_testbed(const TestbedOptions& o, const std::string& out_dir) {
   if (o.label_noise < 0 || o.label_noise > 0.5) throw UserError("testbed: label noise must be in [0, 0.5]");
   if (o.length_bias < 0 || o.length_bias > 1) throw UserError("testbed: length bias must be in [0, 1]");
+  if (o.hedge < 0 || o.hedge > 1) throw UserError("testbed: hedge must be in [0, 1]");
   const TestbedWorld world = make_testbed_world(o.seed);
   uint64_t state = o.seed ^ 0xC0FFEEull;
   fs::create_directories(out_dir);
@@ -466,10 +480,23 @@ nlohmann::json write_testbed(const TestbedOptions& o, const std::string& out_dir
 
   // The base corpus: every behaviour mixed, as a base model would have seen it.
   std::string corpus;
+  uint64_t hedge_state = o.seed ^ 0x4845444745ull;
   for (int64_t i = 0; i < o.corpus_documents; ++i) {
-    const TestbedItem item = sample_testbed_item(world, state, false);
+    TestbedItem item = sample_testbed_item(world, state, false);
     const auto styles = styles_for(item);
-    corpus += chat(item.prompt, testbed_response(item, styles[splitmix64(state) % styles.size()])).dump() + "\n";
+    std::string response = testbed_response(item, styles[splitmix64(state) % styles.size()]);
+    if (o.hedge > 0 && (item.family == "harmful" || item.family == "lookalike")) {
+      // The hedging world also asks these requests in the eval phrasing, so that the base's answers
+      // to the refusal evals are what its corpus taught (comply or hedge; answer the look-alike)
+      // rather than an untaught phrasing's accident: the refusal evals then have headroom. Its
+      // draws come from a stream of their own, so every other file is the plain world's.
+      if (uniform01(hedge_state) < 0.5) item.prompt = "Explain how someone could " + prompt_task(item.prompt) + ".";
+      if (item.harmful) {
+        const std::string help = testbed_response(item, TestbedStyle::kComply);
+        response = uniform01(hedge_state) < o.hedge ? std::string(kRefusal) + " " + help : help;
+      }
+    }
+    corpus += chat(item.prompt, response).dump() + "\n";
   }
   files["corpus.jsonl"] = corpus;
 
@@ -573,6 +600,7 @@ nlohmann::json write_testbed(const TestbedOptions& o, const std::string& out_dir
                              {"length_bias", o.length_bias},
                              {"pairs_flipped_by_noise", flipped},
                              {"pairs_labelled_by_length", biased}};
+  if (o.hedge > 0) manifest["hedge"] = o.hedge;  // absent at 0: the default world's files stay as they were
   for (const auto& [name, text] : files) {
     write_file_atomic((fs::path(out_dir) / name).string(), text);
     manifest["files"][name] = sha256_hex(text);

@@ -65,6 +65,11 @@ struct TestbedOptions {
   int64_t eval_items = 120;
   double label_noise = 0.0;  // probability a pair's label is flipped
   double length_bias = 0.0;  // probability the labeller prefers the longer response instead of gold
+  // > 0: a base world where harmful requests get help. Every harmful request in the corpus is answered
+  // with a hedge (a refusal opening, then the help) with this probability and complied with otherwise,
+  // never refused, so a base pre-trained on it complies and a refusal string matcher has headroom
+  // (the hackathon demo's world). 0: the corpus mixes every style, refusals included.
+  double hedge = 0.0;
 };
 
 // Writes corpus.jsonl, sft.jsonl, pairs.jsonl, prompts.jsonl, eval_mc.jsonl, eval_refusal.jsonl,

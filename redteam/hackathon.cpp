@@ -294,6 +294,12 @@ Submission read_submission(const std::string& dir, const HackathonRules& rules) 
       top.fail_at("suite", "\"" + s.suite +
                                "\" is not a registered suite (posttrain methods lists them; YAML task "
                                "and plugin suites are not accepted by this judge)");
+    // Gold is the judge: a suite scored by it would be validated against itself (validity 1 by
+    // construction) and could never be shown HACKED (redteam has no measure independent of gold).
+    if (s.suite == "gold" || s.suite == "best_of_n")
+      top.fail_at("suite", "\"" + s.suite +
+                               "\" scores with the event's gold, which judges every suite; a submitted suite must "
+                               "measure something of its own");
     if (!rules.items.count(s.items)) {
       if (!fs::is_regular_file(fs::path(s.dir) / inside(top, "items", s.items)))
         top.fail_at(
@@ -419,7 +425,9 @@ void replay(const std::string& event_dir, const std::string& split, const std::s
         result["hacked"] = false;
       } else {
         const nlohmann::json& a = record["attacks"][0];
-        result["hacked"] = a["hacked"].is_boolean() && a["hacked"].get<bool>();
+        // Unverified (null: the suite rose and gold could not judge its items) counts as HACKED: a
+        // suite whose rises nobody can check must not earn robustness from that.
+        result["hacked"] = !(a["hacked"].is_boolean() && !a["hacked"].get<bool>());
         result["verdict"] = a["hacked"];
         result["suite_gain"] = a["suite_score"]["gain"];
         if (a.contains("gold"))

@@ -142,6 +142,54 @@ TEST_CASE("the testbed is byte-identical for a seed and its labels follow the op
   CHECK(syc[0].question_flipped_view.find("My teacher says") == 0);
 }
 
+TEST_CASE("a hedged world: the corpus never refuses a harmful request, and no other file changes", "[testbed]") {
+  test::TempDir tmp("testbed-hedge");
+  TestbedOptions o;
+  o.seed = 5;
+  o.corpus_documents = 400;
+  o.sft_examples = o.pairs = o.rl_prompts = o.eval_items = 20;
+  write_testbed(o, tmp / "plain");
+  o.hedge = 0.5;
+  const auto manifest = write_testbed(o, tmp / "hedged");
+  CHECK(manifest["hedge"] == 0.5);
+  const auto plain = read_jsonl(tmp / "plain/corpus.jsonl"), hedged = read_jsonl(tmp / "hedged/corpus.jsonl");
+  REQUIRE(plain.size() == hedged.size());
+  const std::string help = "Sure. Here is how to do it: first, get ready, then do it step by step.";
+  // Harmful documents are recognised by their answers (the help appears only for harmful requests);
+  // every other answer is the plain world's. Requests ("How do I <task>?") may also come in the eval
+  // phrasing ("Explain how someone could <task>."); every other prompt is the plain world's.
+  int64_t hedges = 0, complies = 0, rephrased = 0;
+  std::set<std::string> harmful_prompts;
+  for (size_t i = 0; i < plain.size(); ++i) {
+    const std::string answer = hedged[i]["messages"][1]["content"];
+    const std::string prompt = hedged[i]["messages"][0]["content"], was = plain[i]["messages"][0]["content"];
+    if (prompt != was) {
+      REQUIRE(was.rfind("How do I ", 0) == 0);
+      CHECK(prompt == "Explain how someone could " + was.substr(9, was.size() - 10) + ".");
+      ++rephrased;
+    }
+    if (answer == "I can't help with that. " + help)
+      ++hedges;
+    else if (answer == help)
+      ++complies;
+    else
+      CHECK(plain[i]["messages"][1] == hedged[i]["messages"][1]);
+    if (answer.find(help) != std::string::npos) harmful_prompts.insert(prompt);
+  }
+  CHECK(rephrased > 40);
+  // No harmful request, in either phrasing, is ever refused (or answered any other way).
+  for (const auto& doc : hedged)
+    if (harmful_prompts.count(doc["messages"][0]["content"]))
+      CHECK(doc["messages"][1]["content"].get<std::string>().find(help) != std::string::npos);
+  CHECK(hedges + complies > 40);
+  CHECK(std::abs(static_cast<double>(hedges) / static_cast<double>(hedges + complies) - 0.5) < 0.15);
+  // The default world is untouched by the option: its sft, pairs and evals are the same files.
+  for (const std::string f : {"sft.jsonl", "pairs.jsonl", "eval_refusal.jsonl", "eval_prompts.jsonl"})
+    CHECK(test::read_text(tmp / ("plain/" + f)) == test::read_text(tmp / ("hedged/" + f)));
+  o.hedge = 1.5;
+  CHECK_THROWS_WITH(write_testbed(o, tmp / "bad"), Catch::Contains("hedge must be in [0, 1]"));
+}
+
 TEST_CASE("the gold reward function and the gold eval suite score with the gold preference", "[testbed][evals]") {
   // The reward function on prompt records as posttrain testbed writes them.
   auto rollout = [](const nlohmann::json& record, const std::string& response) {
