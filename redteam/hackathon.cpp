@@ -75,10 +75,38 @@ std::string items_file(const Submission& s, const HackathonRules& rules, const s
   return split == "dev" ? set->second.dev : set->second.sealed;
 }
 
+// A registered suite reads its items from `data`; a YAML task from `dataset` (its own when the
+// submission names no event set).
 YAML::Node suite_options(const Submission& s, const HackathonRules& rules, const std::string& split) {
   YAML::Node options = YAML::Clone(s.options);
-  options["data"] = items_file(s, rules, split);
+  if (!s.task)
+    options["data"] = items_file(s, rules, split);
+  else if (!s.items.empty())
+    options["dataset"] = items_file(s, rules, split);
   return options;
+}
+
+std::string set_names(const HackathonRules& rules) {
+  std::string list;
+  for (const auto& [name, set] : rules.items) list += (list.empty() ? "" : ", ") + name;
+  return list;
+}
+
+// A task file's `include` chain and `dataset` must stay inside the submission folder (each path is
+// relative to the file that names it, as the task loader reads it).
+void check_task_paths(const std::string& dir, const std::string& task_file, int depth) {
+  if (depth > 8) throw UserError(task_file + ": include chain is deeper than 8 files (does it loop?)");
+  const YAML::Node task = load_yaml_file(task_file, "task");
+  if (!task.IsMap()) return;  // the task loader names the problem
+  for (const std::string key : {"include", "dataset"}) {
+    if (!task[key] || !task[key].IsScalar()) continue;
+    const fs::path target = (fs::path(task_file).parent_path() / task[key].Scalar()).lexically_normal();
+    const std::string rel = target.lexically_relative(dir).generic_string();
+    if (fs::path(task[key].Scalar()).is_absolute() || rel.empty() || rel.rfind("..", 0) == 0)
+      throw UserError(task_file + ":" + std::to_string(task[key].Mark().line + 1) + ": " + key + " \"" +
+                      task[key].Scalar() + "\" leaves the submission folder (give a path inside it)");
+    if (key == "include" && fs::is_regular_file(target)) check_task_paths(dir, target.string(), depth + 1);
+  }
 }
 
 std::string model_dir(const HackathonRules& rules, const std::string& model) {
@@ -285,15 +313,32 @@ Submission read_submission(const std::string& dir, const HackathonRules& rules) 
   const bool has_options = top.has("options");
   s.options = has_options ? top.raw("options") : YAML::Node(YAML::NodeType::Map);
   if (!s.options.IsMap()) top.fail_at("options", "must be a mapping");
-  if (s.kind == "suite") {
+  if (s.kind == "suite" && top.has("task")) {  // a YAML task file inside the submission
+    if (top.has("suite")) top.fail_at("task", "give suite or task, not both");
+    const std::string task = top.require<std::string>("task");
+    s.items = top.get<std::string>("items", "");
+    top.finish();
+    s.task = true;
+    s.suite = (fs::path(s.dir) / inside(top, "task", task)).string();
+    if (!fs::is_regular_file(s.suite)) top.fail_at("task", "\"" + task + "\" is not a file in the submission");
+    check_task_paths(s.dir, s.suite, 0);
+    if (!s.items.empty() && !rules.items.count(s.items))
+      top.fail_at("items", "\"" + s.items + "\" is not an event item set (" + set_names(rules) +
+                               "); leave items out to score the task's own dataset");
+    if (s.options["dataset"] || s.options["include"])
+      top.fail_at("options", "must not set dataset or include (items: picks an event set)");
+    const auto suite = make_suite(s.suite, suite_options(s, rules, "dev"), file, "task");
+    if (!suite->response_scorer() && !suite->choice_scorer())
+      top.fail_at("task", "\"" + task + "\" has no per-response scorer or log-likelihood view");
+  } else if (s.kind == "suite") {
     s.suite = top.require<std::string>("suite");
     s.items = top.require<std::string>("items");
     top.finish();
     const auto names = suite_names();
     if (std::find(names.begin(), names.end(), s.suite) == names.end())
       top.fail_at("suite", "\"" + s.suite +
-                               "\" is not a registered suite (posttrain methods lists them; YAML task "
-                               "and plugin suites are not accepted by this judge)");
+                               "\" is not a registered suite (posttrain methods lists them; a YAML task file "
+                               "goes under task:, and plugin suites are not accepted by this judge)");
     // Gold is the judge: a suite scored by it would be validated against itself (validity 1 by
     // construction) and could never be shown HACKED (redteam has no measure independent of gold).
     if (s.suite == "gold" || s.suite == "best_of_n")
@@ -302,12 +347,8 @@ Submission read_submission(const std::string& dir, const HackathonRules& rules) 
                                "measure something of its own");
     if (!rules.items.count(s.items)) {
       if (!fs::is_regular_file(fs::path(s.dir) / inside(top, "items", s.items)))
-        top.fail_at(
-            "items", "\"" + s.items + "\" is neither an event item set (" + [&] {
-              std::string list;
-              for (const auto& [name, set] : rules.items) list += (list.empty() ? "" : ", ") + name;
-              return list;
-            }() + ") nor a file in the submission");
+        top.fail_at("items", "\"" + s.items + "\" is neither an event item set (" + set_names(rules) +
+                                 ") nor a file in the submission");
     }
     if (s.options["data"]) top.fail_at("options", "must not set data: the judge sets it from items");
     // Built on the dev split now, so a bad option fails here rather than in the judge.

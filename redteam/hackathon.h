@@ -68,6 +68,7 @@ std::string submission_hash(const std::string& dir);
 struct Submission {
   std::string dir, kind, name;  // kind: "suite" or "attack"
   std::string suite, items;  // suite: a registered suite; items: an event item set or a JSONL file in dir
+  bool task = false;  // suite is a YAML task file in dir (items: an event set, or empty for its own dataset)
   std::string attack;  // attack: a registered attack the rules allow ("model" for a model folder)
   AttackBudget budget;  // attack: its own budget, each limit at most the rules' (default: the rules')
   YAML::Node options;

@@ -100,6 +100,14 @@ TEST_CASE("a hackathon: sealed items, validated submissions, a cached replaying 
   // Gold judges every suite: a suite scored by it would be valid by construction and never HACKED.
   refused(e.submission("bad8", "kind: suite\nname: x\nsuite: gold\nitems: prompts\n"),
           "submission.yaml:3: suite \"gold\" scores with the event's gold");
+  // A YAML task file may not reach outside its folder, through its dataset or an include.
+  const std::string escaping = e.submission("bad9", "kind: suite\nname: x\ntask: task.yaml\n");
+  test::write_text(escaping + "/task.yaml", "include: sub/base.yaml\n");
+  test::fs::create_directories(escaping + "/sub");
+  test::write_text(escaping + "/sub/base.yaml",
+                   "output_type: generate_until\ndoc_to_text: '{{prompt}}'\ndoc_to_target: '{{answer}}'\n"
+                   "dataset: ../../testbed/eval_prompts.jsonl\n");
+  refused(escaping, "sub/base.yaml:4: dataset \"../../testbed/eval_prompts.jsonl\" leaves the submission folder");
   CHECK(!test::fs::exists(e.ev + "/ledger.jsonl"));
 
   const std::string suite = e.submission(
@@ -202,6 +210,26 @@ TEST_CASE("a hackathon: sealed items, validated submissions, a cached replaying 
   r = e.cli("judge " + e.ev);
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("ledger.jsonl:3: was edited after it was written") != std::string::npos);
+
+  // A YAML task file (lm-eval style) over an event set is accepted; the judge sets its dataset, so
+  // a task that names its own file while asking for an event set still reads the event's items.
+  const std::string ev2 = e.tmp / "event2";
+  REQUIRE(e.cli("init " + ev2 + " --base " + e.tmp / "m1" + " --honest a=" + e.tmp / "m2" +
+                " --honest b=" + e.tmp / "m3" + " --items prompts=" + e.tmp / "testbed/eval_prompts.jsonl")
+              .exit_code == 0);
+  const std::string task =
+      e.submission("task", "kind: suite\nname: answer contained\ntask: task.yaml\nitems: prompts\n");
+  test::write_text(task + "/task.yaml",
+                   "task: answer_contained\noutput_type: generate_until\ndoc_to_text: '{{prompt}}'\n"
+                   "doc_to_target: '{{answer}}'\nmetric: contains\nmax_new_tokens: 8\ndataset: missing.jsonl\n");
+  r = e.cli("submit " + ev2 + " " + task + " --team blue");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  r = e.cli("submit " + ev2 + " " +
+            e.submission("bad10", "kind: suite\nname: x\ntask: task.yaml\nsuite: refusal\nitems: prompts\n") +
+            " --team red");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("give suite or task, not both") != std::string::npos);
 }
 
 TEST_CASE("hackathon init --testbed builds the world's models and items itself, and reuses finished runs",
