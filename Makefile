@@ -4,7 +4,7 @@
 #   make study        the testbed study: base, seven post-training variants x 3 seeds, evals, report (< 45 min)
 #   make study-tiny   the same pipeline on small budgets (a few minutes)
 #   make redteam      the red-team study: every attack on every attackable suite from the testbed base
-#   make hackathon-demo  an eval hackathon on the testbed: six example submissions, judged (docs/hackathon.md)
+#   make hackathon-demo  an eval hackathon on the testbed world built by hackathon init --testbed, judged and checked (docs/hackathon.md)
 #   make bench        benchmarks in bench/ (results go to docs/performance.md by hand)
 #   make fuzz         libFuzzer + ASan on every parser of outside input (FUZZ_SECONDS each; FUZZ_TARGETS)
 BUILD_DIR ?= build

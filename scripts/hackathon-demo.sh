@@ -42,3 +42,17 @@ fi
 echo "=== 3/3 the judge"
 "$posttrain" hackathon judge "$out/event"
 echo "board: $out/event/leaderboard.html"
+
+# The event's checks (issue 17), on the private board: the hardened suite above the gameable one,
+# the RL attack above the no-op.
+shown() {  # a team's shown score: the private board's rows are | team | kind | shown score |
+  awk -F'|' -v team="$1" 'NF == 5 { gsub(/ /, "", $2); gsub(/ /, "", $4); if ($2 == team) { print $4; exit } }' \
+    "$out/event/leaderboard.md"
+}
+above() { awk -v a="$(shown "$1")" -v b="$(shown "$2")" 'BEGIN { exit !(a != "" && b != "" && a + 0 > b + 0) }'; }
+verdict=0
+above blue2 blue1 && echo "check: the hardened suite ($(shown blue2)) ranks above the gameable one ($(shown blue1))" ||
+  { echo "CHECK FAILED: the hardened suite ($(shown blue2)) does not rank above the gameable one ($(shown blue1))"; verdict=1; }
+above red3 red1 && echo "check: the RL attack ($(shown red3)) ranks above the no-op ($(shown red1))" ||
+  { echo "CHECK FAILED: the RL attack ($(shown red3)) does not rank above the no-op ($(shown red1))"; verdict=1; }
+exit $verdict
