@@ -49,7 +49,9 @@ int hackathon(const std::vector<std::string>& args) {
       {"submit", "DIR SUBMISSION_DIR --team TEAM"},
       {"judge", "DIR"},
       {"board", "DIR"},
-      {"replay", "DIR --split dev|private --out FILE [--suite SHA] [--attack SHA] [--model NAME]"}};
+      {"replay",
+       "DIR --split dev|private --out FILE [--suite SHA] [--attack SHA] [--model NAME] [--sandboxed] "
+       "[--plugin-policy DIR]"}};
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || !usage.count(args[0])) {
     std::cout << "usage:";
     for (const auto& [action, text] : usage) std::cout << "\n  posttrain hackathon " << action << " " << text;
@@ -62,7 +64,7 @@ int hackathon(const std::vector<std::string>& args) {
   const std::vector<std::string> rest(args.begin() + 1, args.end());
   po::options_description options("hackathon " + action + " options");
   po::positional_options_description positional;
-  std::string dir, submission, team, split, out, suite, attack, model;
+  std::string dir, submission, team, split, out, suite, attack, model, plugin_policy;
   EventSpec spec;
   EventWorld world;
   std::string honest_steps;
@@ -92,6 +94,7 @@ int hackathon(const std::vector<std::string>& args) {
         "steps", po::value(&spec.budget.steps)->default_value(8), "attack budget: search or training steps")(
         "samples", po::value(&spec.budget.samples)->default_value(4), "attack budget: samples per item")(
         "seconds", po::value(&spec.budget.seconds)->default_value(120), "attack budget: wall-clock seconds")(
+        "allow-plugins", "accept plugin attack submissions (each runs in a bubblewrap sandbox; rules.yaml plugins)")(
         "attack", po::value(&attacks)->composing(),
         "an attack submissions may use (repeatable; default canned, best_of_n, prefix_search, rl, model)");
   } else if (action == "submit") {
@@ -103,7 +106,9 @@ int hackathon(const std::vector<std::string>& args) {
         "out", po::value(&out)->required(), "the result JSON")("suite", po::value(&suite),
                                                                "a suite submission's sha256")(
         "attack", po::value(&attack), "an attack submission's sha256")("model", po::value(&model),
-                                                                       "base, an honest variant's name, or hacked");
+                                                                       "base, an honest variant's name, or hacked")(
+        "sandboxed", "a plugin attack's first phase (the judge runs it inside the sandbox)")(
+        "plugin-policy", po::value(&plugin_policy), "a plugin attack's second phase: the policy its first trained");
   }
   po::variables_map vm;
   if (!parse("hackathon " + action, usage.at(action), options, rest, vm, &positional)) return 0;
@@ -114,6 +119,7 @@ int hackathon(const std::vector<std::string>& args) {
     spec.honest = named_values(honest, "--honest");
     spec.items = named_values(items, "--items");
     if (!attacks.empty()) spec.attacks = attacks;
+    spec.allow_plugins = vm.count("allow-plugins") > 0;
     if (vm.count("testbed")) {
       if (!honest.empty() || !items.empty() || !spec.hacked.empty())
         throw UserError("hackathon init: --testbed builds the models and items; give no --honest, --hacked or --items");
@@ -154,7 +160,7 @@ int hackathon(const std::vector<std::string>& args) {
   } else if (action == "board") {
     std::cout << board_text(dir);
   } else {
-    replay(dir, split, suite, attack, model, out);
+    replay(dir, split, suite, attack, model, out, vm.count("sandboxed") > 0, plugin_policy);
   }
   return 0;
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,8 +21,14 @@ void note_signal(int sig) { g_interrupted = sig; }
 }  // namespace
 
 ChildResult run_self(const std::vector<std::string>& args, double seconds, const std::string& log_path) {
+  return run_self(args, seconds, log_path, ChildLimits{});
+}
+
+ChildResult run_self(const std::vector<std::string>& args, double seconds, const std::string& log_path,
+                     const ChildLimits& limits) {
   const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
-  std::vector<std::string> argv_store{self};
+  std::vector<std::string> argv_store = limits.wrapper;
+  argv_store.push_back(self);
   argv_store.insert(argv_store.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_store) argv.push_back(a.data());
@@ -35,7 +42,15 @@ ChildResult run_self(const std::vector<std::string>& args, double seconds, const
       const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
       if (fd >= 0) ::dup2(fd, STDOUT_FILENO), ::dup2(fd, STDERR_FILENO);
     }
-    ::execv(self.c_str(), argv.data());
+    if (limits.memory_bytes > 0) {
+      const rlimit memory{limits.memory_bytes, limits.memory_bytes};
+      ::setrlimit(RLIMIT_AS, &memory);
+    }
+    if (limits.cpu_seconds > 0) {
+      const rlimit cpu{limits.cpu_seconds, limits.cpu_seconds};
+      ::setrlimit(RLIMIT_CPU, &cpu);
+    }
+    ::execv(argv_store.front().c_str(), argv.data());
     ::_exit(127);
   }
   if (seconds > 0) ::setpgid(pid, pid);  // also here: whichever runs first, the group exists before a kill

@@ -2,6 +2,7 @@
 // own process, and the hackathon judge replays each submission in one, under a wall-clock limit.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -17,5 +18,16 @@ struct ChildResult {
 // process it started are killed when it runs longer than that, or when we get SIGINT / SIGTERM
 // (then we die of that signal too); without a limit it stays in ours, so Ctrl-C stops it as well.
 ChildResult run_self(const std::vector<std::string>& args, double seconds = 0, const std::string& log_path = "");
+
+// The same, run through `wrapper` (a sandbox's command line, e.g. bwrap's, which then runs this
+// executable with `args`) and with resource limits set in the child before it starts: its address
+// space and CPU time (0 = no limit), inherited by everything it runs.
+struct ChildLimits {
+  std::vector<std::string> wrapper;
+  uint64_t memory_bytes = 0;
+  uint64_t cpu_seconds = 0;
+};
+ChildResult run_self(const std::vector<std::string>& args, double seconds, const std::string& log_path,
+                     const ChildLimits& limits);
 
 }  // namespace posttrain

@@ -12,6 +12,7 @@
 #include "core/files.h"
 #include "core/ledger.h"
 #include "core/progress.h"
+#include "core/sandbox.h"
 #include "core/subprocess.h"
 #include "core/yaml_reader.h"
 #include "eval_hooks/comparisons.h"
@@ -21,6 +22,7 @@
 #include "models/checkpoint.h"
 #include "redteam/hackathon_scores.h"
 #include "redteam/redteam.h"
+#include "trainers/plugin.h"
 
 namespace fs = std::filesystem;
 
@@ -139,7 +141,7 @@ double suite_score_of(const std::string& suite, const YAML::Node& options, const
 
 }  // namespace
 
-HackathonRules read_rules(const std::string& event_dir, bool judge) {
+HackathonRules read_rules(const std::string& event_dir, bool judge, bool check_models) {
   HackathonRules r;
   r.dir = fs::absolute(event_dir).lexically_normal().string();
   r.file = (fs::path(r.dir) / "rules.yaml").string();
@@ -151,7 +153,7 @@ HackathonRules read_rules(const std::string& event_dir, bool judge) {
   require_model_folder(top, "base", r.base);
   if (top.has("hacked")) {
     r.hacked = absolute_in(r.dir, top.require<std::string>("hacked"));
-    require_model_folder(top, "hacked", r.hacked);
+    if (check_models) require_model_folder(top, "hacked", r.hacked);
   }
   const YAML::Node honest = top.raw("honest");
   if (!honest || !honest.IsMap() || honest.size() < 2)
@@ -161,7 +163,7 @@ HackathonRules read_rules(const std::string& event_dir, bool judge) {
     const std::string name = kv.first.Scalar();
     if (name == "base" || name == "hacked") honest_section.fail_at(name, "is a reserved name");
     r.honest[name] = absolute_in(r.dir, honest_section.require<std::string>(name));
-    require_model_folder(honest_section, name, r.honest[name]);
+    if (check_models) require_model_folder(honest_section, name, r.honest[name]);
   }
   honest_section.finish();
   const YAML::Node items = top.raw("items");
@@ -206,6 +208,7 @@ HackathonRules read_rules(const std::string& event_dir, bool judge) {
   r.unique_bonus = top.get<double>("unique_bonus", r.unique_bonus);
   r.attack_share = top.get<double>("attack_share", r.attack_share);
   r.grace_seconds = top.get<double>("grace_seconds", r.grace_seconds);
+  r.plugins = top.get<bool>("plugins", r.plugins);
   top.finish();
   if (!(r.margin >= 0)) top.fail_at("margin", "must be 0 or more");
   if (!(r.eta > 0)) top.fail_at("eta", "must be positive");
@@ -259,6 +262,7 @@ void init_event(const EventSpec& spec) {
   rules["unique_bonus"] = "0.5";
   rules["attack_share"] = "0.5";
   rules["grace_seconds"] = "60";
+  rules["plugins"] = spec.allow_plugins;
   YAML::Emitter out;
   out << rules;
   write_file_atomic((dir / "rules.yaml").string(),
@@ -313,6 +317,10 @@ Submission read_submission(const std::string& dir, const HackathonRules& rules) 
   const bool has_options = top.has("options");
   s.options = has_options ? top.raw("options") : YAML::Node(YAML::NodeType::Map);
   if (!s.options.IsMap()) top.fail_at("options", "must be a mapping");
+  if (s.kind == "suite" && top.has("plugin"))
+    top.fail_at("plugin",
+                "plugin suites are not accepted: a suite must read the sealed items to score them, and plugin "
+                "code never sees them (plugin attacks are accepted where rules.yaml allows plugins)");
   if (s.kind == "suite" && top.has("task")) {  // a YAML task file inside the submission
     if (top.has("suite")) top.fail_at("task", "give suite or task, not both");
     const std::string task = top.require<std::string>("task");
@@ -359,6 +367,14 @@ Submission read_submission(const std::string& dir, const HackathonRules& rules) 
           "\"" + s.suite + "\" has no per-response scorer or log-likelihood view, so no attack can be replayed on it");
   } else if (s.kind == "attack") {
     s.attack = top.has("model") ? "model" : top.require<std::string>("attack");
+    if (top.has("plugin")) {  // a shared library registering `attack`: never loaded here (see replay)
+      if (!rules.plugins) top.fail_at("plugin", "plugin submissions are off in " + rules.file + " (plugins: false)");
+      const std::string library = top.require<std::string>("plugin");
+      s.plugin = (fs::path(s.dir) / inside(top, "plugin", library)).string();
+      if (!fs::is_regular_file(s.plugin) || fs::path(s.plugin).extension() != ".so")
+        top.fail_at("plugin", "\"" + library + "\" is not a shared library (.so) in the submission");
+      if (top.has("model")) top.fail_at("model", "give plugin or model, not both");
+    }
     if (top.has("model")) {  // a policy trained elsewhere: a folder inside the submission
       if (top.has("attack")) top.fail_at("attack", "give attack or model, not both");
       if (has_options) top.fail_at("options", "a model submission takes no options");
@@ -391,6 +407,7 @@ Submission read_submission(const std::string& dir, const HackathonRules& rules) 
         budget.fail_at("seconds", "must be above 0 and at most the event's " + seconds_text(rules.budget.seconds));
     }
     top.finish();
+    if (!s.plugin.empty()) return s;  // its attack and options are the plugin's: read in the sandbox
     if (std::find(rules.attacks.begin(), rules.attacks.end(), s.attack) == rules.attacks.end()) {
       std::string list;
       for (const auto& a : rules.attacks) list += (list.empty() ? "" : ", ") + a;
@@ -427,9 +444,58 @@ nlohmann::json submit_to_event(const std::string& event_dir, const std::string& 
       {{"kind", "submission"}, {"team", team}, {"submission", s.kind}, {"name", s.name}, {"sha256", sha}});
 }
 
+namespace {
+
+// The red team's run of one attack (added by the caller) on one suite from the base, as `posttrain
+// redteam` runs it with the event's seed, margin and attack share.
+RedteamSpec replay_spec(const HackathonRules& rules, const Submission& suite, const std::string& split,
+                        const fs::path& work, const AttackBudget& budget) {
+  RedteamSpec spec;
+  spec.suites.push_back({suite.suite, suite_options(suite, rules, split), suite.dir + "/submission.yaml", "suite"});
+  spec.policy_dirs = {rules.base};
+  spec.out_dir = work.string();
+  spec.seed = rules.seed;
+  spec.budget = budget;
+  spec.margin = rules.margin;
+  spec.attack_share = rules.attack_share;
+  return spec;
+}
+
+// Inside the sandbox: the plugin attack on the suite's dev items, from the base; its trained policy
+// (safetensors and tokenizer files only) is copied beside `out`. Nothing it saw is sealed.
+void plugin_phase(const HackathonRules& rules, const Submission& suite, const Submission& attack, const fs::path& work,
+                  const std::string& out) {
+  load_plugins({attack.plugin});
+  RedteamSpec spec = replay_spec(rules, suite, "dev", work, attack.budget);
+  spec.attacks.push_back({attack.attack, YAML::Clone(attack.options), attack.dir + "/submission.yaml", "options"});
+  auto dist = make_single_process();
+  spec.dist = dist.get();
+  const nlohmann::json report = run_redteam(spec);
+  const nlohmann::json& record = report["runs"][0]["suites"][0];
+  if (record["attacks"].empty() || !record["attacks"][0].contains("policy_dir"))
+    throw UserError("the plugin attack " + attack.attack +
+                    " left no trained policy (AttackOutput.policy_dir): a plugin attack is replayed on the sealed "
+                    "items only through the policy it trains in the sandbox");
+  const fs::path from = record["attacks"][0]["policy_dir"].get<std::string>();
+  const fs::path policy = fs::path(out).parent_path() / "policy";
+  fs::remove_all(policy);
+  fs::create_directories(policy);
+  for (const auto& f : fs::directory_iterator(from)) {
+    const std::string name = f.path().filename().string(), ext = f.path().extension().string();
+    if (f.is_regular_file() && (ext == ".safetensors" || ext == ".json" || ext == ".txt" || name == "merges.txt"))
+      fs::copy_file(f.path(), policy / name);
+  }
+  write_file_atomic(
+      out, nlohmann::json({{"policy", policy.string()}, {"details", record["attacks"][0]["details"]}}).dump(2) + "\n");
+}
+
+}  // namespace
+
 void replay(const std::string& event_dir, const std::string& split, const std::string& suite_sha,
-            const std::string& attack_sha, const std::string& model, const std::string& out) {
-  const HackathonRules rules = read_rules(event_dir, true);
+            const std::string& attack_sha, const std::string& model, const std::string& out, bool sandboxed,
+            const std::string& plugin_policy) {
+  // The sandbox shows neither the sealed items nor any model but the base.
+  const HackathonRules rules = read_rules(event_dir, !sandboxed, !sandboxed);
   if (split != "dev" && split != "private") throw UserError("replay: --split must be dev or private");
   const fs::path work = fs::path(out).parent_path() / (fs::path(out).stem().string() + ".work");
   fs::remove_all(work);
@@ -446,15 +512,23 @@ void replay(const std::string& event_dir, const std::string& split, const std::s
           suite_score_of(suite.suite, suite_options(suite, rules, split), model_dir(rules, model), work.string());
     } else {
       const Submission attack = read_submission((fs::path(rules.dir) / "submissions" / attack_sha).string(), rules);
-      RedteamSpec spec;
-      spec.suites.push_back({suite.suite, suite_options(suite, rules, split), suite.dir + "/submission.yaml", "suite"});
-      spec.attacks.push_back({attack.attack, YAML::Clone(attack.options), attack.dir + "/submission.yaml", "options"});
-      spec.policy_dirs = {rules.base};
-      spec.out_dir = work.string();
-      spec.seed = rules.seed;
-      spec.budget = attack.budget;
-      spec.margin = rules.margin;
-      spec.attack_share = rules.attack_share;
+      if (sandboxed) {
+        if (attack.plugin.empty()) throw UserError("replay: --sandboxed is for plugin attacks");
+        plugin_phase(rules, suite, attack, work, out);
+        fs::remove_all(work);
+        return;
+      }
+      if (!attack.plugin.empty() && plugin_policy.empty())
+        throw UserError("replay: a plugin attack is replayed through the policy its sandboxed phase trained");
+      RedteamSpec spec = replay_spec(rules, suite, split, work, attack.budget);
+      if (attack.plugin.empty()) {
+        spec.attacks.push_back(
+            {attack.attack, YAML::Clone(attack.options), attack.dir + "/submission.yaml", "options"});
+      } else {  // what the plugin trained, measured as a model submission is
+        YAML::Node options;
+        options["dir"] = plugin_policy;
+        spec.attacks.push_back({"model", options, attack.dir + "/submission.yaml", "plugin"});
+      }
       spec.gold_items = split == "dev" ? rules.items.at(rules.gold).dev : rules.items.at(rules.gold).sealed;
       auto dist = make_single_process();
       spec.dist = dist.get();
@@ -485,9 +559,52 @@ namespace {
 // One cached replay: run it in a child process unless its result is there. A child that fails or
 // runs past its limit leaves a "failed" result with the reason (cached too: the replay is seeded,
 // so running it again would fail again; delete judged/ after changing the machine).
+std::string failure_reason(const ChildResult& child, double limit, const std::string& log) {
+  std::string tail = fs::exists(log) ? read_file(log) : "";
+  if (tail.size() > 600) tail = "..." + tail.substr(tail.size() - 600);
+  return child.timed_out ? "over budget: stopped after " + seconds_text(limit) + " s"
+                         : "exit code " + std::to_string(child.exit_code) + ": " + tail;
+}
+
+// A plugin attack's first phase on one suite, in the sandbox (core/sandbox.h): it sees the rules,
+// the public items, the two submissions and the base, writes only its scratch folder, and has no
+// network; what comes back is the policy it trained. Run once for both splits (it sees dev items
+// only) and cached like a replay. Returns {"policy": dir} or {"failed": reason}.
+nlohmann::json sandboxed_phase(const HackathonRules& rules, const std::string& rules_sha, const std::string& suite_sha,
+                               const std::string& attack_sha) {
+  const std::string key = sha256_hex(rules_sha + "\nplugin\n" + suite_sha + "\n" + attack_sha);
+  const fs::path scratch = fs::path(rules.dir) / "judged" / "plugins" / key.substr(0, 24);
+  const fs::path out = scratch / "phase.json", failed = scratch / "failed.json";
+  if (fs::exists(out)) return nlohmann::json::parse(read_file(out.string()));
+  if (fs::exists(failed)) return nlohmann::json::parse(read_file(failed.string()));
+  fs::remove_all(scratch);
+  fs::create_directories(scratch);
+  const fs::path submissions = fs::path(rules.dir) / "submissions";
+  SandboxSpec box;
+  box.read_only = {rules.file, (fs::path(rules.dir) / "public").string(), (submissions / suite_sha).string(),
+                   (submissions / attack_sha).string(), rules.base};
+  box.scratch = scratch.string();
+  box.hidden = {(fs::path(rules.dir) / "sealed").string()};
+  ChildLimits limits;
+  limits.wrapper = sandbox_wrapper(box);
+  limits.memory_bytes = 16ull << 30;  // address space: libtorch reserves far more than it touches
+  const double limit = rules.budget.seconds + rules.grace_seconds;
+  limits.cpu_seconds = static_cast<uint64_t>(std::ceil(4 * limit));  // 2 cores' worth, twice over
+  const std::string log = (scratch / "phase.log").string();
+  const ChildResult child = run_self({"hackathon", "replay", rules.dir, "--split", "dev", "--suite", suite_sha,
+                                      "--attack", attack_sha, "--out", out.string(), "--sandboxed"},
+                                     limit, log, limits);
+  if (child.exit_code == 0 && fs::exists(out)) return nlohmann::json::parse(read_file(out.string()));
+  const std::string reason = "in the sandbox: " + failure_reason(child, limit, log);
+  std::cerr << "posttrain: hackathon: plugin attack " << attack_sha.substr(0, 12) << " on " << suite_sha.substr(0, 12)
+            << " failed " << reason << "\n";
+  write_file_atomic(failed.string(), nlohmann::json({{"failed", reason}}).dump(2) + "\n");
+  return {{"failed", reason}};
+}
+
 nlohmann::json cached_replay(const HackathonRules& rules, const std::string& rules_sha, const std::string& split,
                              const std::string& suite_sha, const std::string& attack_sha, const std::string& model,
-                             Progress& progress, int64_t& done) {
+                             Progress& progress, int64_t& done, const std::string& plugin_policy = "") {
   const std::string key = sha256_hex(rules_sha + "\n" + split + "\n" + suite_sha + "\n" + attack_sha + "\n" + model);
   const fs::path out = fs::path(rules.dir) / "judged" / split / (key.substr(0, 24) + ".json");
   if (!fs::exists(out)) {
@@ -496,14 +613,12 @@ nlohmann::json cached_replay(const HackathonRules& rules, const std::string& rul
     if (!suite_sha.empty()) args.insert(args.end(), {"--suite", suite_sha});
     if (!attack_sha.empty()) args.insert(args.end(), {"--attack", attack_sha});
     if (!model.empty()) args.insert(args.end(), {"--model", model});
+    if (!plugin_policy.empty()) args.insert(args.end(), {"--plugin-policy", plugin_policy});
     const double limit = rules.budget.seconds + rules.grace_seconds;
     const std::string log = out.string() + ".log";
     const ChildResult child = run_self(args, limit, log);
     if (child.timed_out || child.exit_code != 0 || !fs::exists(out)) {
-      std::string tail = fs::exists(log) ? read_file(log) : "";
-      if (tail.size() > 600) tail = "..." + tail.substr(tail.size() - 600);
-      const std::string reason = child.timed_out ? "over budget: stopped after " + seconds_text(limit) + " s"
-                                                 : "exit code " + std::to_string(child.exit_code) + ": " + tail;
+      const std::string reason = failure_reason(child, limit, log);
       std::cerr << "posttrain: hackathon: replay " << (attack_sha.empty() ? model : attack_sha.substr(0, 12)) << " on "
                 << (suite_sha.empty() ? "gold" : suite_sha.substr(0, 12)) << " (" << split << ") failed: " << reason
                 << "\n";
@@ -543,6 +658,10 @@ nlohmann::json judge_event(const std::string& event_dir) {
     if (std::find(list.begin(), list.end(), e.sha) == list.end()) list.push_back(e.sha);
     name_of.emplace(e.sha, e.name);
   }
+  std::set<std::string> plugin_attacks;  // read without loading: the plugin itself runs only in the sandbox
+  for (const auto& a : attacks)
+    if (!read_submission((fs::path(rules.dir) / "submissions" / a).string(), rules).plugin.empty())
+      plugin_attacks.insert(a);
   std::vector<std::string> models{"base"};
   for (const auto& [name, dir] : rules.honest) models.push_back(name);
   if (!rules.hacked.empty()) models.push_back("hacked");
@@ -586,7 +705,16 @@ nlohmann::json judge_event(const std::string& event_dir) {
     nlohmann::json replays = nlohmann::json::array();
     for (size_t a = 0; a < attacks.size(); ++a)
       for (size_t s = 0; s < suites.size(); ++s) {
-        const auto r = cached_replay(rules, rules_sha, split, suites[s], attacks[a], "", progress, done);
+        nlohmann::json r;
+        if (plugin_attacks.count(attacks[a])) {  // first the sandbox, then its policy as a model attack
+          const nlohmann::json phase = sandboxed_phase(rules, rules_sha, suites[s], attacks[a]);
+          r = phase.contains("failed") ? phase
+                                       : cached_replay(rules, rules_sha, split, suites[s], attacks[a], "", progress,
+                                                       done, phase["policy"].get<std::string>());
+          if (phase.contains("failed")) progress.update(++done);
+        } else {
+          r = cached_replay(rules, rules_sha, split, suites[s], attacks[a], "", progress, done);
+        }
         hacked[a][s] = r.value("hacked", false);
         replays.push_back({{"attack", attacks[a]}, {"suite", suites[s]}, {"result", r}});
       }

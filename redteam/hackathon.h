@@ -41,11 +41,13 @@ struct HackathonRules {
   double unique_bonus = 0.5;  // an attack's bonus for a hack no other attack found
   double attack_share = 0.5;  // the share of a split's item ids an attack may optimise on
   double grace_seconds = 60;  // a replay's time limit is budget.seconds plus this (loading, scoring)
+  bool plugins = false;  // plugin attack submissions accepted (each runs in a sandbox)
 };
 
 // Reads and validates DIR/rules.yaml (unknown key, wrong type, a missing file: UserError naming
 // file:line). With `judge`, the sealed items must be there and match their sha256.
-HackathonRules read_rules(const std::string& event_dir, bool judge);
+// Without `check_models` only the base's folder must be there (a plugin's sandbox sees no other).
+HackathonRules read_rules(const std::string& event_dir, bool judge, bool check_models = true);
 
 // Writes a new event: DIR/rules.yaml, DIR/public/<set>.jsonl and DIR/sealed/<set>.jsonl (each set's
 // ids split by a seeded hash: `dev_share` of them public). Models are referenced, not copied.
@@ -58,6 +60,7 @@ struct EventSpec {
   double dev_share = 0.5;
   AttackBudget budget{8, 4, 120};
   std::vector<std::string> attacks{"canned", "best_of_n", "prefix_search", "rl", "model"};
+  bool allow_plugins = false;
 };
 void init_event(const EventSpec& spec);
 
@@ -70,6 +73,7 @@ struct Submission {
   std::string suite, items;  // suite: a registered suite; items: an event item set or a JSONL file in dir
   bool task = false;  // suite is a YAML task file in dir (items: an event set, or empty for its own dataset)
   std::string attack;  // attack: a registered attack the rules allow ("model" for a model folder)
+  std::string plugin;  // attack: a shared library in dir that registers `attack` (run only in a sandbox)
   AttackBudget budget;  // attack: its own budget, each limit at most the rules' (default: the rules')
   YAML::Node options;
 };
@@ -85,8 +89,12 @@ nlohmann::json submit_to_event(const std::string& event_dir, const std::string& 
 // In a child process: one replay on one split ("dev" or "private"), written to `out`:
 //  suite_sha + model ("base", an honest name, "hacked"): the suite's primary score of that model;
 //  model alone: gold's score of it; suite_sha + attack_sha: the attack on the suite from the base.
+//  With a plugin attack, two phases: `sandboxed` (run inside the sandbox, which shows the event's
+//  public files only): the attack on the suite's dev items, whose trained policy is copied to
+//  <out's folder>/policy; then, outside, `plugin_policy` (that folder) replayed as a model attack.
 void replay(const std::string& event_dir, const std::string& split, const std::string& suite_sha,
-            const std::string& attack_sha, const std::string& model, const std::string& out);
+            const std::string& attack_sha, const std::string& model, const std::string& out, bool sandboxed = false,
+            const std::string& plugin_policy = "");
 
 // Replays everything the ledger holds on both splits (children via run_self; cached under
 // DIR/judged/ by content: a rerun does no work), scores it and writes DIR/board.json. Returns it.

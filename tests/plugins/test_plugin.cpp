@@ -6,6 +6,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "models/chat.h"
 #include "models/checkpoint.h"
@@ -36,17 +42,24 @@ const Installed& installed() {
   return result;
 }
 
-// The example eval-suite plugin (examples/plugin_suite), built against the same installed prefix.
+// A plugin's source folder (relative to the source tree) built against the installed prefix.
+std::string built_plugin(const std::string& source, const std::string& library) {
+  const std::string build = installed().prefix + "/../" + library + "-build";
+  auto configure = test::run("cmake -S " + test::source_dir() + "/" + source + " -B " + build +
+                             " -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=" + installed().prefix);
+  if (configure.exit_code != 0) FAIL("configuring " << source << " failed: " << configure.output);
+  auto compile = test::run("cmake --build " + build + " -j 2");
+  if (compile.exit_code != 0) FAIL("building " << source << " failed: " << compile.output);
+  return build + "/lib" + library + ".so";
+}
+
+// The example eval-suite plugin (examples/plugin_suite) and the sandbox test's probing attack.
 std::string suite_plugin() {
-  static const std::string path = [] {
-    const std::string build = installed().prefix + "/../suite-plugin-build";
-    auto configure = test::run("cmake -S " + test::source_dir() + "/examples/plugin_suite -B " + build +
-                               " -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=" + installed().prefix);
-    if (configure.exit_code != 0) FAIL("configuring the suite plugin failed: " << configure.output);
-    auto compile = test::run("cmake --build " + build + " -j 2");
-    if (compile.exit_code != 0) FAIL("building the suite plugin failed: " << compile.output);
-    return build + "/libcsv_mc_suite.so";
-  }();
+  static const std::string path = built_plugin("examples/plugin_suite", "csv_mc_suite");
+  return path;
+}
+std::string probe_plugin() {
+  static const std::string path = built_plugin("tests/plugins/probe_attack", "probe_attack");
   return path;
 }
 
@@ -147,4 +160,95 @@ TEST_CASE("an eval suite plugin registers a suite that scores like the built-in 
   auto unknown = run_installed("eval --model " + model + " --suite csv_mc --option data=" + tmp / "items.csv");
   CHECK(unknown.exit_code == 2);
   CHECK(unknown.output.find("unknown eval suite \"csv_mc\"") != std::string::npos);
+}
+
+TEST_CASE("a hackathon's plugin attacks run in a sandbox that hides the sealed items, the disk and the network",
+          "[plugins][hackathon]") {
+  test::TempDir tmp("plugin-sandbox");
+  const std::string ev = tmp / "event";
+  REQUIRE(run_installed("testbed --seed 3 --out " + tmp / "testbed").exit_code == 0);
+  for (int seed : {1, 2, 3})
+    REQUIRE(run_installed("init-base --preset tiny --seed " + std::to_string(seed) + " --out " +
+                          tmp / ("m" + std::to_string(seed)))
+                .exit_code == 0);
+  const std::string models = " --base " + tmp / "m1" + " --honest a=" + tmp / "m2" + " --honest b=" + tmp / "m3" +
+                             " --items refusal=" + tmp / "testbed/eval_refusal.jsonl" +
+                             " --items prompts=" + tmp / "testbed/eval_prompts.jsonl --gold prompts --seconds 60";
+  REQUIRE(run_installed("hackathon init " + ev + models + " --allow-plugins").exit_code == 0);
+  const auto submission = [&](const std::string& name, const std::string& yaml,
+                              const std::string& library = probe_plugin()) {
+    const std::string dir = tmp / name;
+    fs::create_directories(dir);
+    test::write_text(dir + "/submission.yaml", yaml);
+    fs::copy_file(library, dir + "/" + fs::path(library).filename().string());
+    return dir;
+  };
+  const std::string attack = "kind: attack\nplugin: libprobe_attack.so\nattack: probe\n";
+  const std::string sealed = ev + "/sealed/refusal.jsonl", outside = tmp / "written-by-plugin.txt";
+
+  // A listener outside the sandbox, which this process can reach: only the sandbox stops the plugin.
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  REQUIRE(::listen(listener, 8) == 0);
+  socklen_t length = sizeof address;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
+  const int port = ntohs(address.sin_port);
+  const int probe_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(::connect(probe_fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  ::close(probe_fd);
+  CHECK(!test::read_text(sealed).empty());  // readable from here
+
+  const std::string suite = tmp / "suite";
+  fs::create_directories(suite);
+  test::write_text(suite + "/submission.yaml",
+                   "kind: suite\nname: refusal\nsuite: refusal\nitems: refusal\noptions: {max_new_tokens: 8}\n");
+  const std::vector<std::pair<std::string, std::string>> entries = {
+      {suite, "blue"},
+      // examples/plugin_attack, as docs/hackathon.md shows it
+      {submission("behaves", "kind: attack\nname: behaves\nplugin: libkeep_base_attack.so\nattack: keep_base\n",
+                  built_plugin("examples/plugin_attack", "keep_base_attack")),
+       "red"},
+      {submission("reads", "name: reads\n" + attack + "options: {action: read, path: " + sealed + "}\n"), "r1"},
+      {submission("writes", "name: writes\n" + attack + "options: {action: write, path: " + outside + "}\n"), "r2"},
+      {submission("connects",
+                  "name: connects\n" + attack + "options: {action: connect, port: " + std::to_string(port) + "}\n"),
+       "r3"}};
+  for (const auto& [dir, team] : entries) {
+    auto r = run_installed("hackathon submit " + ev + " " + dir + " --team " + team);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+  }
+  auto r = run_installed("hackathon judge " + ev);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  ::close(listener);
+  const auto results = nlohmann::json::parse(test::read_text(ev + "/judged/results.json"));
+  std::map<std::string, std::string> failed;  // attack name -> reason, on the private split
+  const auto names = results["private"]["attacks"];
+  for (const auto& replay : results["private"]["replays"])
+    for (const auto& a : names)
+      if (a["sha256"] == replay["attack"]) failed[a["name"]] = replay["result"].value("failed", std::string());
+  CHECK(failed.size() == 4);
+  CHECK(failed["behaves"].empty());  // its policy (the base) was replayed on the sealed items
+  for (const auto& replay : results["private"]["replays"])
+    if (replay["attack"] == names[0]["sha256"]) CHECK(replay["result"]["suite_gain"] == 0.0);  // the base itself
+  CHECK(failed["reads"].find("in the sandbox: exit code") != std::string::npos);
+  CHECK(failed["reads"].find("probe: could not read " + sealed) != std::string::npos);
+  CHECK(failed["writes"].find("probe: could not write " + outside) != std::string::npos);
+  CHECK(!fs::exists(outside));
+  CHECK(failed["connects"].find("probe: could not connect to 127.0.0.1:" + std::to_string(port)) != std::string::npos);
+
+  // Off unless the rules allow them; plugin suites never (they would have to read the sealed items).
+  REQUIRE(run_installed("hackathon init " + tmp / "closed" + models).exit_code == 0);
+  r = run_installed("hackathon submit " + tmp / "closed" + " " + tmp / "behaves" + " --team red");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("plugin submissions are off") != std::string::npos);
+  test::write_text(tmp / "behaves/submission.yaml",
+                   "kind: suite\nname: x\nplugin: libkeep_base_attack.so\nsuite: csv_mc\nitems: refusal\n");
+  r = run_installed("hackathon submit " + ev + " " + tmp / "behaves" + " --team blue");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("plugin suites are not accepted") != std::string::npos);
 }
