@@ -48,12 +48,27 @@ void build_testbed_world(const EventWorld& world, EventSpec& spec) {
   const fs::path dir = fs::absolute(world.dir).lexically_normal();
   const fs::path data = dir / "data";
   fs::create_directories(dir);
+  // Finished runs are reused, so a world is only ever extended with the settings it was built with.
+  std::ostringstream hedge_text;
+  hedge_text << world.hedge;
+  const nlohmann::json settings = {{"preset", world.preset},
+                                   {"seed", world.seed},
+                                   {"hedge", hedge_text.str()},
+                                   {"base_steps", world.base_steps},
+                                   {"hacked_steps", world.hacked_steps}};
+  const fs::path settings_file = dir / "world.json";
+  if (fs::exists(settings_file)) {
+    const auto built = nlohmann::json::parse(read_file(settings_file.string()));
+    if (built != settings)
+      throw UserError(settings_file.string() + ": this world was built with " + built.dump() + ", not " +
+                      settings.dump() + "; give another --world, or delete it to rebuild");
+  } else {
+    write_file_atomic(settings_file.string(), settings.dump(2) + "\n");
+  }
 
   // 1. The world's data: the same files for the same seed and hedge, so rewriting them is a no-op.
-  std::ostringstream hedge;
-  hedge << world.hedge;
-  step("testbed data (seed " + std::to_string(world.seed) + ", hedge " + hedge.str() + ")",
-       {"testbed", "--out", data.string(), "--seed", std::to_string(world.seed), "--hedge", hedge.str()},
+  step("testbed data (seed " + std::to_string(world.seed) + ", hedge " + hedge_text.str() + ")",
+       {"testbed", "--out", data.string(), "--seed", std::to_string(world.seed), "--hedge", hedge_text.str()},
        (dir / "testbed.log").string());  // the testbed's manifest, which it prints, is data/testbed.json
   std::string harmful, exploits;
   {

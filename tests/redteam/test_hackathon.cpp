@@ -264,7 +264,11 @@ TEST_CASE("hackathon init --testbed builds the world's models and items itself, 
   CHECK(r.output.find("the base (") == std::string::npos);
   CHECK(test::read_text(world + "/base/manifest.json") == base_manifest);
 
-  // Bad input: one line, exit 2.
+  // Bad input: one line, exit 2. A world is reused only with the settings it was built with.
+  r = test::run(bin + " hackathon init " + tmp / "event3" + " --base tiny --testbed 2 --world " + world +
+                " --base-steps 5 --honest-steps 1,3");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("world.json: this world was built with") != std::string::npos);
   r = test::run(init);
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("an event is already there") != std::string::npos);
