@@ -525,6 +525,11 @@ void replay(const std::string& event_dir, const std::string& split, const std::s
         spec.attacks.push_back(
             {attack.attack, YAML::Clone(attack.options), attack.dir + "/submission.yaml", "options"});
       } else {  // what the plugin trained, measured as a model submission is
+        // Written inside the sandbox: a link there could point at any path out here.
+        for (const auto& f : fs::recursive_directory_iterator(plugin_policy))
+          if (f.is_symlink() || !f.is_regular_file())
+            throw UserError("the plugin's policy folder holds " + f.path().filename().string() +
+                            ", which is not a plain file");
         YAML::Node options;
         options["dir"] = plugin_policy;
         spec.attacks.push_back({"model", options, attack.dir + "/submission.yaml", "plugin"});
