@@ -481,9 +481,9 @@ void plugin_phase(const HackathonRules& rules, const Submission& suite, const Su
   fs::remove_all(policy);
   fs::create_directories(policy);
   for (const auto& f : fs::directory_iterator(from)) {
-    const std::string name = f.path().filename().string(), ext = f.path().extension().string();
-    if (f.is_regular_file() && (ext == ".safetensors" || ext == ".json" || ext == ".txt" || name == "merges.txt"))
-      fs::copy_file(f.path(), policy / name);
+    const std::string ext = f.path().extension().string();  // weights, config, tokenizer (json, merges.txt)
+    if (f.is_regular_file() && (ext == ".safetensors" || ext == ".json" || ext == ".txt"))
+      fs::copy_file(f.path(), policy / f.path().filename());
   }
   write_file_atomic(
       out, nlohmann::json({{"policy", policy.string()}, {"details", record["attacks"][0]["details"]}}).dump(2) + "\n");
