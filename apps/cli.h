@@ -32,6 +32,7 @@ std::string default_tokenizer_dir();
 // Subcommands: each returns the process exit code.
 int init_base(const std::vector<std::string>& args);
 int logprobs(const std::vector<std::string>& args);
+int merge(const std::vector<std::string>& args);
 int generate(const std::vector<std::string>& args);
 int tokenize(const std::vector<std::string>& args);
 int run(const std::vector<std::string>& args);

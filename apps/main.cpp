@@ -27,6 +27,7 @@ const std::vector<Subcommand>& subcommands() {
       {"init-base", "write a randomly initialised Qwen base model (a preset shape) with the Qwen3 tokenizer",
        init_base},
       {"logprobs", "print per-token log-probabilities of a token sequence under a model", logprobs},
+      {"merge", "fold a LoRA adapter folder (PEFT format) into its base: a plain HF model folder", merge},
       {"variants",
        "run a variant matrix (same base, data, seed, budget; different methods), check the controls, report", variants},
       {"report", "compare runs (or a matrix's variants): report.md and a self-contained report.html", report},

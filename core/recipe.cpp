@@ -135,6 +135,7 @@ Recipe parse_recipe_checked(const std::string& path, const std::vector<std::stri
   t.precision = train.get<std::string>("precision", t.precision);
   t.log_every = train.get<int64_t>("log_every", t.log_every);
   t.activation_checkpointing = train.get<bool>("activation_checkpointing", t.activation_checkpointing);
+  t.zero = train.get<int64_t>("zero", t.zero);
   if (t.steps <= 0) train.fail_at("steps", "must be positive");
   if (t.lr <= 0) train.fail_at("lr", "must be positive, got " + std::to_string(t.lr));
   if (t.weight_decay < 0) train.fail_at("weight_decay", "must be >= 0");
@@ -150,6 +151,12 @@ Recipe parse_recipe_checked(const std::string& path, const std::vector<std::stri
   if (t.precision != "fp32" && t.precision != "bf16") train.fail_at("precision", "must be fp32 or bf16");
   if (t.precision == "bf16" && t.device.rfind("cuda", 0) != 0)
     train.fail_at("precision", "bf16 (autocast) needs train.device: cuda; CPU training runs in fp32");
+  if (t.zero == 2)
+    train.fail_at("zero",
+                  "2 (gradients reduce-scattered) needs a backend with reduce-scatter (NCCL); posttrain's "
+                  "process groups are Gloo, which has none: use 1 (the gradients are all-reduced, the "
+                  "optimizer state and its update are sharded)");
+  if (t.zero != 0 && t.zero != 1) train.fail_at("zero", "must be 0 (no sharding) or 1 (sharded optimizer state)");
   if (t.log_every <= 0) train.fail_at("log_every", "must be positive");
   if (t.micro_batch_size <= 0) train.fail_at("micro_batch_size", "must be positive");
   if (t.batch_size <= 0 || t.batch_size % (static_cast<int64_t>(world_size) * t.micro_batch_size) != 0)
@@ -157,6 +164,35 @@ Recipe parse_recipe_checked(const std::string& path, const std::vector<std::stri
                                     std::to_string(world_size) + ") x micro_batch_size (" +
                                     std::to_string(t.micro_batch_size) + ")");
   train.finish();
+
+  YamlSection lora = root.section("lora");
+  if (root.has("lora")) {
+    LoraSpec& l = r.lora;
+    l.rank = lora.require<int64_t>("rank");
+    l.alpha = lora.get<double>("alpha", l.alpha);
+    l.dropout = lora.get<double>("dropout", l.dropout);
+    l.target_modules = lora.get<std::vector<std::string>>("target_modules", l.target_modules);
+    if (l.rank <= 0) lora.fail_at("rank", "must be positive");
+    if (l.alpha <= 0) lora.fail_at("alpha", "must be positive");
+    if (l.dropout < 0 || l.dropout >= 1) lora.fail_at("dropout", "must be in [0, 1)");
+    if (l.dropout > 0 && t.activation_checkpointing)
+      lora.fail_at("dropout",
+                   "must be 0 with train.activation_checkpointing (the recomputed layer would draw new "
+                   "dropout masks, and its gradients would not match the forward)");
+    const LoraSpec all;
+    if (l.target_modules.empty()) lora.fail_at("target_modules", "must name at least one projection");
+    for (size_t i = 0; i < l.target_modules.size(); ++i) {
+      const std::string& name = l.target_modules[i];
+      if (std::find(all.target_modules.begin(), all.target_modules.end(), name) == all.target_modules.end())
+        lora.fail_at("target_modules", "\"" + name +
+                                           "\" is not a projection of the Qwen decoder (q_proj, k_proj, v_proj, "
+                                           "o_proj, gate_proj, up_proj, down_proj)");
+      if (std::find(l.target_modules.begin(), l.target_modules.begin() + static_cast<long>(i), name) !=
+          l.target_modules.begin() + static_cast<long>(i))
+        lora.fail_at("target_modules", "names " + name + " twice");
+    }
+    lora.finish();
+  }
 
   YamlSection checkpoint = root.section("checkpoint");
   r.checkpoint.every = checkpoint.get<int64_t>("every", r.checkpoint.every);
@@ -246,7 +282,15 @@ std::string resolved_recipe_yaml(const Recipe& r) {
   out << YAML::Key << "device" << YAML::Value << t.device << YAML::Key << "precision" << YAML::Value << t.precision
       << YAML::Key << "log_every" << YAML::Value << t.log_every;
   out << YAML::Key << "activation_checkpointing" << YAML::Value << t.activation_checkpointing;
+  if (t.zero != 0) out << YAML::Key << "zero" << YAML::Value << t.zero;  // only when set: older runs resolve as before
   out << YAML::EndMap;
+  if (r.lora.enabled()) {  // written only when set, so recipes without LoRA resolve as before
+    out << YAML::Key << "lora" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "rank" << YAML::Value << r.lora.rank << YAML::Key << "alpha" << YAML::Value
+        << shortest(r.lora.alpha) << YAML::Key << "dropout" << YAML::Value << shortest(r.lora.dropout);
+    out << YAML::Key << "target_modules" << YAML::Value << YAML::Flow << r.lora.target_modules;
+    out << YAML::EndMap;
+  }
   out << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "every" << YAML::Value << r.checkpoint.every << YAML::Key << "keep_last" << YAML::Value
       << r.checkpoint.keep_last << YAML::Key << "resume" << YAML::Value << r.checkpoint.resume;

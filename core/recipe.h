@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "core/lora_spec.h"
+
 namespace posttrain {
 
 struct BaseSpec {
@@ -44,6 +46,9 @@ struct TrainSpec {
   // AdamW moments stay float32 (master weights); CPU training is always float32.
   std::string precision = "fp32";
   bool activation_checkpointing = false;  // recompute each layer in backward: less memory, ~1/3 more compute
+  // ZeRO stage: 0 = every rank keeps all of AdamW's state; 1 = each rank keeps and updates 1/N of it
+  // and the updated parameters are all-gathered (trainers/optim.h).
+  int64_t zero = 0;
   int64_t log_every = 1;
 };
 
@@ -72,6 +77,7 @@ struct Recipe {
   BaseSpec base;
   DataSpec data;
   TrainSpec train;
+  LoraSpec lora;
   CheckpointSpec checkpoint;
   std::string output_dir;  // run directory
   std::vector<std::string> plugins;  // shared libraries loaded before `method` is looked up

@@ -160,6 +160,7 @@ Matrix parse_matrix_checked(const std::string& path,
 
   const YAML::Node train = YAML::Clone(top.raw("train"));
   const YAML::Node checkpoint = YAML::Clone(top.raw("checkpoint"));
+  const YAML::Node lora = YAML::Clone(top.raw("lora"));  // shared training setup, like train:
   const YAML::Node evals = resolve_evals(top.raw("evals"), path);
   m.evals = evals;
   m.redteam = top.raw("redteam");  // not cloned: its messages keep their line numbers
@@ -230,6 +231,7 @@ Matrix parse_matrix_checked(const std::string& path,
         recipe_data["train"] = m.data_files[data_kind];
         recipe["data"] = recipe_data;
         if (train && !train.IsNull()) recipe["train"] = YAML::Clone(train);
+        if (lora && !lora.IsNull()) recipe["lora"] = YAML::Clone(lora);
         if (checkpoint && !checkpoint.IsNull()) recipe["checkpoint"] = YAML::Clone(checkpoint);
         if (evals && !evals.IsNull()) recipe["evals"] = YAML::Clone(evals);
         recipe["output_dir"] = (fs::path(m.output_dir) / run.run_name).string();

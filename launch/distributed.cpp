@@ -20,6 +20,10 @@ class SingleProcess : public Distributed {
   int world_size() const override { return 1; }
   int local_rank() const override { return 0; }
   void all_reduce_sum(const std::vector<torch::Tensor>&) override {}
+  void all_gather(const torch::Tensor& local, const torch::Tensor& global) override {
+    TORCH_CHECK(global.numel() == local.numel(), "all_gather: global must be world_size x local");
+    global.copy_(local);
+  }
   void barrier() override {}
 };
 
@@ -53,6 +57,16 @@ class ProcessGroupWorld : public Distributed {
         offset += t.numel();
       }
     }
+  }
+
+  void all_gather(const torch::Tensor& local, const torch::Tensor& global) override {
+    TORCH_CHECK(local.dim() == 1 && global.dim() == 1 && global.numel() == local.numel() * world_,
+                "all_gather: 1-D tensors, global = world_size x local");
+    std::vector<std::vector<torch::Tensor>> outputs(1);
+    for (int r = 0; r < world_; ++r) outputs[0].push_back(global.narrow(0, r * local.numel(), local.numel()));
+    std::vector<torch::Tensor> inputs = {local.contiguous()};
+    // Gloo writes into the output tensors it was given: narrowed views of `global`, so no copy back.
+    group_->allgather(outputs, inputs)->wait();
   }
 
   void barrier() override { group_->barrier()->wait(); }

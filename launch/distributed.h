@@ -1,4 +1,5 @@
-// The small Distributed interface trainers use (rank, world size, gradient all-reduce, barrier),
+// The small Distributed interface trainers use (rank, world size, gradient all-reduce, all-gather
+// of sharded parameters, barrier),
 // backed by a c10d process group over a TCPStore: Gloo on CPU, NCCL on CUDA.
 #pragma once
 
@@ -20,6 +21,9 @@ class Distributed {
   // Sums every tensor in place across ranks. Tensors are packed into flat buckets of about
   // bucket_bytes so a model costs a few collectives, not one per parameter.
   virtual void all_reduce_sum(const std::vector<at::Tensor>& tensors) = 0;
+  // Every rank's `local` (1-D, the same length on every rank) laid end to end in rank order into
+  // `global` (1-D, world_size x that length), on every rank.
+  virtual void all_gather(const at::Tensor& local, const at::Tensor& global) = 0;
   virtual void barrier() = 0;
   double all_reduce_sum(double value);
 };

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "models/lora.h"
 #include "models/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -159,8 +160,50 @@ std::vector<std::string> expected_parameter_names(QwenForCausalLMImpl& model) {
   return names;
 }
 
+namespace {
+
+// An adapter folder: the base (a classifier when the adapter trained a score head), then the adapters.
+QwenForCausalLM load_adapted_model(const std::string& dir, const LoadOptions& options) {
+  const AdapterConfig adapter = read_adapter_config(dir);
+  LoadOptions base_options = options;
+  base_options.adapter_base.clear();
+  if (adapter.classifier) {
+    const std::string weights = (fs::path(dir) / "adapter_model.safetensors").string();
+    const auto stored = fs::exists(weights) ? read_safetensors(weights) : std::map<std::string, torch::Tensor>{};
+    const auto score = stored.find("base_model.model.score.weight");
+    if (score == stored.end() || score->second.dim() != 2)
+      fail(weights, "a SEQ_CLS adapter must hold the score head 'base_model.model.score.weight' [labels, hidden]");
+    const int64_t labels = score->second.size(0);
+    if (options.classifier_labels > 0 && options.classifier_labels != labels)
+      fail(weights, "a classifier with " + std::to_string(labels) + " labels, expected " +
+                        std::to_string(options.classifier_labels));
+    base_options.classifier_labels = labels;
+  }
+  const std::string base = options.adapter_base.empty() ? adapter_base_dir(dir, adapter) : options.adapter_base;
+  // A base that is itself an adapter folder (LoRA trained on a LoRA run's result) loads merged.
+  static thread_local int depth = 0;
+  if (depth >= 8) fail(dir, "adapter folders name each other as base more than 8 deep (a cycle?)");
+  ++depth;
+  QwenForCausalLM model{nullptr};
+  try {
+    base_options.keep_adapters = false;
+    model = load_model(base, base_options);
+  } catch (...) {
+    --depth;
+    throw;
+  }
+  --depth;
+  add_lora(*model, adapter.lora, 0, base, adapter.rslora);
+  load_adapter_weights(*model, dir);
+  if (!options.keep_adapters) merge_lora(*model);
+  return model;
+}
+
+}  // namespace
+
 QwenForCausalLM load_model(const std::string& dir, const LoadOptions& options) {
   if (!fs::is_directory(dir)) fail(dir, "model folder not found");
+  if (is_adapter_dir(dir)) return load_adapted_model(dir, options);
   const std::string config_path = (fs::path(dir) / "config.json").string();
   if (!fs::exists(config_path)) fail(config_path, "missing config.json (is this a HF model folder?)");
   QwenConfig config = load_qwen_config(config_path);
@@ -279,6 +322,8 @@ std::string dtype_to_hf_name(c10::ScalarType dtype) {
 }
 
 void save_model(QwenForCausalLMImpl& model, const std::string& dir, const SaveOptions& options) {
+  // A full folder of an adapted model would hold the adapter tensors under names HF does not know.
+  TORCH_CHECK(!has_lora(model), "save_model: the model has LoRA adapters; save_adapter, or merge_lora first");
   if (fs::exists(dir)) fail(dir, "output folder already exists; choose a new one or remove it");
   const fs::path partial = dir + ".partial";
   fs::remove_all(partial);

@@ -31,9 +31,16 @@ struct LoadOptions {
   // with head_seed. A classifier folder must already have this many labels.
   int64_t classifier_labels = 0;
   uint64_t head_seed = 0;
+  // For a PEFT adapter folder: its base model folder ("" = the adapter's base_model_name_or_path),
+  // and whether the adapters stay attached (else they are merged into the weights on load: the same
+  // outputs, a plain model that trains, saves and runs like any other).
+  std::string adapter_base;
+  bool keep_adapters = false;
 };
 
-// Loads a HF model folder: config.json and model.safetensors or model.safetensors.index.json.
+// Loads a HF model folder: config.json and model.safetensors or model.safetensors.index.json. A PEFT
+// LoRA adapter folder (adapter_config.json, models/lora.h) loads as its base with the adapters merged
+// in (or attached, keep_adapters); the base may itself be an adapter folder.
 // Every parameter the config implies must be present with the right shape and no other tensor may
 // be (a tied model may carry a redundant lm_head.weight). UserError names file and tensor.
 QwenForCausalLM load_model(const std::string& dir, const LoadOptions& options = {});

@@ -36,6 +36,20 @@ torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias) {
 
 }  // namespace
 
+QwenLinearImpl::QwenLinearImpl(int64_t in, int64_t out, bool with_bias) {
+  // Values come from the checkpoint or init_weights; this only sizes the tensors.
+  weight = register_parameter("weight", torch::empty({out, in}));
+  if (with_bias) bias = register_parameter("bias", torch::zeros({out}));
+}
+
+torch::Tensor QwenLinearImpl::forward(const torch::Tensor& x) {
+  auto y = torch::linear(x, weight, bias);  // [..., out]
+  if (!lora_A || !lora_enabled) return y;
+  // PEFT's order: dropout on the input, down to rank with A, up with B, then scale.
+  auto h = is_training() && lora_dropout > 0 ? torch::dropout(x, lora_dropout, /*train=*/true) : x;
+  return y + lora_B(lora_A(h)) * lora_scale;
+}
+
 QwenRMSNormImpl::QwenRMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
   weight = register_parameter("weight", torch::ones({dim}));
 }
@@ -49,10 +63,10 @@ torch::Tensor QwenRMSNormImpl::forward(const torch::Tensor& x) {
 
 QwenAttentionImpl::QwenAttentionImpl(const QwenConfig& c, int64_t layer)
     : num_heads(c.num_attention_heads), num_kv_heads(c.num_key_value_heads), head_dim(c.head_dim), layer_index(layer) {
-  q_proj = register_module("q_proj", make_linear(c.hidden_size, num_heads * head_dim, c.attention_bias));
-  k_proj = register_module("k_proj", make_linear(c.hidden_size, num_kv_heads * head_dim, c.attention_bias));
-  v_proj = register_module("v_proj", make_linear(c.hidden_size, num_kv_heads * head_dim, c.attention_bias));
-  o_proj = register_module("o_proj", make_linear(num_heads * head_dim, c.hidden_size, false));
+  q_proj = register_module("q_proj", QwenLinear(c.hidden_size, num_heads * head_dim, c.attention_bias));
+  k_proj = register_module("k_proj", QwenLinear(c.hidden_size, num_kv_heads * head_dim, c.attention_bias));
+  v_proj = register_module("v_proj", QwenLinear(c.hidden_size, num_kv_heads * head_dim, c.attention_bias));
+  o_proj = register_module("o_proj", QwenLinear(num_heads * head_dim, c.hidden_size, false));
   if (c.qk_norm) {
     q_norm = register_module("q_norm", QwenRMSNorm(head_dim, c.rms_norm_eps));
     k_norm = register_module("k_norm", QwenRMSNorm(head_dim, c.rms_norm_eps));
@@ -129,9 +143,9 @@ torch::Tensor QwenAttentionImpl::forward(const torch::Tensor& x, const torch::Te
 }
 
 QwenMLPImpl::QwenMLPImpl(const QwenConfig& c) {
-  gate_proj = register_module("gate_proj", make_linear(c.hidden_size, c.intermediate_size, false));
-  up_proj = register_module("up_proj", make_linear(c.hidden_size, c.intermediate_size, false));
-  down_proj = register_module("down_proj", make_linear(c.intermediate_size, c.hidden_size, false));
+  gate_proj = register_module("gate_proj", QwenLinear(c.hidden_size, c.intermediate_size, false));
+  up_proj = register_module("up_proj", QwenLinear(c.hidden_size, c.intermediate_size, false));
+  down_proj = register_module("down_proj", QwenLinear(c.intermediate_size, c.hidden_size, false));
 }
 
 torch::Tensor QwenMLPImpl::forward(const torch::Tensor& x) { return down_proj(torch::silu(gate_proj(x)) * up_proj(x)); }
@@ -195,6 +209,10 @@ torch::Tensor QwenModelImpl::forward(const torch::Tensor& input_ids, const torch
   auto cos = angles.cos().to(x.scalar_type());
   auto sin = angles.sin().to(x.scalar_type());
   const bool recompute = checkpoint_layers && cache == nullptr && torch::GradMode::is_enabled() && is_training();
+  // A frozen embedding (LoRA) gives an input without grad; the checkpointed layer would then not
+  // be recorded by autograd at all and its adapters would get no gradient (PEFT's
+  // enable_input_require_grads does the same).
+  if (recompute && !x.requires_grad()) x = x.detach().requires_grad_(true);
   for (const auto& layer : *layers) {
     auto* decoder = layer->as<QwenDecoderLayer>();
     x = recompute ? CheckpointedLayer::apply(x, cos, sin, mask, reinterpret_cast<int64_t>(decoder))

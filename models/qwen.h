@@ -9,6 +9,7 @@
 
 #include <vector>
 
+#include "core/lora_spec.h"
 #include "models/config.h"
 
 namespace posttrain {
@@ -31,6 +32,26 @@ class QwenRMSNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(QwenRMSNorm);
 
+// A projection of the decoder: y = x W^T (+ b), as nn.Linear, plus an optional LoRA update
+// (models/lora.h adds it) registered as PEFT names it, so state_dict keys read
+// "...q_proj.weight" for the base and "...q_proj.lora_A.weight" / "...q_proj.lora_B.weight".
+class QwenLinearImpl : public torch::nn::Module {
+ public:
+  QwenLinearImpl(int64_t in_features, int64_t out_features, bool with_bias);
+  // x [..., in] -> [..., out]: the base projection, plus lora_scale * B A dropout(x) when an
+  // adapter is attached and enabled.
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::Tensor weight;  // [out, in]
+  torch::Tensor bias;  // [out], undefined without bias
+  torch::nn::Linear lora_A{nullptr};  // weight [rank, in]; null without an adapter
+  torch::nn::Linear lora_B{nullptr};  // weight [out, rank]
+  double lora_scale = 0;  // alpha / rank (alpha / sqrt(rank) for rsLoRA)
+  double lora_dropout = 0;  // on the adapter's input, in training mode only
+  bool lora_enabled = true;  // false while AdaptersDisabled holds (the reference model)
+};
+TORCH_MODULE(QwenLinear);
+
 class QwenAttentionImpl : public torch::nn::Module {
  public:
   QwenAttentionImpl(const QwenConfig& config, int64_t layer_index);
@@ -39,7 +60,7 @@ class QwenAttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask, KVCache* cache);
 
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  QwenLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   QwenRMSNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3 only: RMSNorm over head_dim, per head
   int64_t num_heads, num_kv_heads, head_dim, layer_index;
 };
@@ -50,7 +71,7 @@ class QwenMLPImpl : public torch::nn::Module {
   explicit QwenMLPImpl(const QwenConfig& config);
   torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x))
 
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  QwenLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(QwenMLP);
 
@@ -105,6 +126,11 @@ class QwenForCausalLMImpl : public torch::nn::Module {
   torch::nn::Linear lm_head{nullptr};  // registered only for an untied causal LM
   torch::nn::Linear score{nullptr};  // [num_labels, hidden], registered only for a classifier
   QwenConfig config;
+  // LoRA adapters on the projections (models/lora.h): their settings (rank 0: none) and the base
+  // model folder they sit on, both written into the adapter's adapter_config.json.
+  LoraSpec lora;
+  bool lora_rslora = false;
+  std::string lora_base;
 };
 TORCH_MODULE(QwenForCausalLM);
 

@@ -43,8 +43,8 @@ std::string absolute_in(const fs::path& dir, const std::string& path) {
 }
 
 void require_model_folder(YamlSection& section, const std::string& key, const std::string& dir) {
-  if (!fs::exists(fs::path(dir) / "config.json"))
-    section.fail_at(key, dir + " is not an HF model folder (no config.json)");
+  if (!fs::exists(fs::path(dir) / "config.json") && !fs::exists(fs::path(dir) / "adapter_config.json"))
+    section.fail_at(key, dir + " is not an HF model or adapter folder (no config.json)");
 }
 
 // The JSONL records of an item set, each with its id (a string or a number).

@@ -8,6 +8,7 @@
 #include "core/recipe.h"
 #include "core/variants.h"
 #include "core/yaml_reader.h"
+#include "models/lora.h"
 
 namespace fs = std::filesystem;
 
@@ -103,10 +104,14 @@ nlohmann::json run_matrix_redteam(MatrixRedteam plan, const std::vector<std::str
       // a red team per seed would multiply the cost by the seeds for the same question.
       const std::string run = run_name_of(dir);
       if (!attacked_variants.insert(run.substr(0, run.find('/'))).second) continue;
-      const fs::path config = fs::path(dir) / "final" / "config.json";
-      if (!fs::exists(config)) continue;
+      const fs::path final_dir = fs::path(dir) / "final";
+      const fs::path config = final_dir / "config.json";
+      const bool adapter = is_adapter_dir(final_dir.string());  // a LoRA run's final model
+      if (!adapter && !fs::exists(config)) continue;
       // A reward model (a sequence classifier) writes no answers: nothing to attack.
-      if (read_file(config.string()).find("ForSequenceClassification") != std::string::npos) continue;
+      if (adapter ? read_adapter_config(final_dir.string()).classifier
+                  : read_file(config.string()).find("ForSequenceClassification") != std::string::npos)
+        continue;
       plan.spec.policy_dirs.push_back((fs::path(dir) / "final").string());
     }
   return run_redteam(plan.spec);

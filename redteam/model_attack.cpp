@@ -29,8 +29,9 @@ const bool registered = [] {
   register_attack("model",
                   [](YamlSection& options) -> Attack {
                     const std::string dir = options.require<std::string>("dir");
-                    if (!std::filesystem::exists(std::filesystem::path(dir) / "config.json"))
-                      options.fail_at("dir", dir + " is not an HF model folder (no config.json)");
+                    if (!std::filesystem::exists(std::filesystem::path(dir) / "config.json") &&
+                        !std::filesystem::exists(std::filesystem::path(dir) / "adapter_config.json"))
+                      options.fail_at("dir", dir + " is not an HF model or adapter folder (no config.json)");
                     return [dir](const AttackInput& in) { return run_model(in, dir); };
                   },
                   {"the greedy answers of a policy trained elsewhere (option dir: its HF folder)", true});

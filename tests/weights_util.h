@@ -1,4 +1,5 @@
-// Comparing two trained checkpoints for tests that assert two ways of training give the same model.
+// Models for tests: a tiny one in memory, and comparing two trained checkpoints for tests that assert
+// two ways of training give the same model.
 #pragma once
 
 #include <torch/torch.h>
@@ -7,9 +8,20 @@
 #include <string>
 
 #include "models/checkpoint.h"
+#include "models/config.h"
+#include "models/qwen.h"
 #include "tests/test_util.h"
 
 namespace test {
+
+// The tiny preset with a 97-token vocabulary and weights drawn from `seed` (HF's init).
+inline posttrain::QwenForCausalLM tiny_model(uint64_t seed) {
+  posttrain::QwenConfig c = posttrain::preset_config("tiny");
+  c.vocab_size = 97;
+  posttrain::QwenForCausalLM model(c);
+  posttrain::init_weights(*model, seed);
+  return model;
+}
 
 // ||a - b|| / ||a - base|| over all parameters: how far apart two runs ended, measured against how
 // far training moved them. Why not the largest element difference: Adam divides each update by

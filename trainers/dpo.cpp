@@ -10,6 +10,7 @@
 #include "core/yaml_reader.h"
 #include "models/checkpoint.h"
 #include "models/logprobs.h"
+#include "models/lora.h"
 #include "trainers/loop.h"
 #include "trainers/preference_losses.h"
 
@@ -45,6 +46,7 @@ std::vector<double> precomputed_reference(RunContext& ctx, LMTraining& t, QwenFo
       std::vector<int64_t> examples;
       for (int64_t e = first; e < std::min(n, first + chunk); ++e) examples.push_back(e);
       const LMBatch batch = make_lm_batch(t.data, examples, t.tokenizer.pad_id());
+      AdaptersDisabled as_base(reference);
       const ResponseLogProbs lp = response_logprobs(reference, batch, t.bf16_autocast);
       auto s = lp.sums.to(torch::kCPU, torch::kFloat64);
       auto m = lp.means.to(torch::kCPU, torch::kFloat64);
@@ -114,8 +116,7 @@ void train_dpo(RunContext& ctx) {
   QwenForCausalLM reference{nullptr};
   std::vector<double> stored;  // precomputed reference log-probs per example (sums or means)
   if (loss_fn->needs_reference) {
-    reference = load_model(ctx.base_dir, {torch::kFloat32, t.model->lm_head_weight().device()});
-    reference->eval();
+    reference = reference_model(ctx, t);
     if (reference_mode == "precompute") {
       stored = precomputed_reference(ctx, t, *reference, mean);
       reference = nullptr;  // not needed in memory any more
@@ -138,6 +139,7 @@ void train_dpo(RunContext& ctx) {
       }
       if (reference) {
         torch::NoGradGuard no_grad;
+        AdaptersDisabled as_base(*reference);
         const ResponseLogProbs ref_lp = response_logprobs(*reference, batch, t.bf16_autocast);
         auto ref = (mean ? ref_lp.means : ref_lp.sums).view({-1, 2});
         lp.reference_chosen = ref.select(1, 0);

@@ -15,6 +15,7 @@
 #include "models/autocast.h"
 #include "models/checkpoint.h"
 #include "models/logprobs.h"
+#include "models/lora.h"
 #include "trainers/loop.h"
 #include "trainers/rl_math.h"
 #include "trainers/rollouts.h"
@@ -32,6 +33,7 @@ void train_grpo(RunContext& ctx) {
   const int64_t epochs = options.get<int64_t>("epochs", 1);
   const double missing_eos_penalty = options.get<double>("missing_eos_penalty", 0.0);
   const GenerationOptions sampling = read_sampling_options(options);
+  const int64_t generation_batch = read_generation_batch(options, ctx);
   const AdvantageEstimator* estimator = find_advantage_estimator(estimator_name);
   if (estimator == nullptr) {
     std::string known;
@@ -54,8 +56,7 @@ void train_grpo(RunContext& ctx) {
   LMTraining t = setup_lm_training(ctx, "prompts");
   QwenForCausalLM reference{nullptr};
   if (beta > 0) {
-    reference = load_model(ctx.base_dir, {torch::kFloat32, t.model->device()});
-    reference->eval();
+    reference = reference_model(ctx, t);
   }
   const int64_t per_rank = spec.batch_size / ctx.world_size;  // batch_size counts prompts
   for (int64_t step = t.start_step; step < spec.steps; ++step) {
@@ -63,7 +64,7 @@ void train_grpo(RunContext& ctx) {
     // 1. Rollouts: G responses to each of this rank's prompts, from the current policy.
     auto clock = std::chrono::steady_clock::now();
     std::vector<double> entropies;
-    const auto rollouts = step_rollouts(ctx, t, step, group, sampling, &entropies);
+    const auto rollouts = step_rollouts(ctx, t, step, group, sampling, generation_batch, &entropies);
     stats.rank0_values["time/generate_s"] = seconds_since(clock);
 
     // 2. No-grad pass: log-probs of the sampled tokens under the sampling policy and the reference.

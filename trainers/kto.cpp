@@ -13,6 +13,7 @@
 #include "core/yaml_reader.h"
 #include "models/checkpoint.h"
 #include "models/logprobs.h"
+#include "models/lora.h"
 #include "trainers/loop.h"
 #include "trainers/preference_losses.h"
 
@@ -57,8 +58,7 @@ void train_kto(RunContext& ctx) {
   if (ctx.only_check_options) return;
 
   LMTraining t = setup_lm_training(ctx, "unpaired");
-  QwenForCausalLM reference = load_model(ctx.base_dir, {torch::kFloat32, t.model->device()});
-  reference->eval();
+  QwenForCausalLM reference = reference_model(ctx, t);
   const int64_t per_rank = spec.batch_size / ctx.world_size;
   for (int64_t step = t.start_step; step < spec.steps; ++step) {
     StepStats stats;
@@ -79,8 +79,9 @@ void train_kto(RunContext& ctx) {
       std::vector<int64_t> rows(static_cast<size_t>(per_rank));
       for (int64_t i = 0; i < per_rank; ++i) rows[static_cast<size_t>(i)] = i;
       for (const auto& micro : split_micro_batches(rows, spec.micro_batch_size)) {
-        auto r = response_sums(*t.model, mismatched, micro, t.tokenizer.pad_id(), t.bf16_autocast) -
-                 response_sums(*reference, mismatched, micro, t.tokenizer.pad_id(), t.bf16_autocast);
+        auto policy = response_sums(*t.model, mismatched, micro, t.tokenizer.pad_id(), t.bf16_autocast);
+        AdaptersDisabled as_base(*reference);
+        auto r = policy - response_sums(*reference, mismatched, micro, t.tokenizer.pad_id(), t.bf16_autocast);
         kl_sum += r.sum().item<double>();
       }
     }
@@ -93,6 +94,7 @@ void train_kto(RunContext& ctx) {
       torch::Tensor ref;
       {
         torch::NoGradGuard no_grad;
+        AdaptersDisabled as_base(*reference);
         ref = response_sums(*reference, t.data, micro, t.tokenizer.pad_id(), t.bf16_autocast);
       }
       std::vector<float> labels;

@@ -14,6 +14,7 @@
 #include "models/checkpoint.h"
 #include "models/flops.h"
 #include "models/logprobs.h"
+#include "models/lora.h"
 #include "trainers/checkpointing.h"
 
 namespace fs = std::filesystem;
@@ -21,6 +22,16 @@ namespace fs = std::filesystem;
 namespace posttrain {
 
 namespace {
+
+// Adapter dropout draws from the global generator. Seeding it from (seed, step, rank) as each step
+// starts makes the step's masks independent of what ran before it (setup, hooks, earlier steps), so
+// a resumed run repeats them.
+void seed_step_randomness(const RunContext& ctx, int64_t step) {
+  if (ctx.recipe.lora.dropout <= 0) return;
+  const uint64_t mixed = ctx.recipe.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) * 0xBF58476D1CE4E5B9ull +
+                         static_cast<uint64_t>(ctx.rank) * 0x94D049BB133111EBull;
+  torch::manual_seed(mixed);
+}
 
 double peak_rss_mib() {
   struct rusage usage {};
@@ -59,8 +70,23 @@ LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind, int6
   t.model = load_model(ctx.base_dir, load);
   t.model->model->checkpoint_layers = recipe.train.activation_checkpointing;
   t.model->train();
-  for (const auto& item : t.model->named_parameters()) t.params.emplace_back(item.key(), item.value());
-  t.optimizer = std::make_unique<AdamW>(t.params, recipe.train);
+  if (recipe.lora.enabled()) {
+    // Only the adapters (and a reward model's fresh head) train; the base is frozen, has no
+    // gradients and no optimizer state.
+    add_lora(*t.model, recipe.lora, recipe.seed, ctx.base_dir);
+    t.params = train_only_adapters(*t.model);
+  } else {
+    for (const auto& item : t.model->named_parameters()) t.params.emplace_back(item.key(), item.value());
+  }
+  int64_t trainable = 0, total = 0;
+  for (const auto& [name, p] : t.params) trainable += p.numel();
+  for (const auto& p : t.model->parameters()) total += p.numel();
+  ctx.manifest["parameters"] = {{"trainable", trainable}, {"total", total}};
+  // train.zero: 1 shards AdamW's state over the ranks (a world of one keeps it whole).
+  t.optimizer = std::make_unique<AdamW>(t.params, recipe.train, recipe.train.zero == 1 ? ctx.dist : nullptr);
+  if (t.optimizer->sharded())
+    ctx.manifest["optimizer_shard"] = {
+        {"elements", t.optimizer->slice_length()}, {"of", t.optimizer->total_elements()}, {"ranks", ctx.world_size}};
   if (recipe.checkpoint.resume == "auto") {
     if (auto latest = latest_checkpoint(ctx.run_dir)) {
       t.start_step = load_training_checkpoint(*latest, *t.model, *t.optimizer, &t.method_state);
@@ -96,6 +122,7 @@ void keep_metrics_through(const std::string& run_dir, int64_t step) {
 }
 
 std::vector<int64_t> step_batch(const RunContext& ctx, int64_t size, int64_t step) {
+  seed_step_randomness(ctx, step);  // every trainer draws its step's batch first
   const int64_t batch = ctx.recipe.train.batch_size;
   return sample_indices(size, ctx.recipe.seed, step * batch, batch);
 }
@@ -204,14 +231,25 @@ bool finish_step(RunContext& ctx, LMTraining& t, int64_t step, StepStats stats) 
   }
   const CheckpointSpec& checkpoint = ctx.recipe.checkpoint;
   if (checkpoint.every > 0 && (step + 1) % checkpoint.every == 0 && step + 1 < spec.steps) {
-    if (ctx.rank == 0)
+    if (ctx.rank == 0 || t.optimizer->sharded())  // sharded: every rank writes its shard
       save_training_checkpoint(*t.model, *t.optimizer, step + 1, ctx.run_dir, ctx.tokenizer_dir, checkpoint.keep_last,
-                               &t.method_state);
+                               &t.method_state, ctx.dist);
     ctx.dist->barrier();  // nobody runs ahead of a checkpoint that a restart may resume from
     ctx.run_policy_hook(*t.model, step + 1, HookPoint::kCheckpoint);
   }
   ctx.run_policy_hook(*t.model, step + 1, HookPoint::kStep);
   return true;
+}
+
+QwenForCausalLM reference_model(RunContext& ctx, LMTraining& t) {
+  if (has_lora(*t.model)) {  // shares the policy; not switched to eval mode
+    ctx.manifest["reference"] = "the policy with its adapters disabled";
+    return t.model;
+  }
+  ctx.manifest["reference"] = "the base, loaded again";
+  QwenForCausalLM reference = load_model(ctx.base_dir, {torch::kFloat32, t.model->device()});
+  reference->eval();
+  return reference;
 }
 
 Moments global_moments(RunContext& ctx, double sum, double sum_sq, double count) {
@@ -225,14 +263,19 @@ Moments global_moments(RunContext& ctx, double sum, double sum_sq, double count)
 
 void finish_training(RunContext& ctx, LMTraining& t) {
   t.progress->finish();
-  if (ctx.rank == 0) {
+  if (ctx.rank == 0 || t.optimizer->sharded())
     save_training_checkpoint(*t.model, *t.optimizer, ctx.recipe.train.steps, ctx.run_dir, ctx.tokenizer_dir,
-                             ctx.recipe.checkpoint.keep_last, &t.method_state);
+                             ctx.recipe.checkpoint.keep_last, &t.method_state, ctx.dist);
+  if (ctx.rank == 0) {
     const std::string final_dir = (fs::path(ctx.run_dir) / "final").string();
     fs::remove_all(final_dir);
-    SaveOptions save;
-    save.tokenizer_dir = ctx.tokenizer_dir;
-    save_model(*t.model, final_dir, save);
+    if (has_lora(*t.model)) {  // a PEFT adapter folder on the base (posttrain merge makes a full one)
+      save_adapter(*t.model, final_dir, ctx.tokenizer_dir);
+    } else {
+      SaveOptions save;
+      save.tokenizer_dir = ctx.tokenizer_dir;
+      save_model(*t.model, final_dir, save);
+    }
     ctx.manifest["final_model"] = fs::absolute(final_dir).string();
     ctx.manifest["final_sha256"] = model_weights_sha256(final_dir);
   }

@@ -43,8 +43,15 @@ struct LMTraining {
 // model) with a fresh `score` head drawn from the recipe seed.
 LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind = "sft", int64_t classifier_labels = 0);
 
+// The frozen reference of the methods that pull towards or measure against the base (DPO, KTO, PPO,
+// GRPO with a KL term): the base loaded once more in eval mode, or, when the recipe trains LoRA
+// adapters, the policy itself (no second copy of the weights). Run every reference forward under
+// AdaptersDisabled (models/lora.h), which bypasses the adapters and leaves a plain model as it is.
+QwenForCausalLM reference_model(RunContext& ctx, LMTraining& training);
+
 // The step's global batch: train.batch_size indices into `size` items, drawn from (seed, step), the
 // same on every rank without communication.
+// Every trainer calls it first in each step; it also seeds the step's adapter dropout (lora.dropout).
 std::vector<int64_t> step_batch(const RunContext& ctx, int64_t size, int64_t step);
 
 // Drops the lines of metrics.jsonl logged after `step` (and a torn last line): on a resume from a

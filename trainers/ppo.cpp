@@ -28,6 +28,7 @@
 #include "models/autocast.h"
 #include "models/checkpoint.h"
 #include "models/logprobs.h"
+#include "models/lora.h"
 #include "trainers/checkpointing.h"
 #include "trainers/loop.h"
 #include "trainers/rl_math.h"
@@ -119,6 +120,7 @@ void train_ppo(RunContext& ctx) {
   const int64_t minibatches = options.get<int64_t>("minibatches", 1);
   const double missing_eos_penalty = options.get<double>("missing_eos_penalty", 0.0);
   const GenerationOptions sampling = read_sampling_options(options);
+  const int64_t generation_batch = read_generation_batch(options, ctx);
   if (samples < 1) options.fail_at("samples_per_prompt", "must be at least 1");
   if (beta < 0) options.fail_at("kl_coef", "must be >= 0");
   if (kl_target < 0) options.fail_at("kl_target", "must be >= 0 (0: fixed kl_coef)");
@@ -149,8 +151,7 @@ void train_ppo(RunContext& ctx) {
 
   LMTraining t = setup_lm_training(ctx, "prompts");
   if (t.method_state.contains("kl_coef")) beta = t.method_state["kl_coef"].get<double>();  // resumed
-  QwenForCausalLM reference = load_model(ctx.base_dir, {torch::kFloat32, t.model->device()});
-  reference->eval();
+  QwenForCausalLM reference = reference_model(ctx, t);
   // The critic, with its own AdamW: separate, the base's body (or a reward model's) with a scalar
   // head; shared, a scalar head [1, hidden] (+ bias) on the policy's final hidden states.
   const bool shared = critic_mode == "shared";
@@ -201,7 +202,7 @@ void train_ppo(RunContext& ctx) {
     // 1. Rollouts: responses to each of this rank's prompts, from the current policy.
     auto clock = std::chrono::steady_clock::now();
     std::vector<double> entropies;
-    const auto rollouts = step_rollouts(ctx, t, step, samples, sampling, &entropies);
+    const auto rollouts = step_rollouts(ctx, t, step, samples, sampling, generation_batch, &entropies);
     stats.rank0_values["time/generate_s"] = seconds_since(clock);
 
     // 2. No-grad pass: sampling-policy and reference log-probs, critic values.

@@ -6,6 +6,7 @@
 
 #include "core/rng.h"
 #include "models/logprobs.h"
+#include "models/lora.h"
 #include "trainers/rl_math.h"
 
 namespace posttrain {
@@ -13,7 +14,7 @@ namespace posttrain {
 std::vector<Rollout> sample_rollouts(QwenForCausalLMImpl& policy, const Tokenizer& tokenizer,
                                      const PromptDataset& prompts, const std::vector<int64_t>& prompt_indices,
                                      int64_t first_position, int64_t group, GenerationOptions options, uint64_t seed,
-                                     int64_t step, std::vector<double>* entropies) {
+                                     int64_t step, int64_t prompts_per_call, std::vector<double>* entropies) {
   torch::NoGradGuard no_grad;
   uint64_t state = seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(step + 1));
   options.seed = splitmix64(state);
@@ -21,22 +22,27 @@ std::vector<Rollout> sample_rollouts(QwenForCausalLMImpl& policy, const Tokenize
   options.record_entropy = entropies != nullptr;
   options.vocab_limit = tokenizer.id_count();
   std::vector<Rollout> rollouts;
-  for (size_t i = 0; i < prompt_indices.size(); ++i) {
-    const auto& prompt = prompts.prompts[static_cast<size_t>(prompt_indices[i])];
-    // One call per prompt: the same batch shape whatever the rank split, so the same numbers.
-    options.first_stream = static_cast<uint64_t>((first_position + static_cast<int64_t>(i)) * group);
-    const auto out = generate(policy, std::vector<std::vector<int32_t>>(static_cast<size_t>(group), prompt), options);
-    for (int64_t k = 0; k < group; ++k) {
+  const int64_t count = static_cast<int64_t>(prompt_indices.size());
+  for (int64_t first = 0; first < count; first += prompts_per_call) {
+    // One batched generate: row (i - first) * group + k is sample k of prompt i, drawing from stream
+    // (first_position + i) * group + k.
+    const int64_t last = std::min(count, first + prompts_per_call);
+    std::vector<std::vector<int32_t>> rows;
+    for (int64_t i = first; i < last; ++i)
+      for (int64_t k = 0; k < group; ++k) rows.push_back(prompts.prompts[static_cast<size_t>(prompt_indices[i])]);
+    options.first_stream = static_cast<uint64_t>((first_position + first) * group);
+    const auto out = generate(policy, rows, options);
+    for (size_t row = 0; row < rows.size(); ++row) {
       Rollout r;
-      r.record = prompts.records[static_cast<size_t>(prompt_indices[i])];
-      r.prompt_ids = prompt;
-      r.response_ids = out.new_ids[static_cast<size_t>(k)];
-      r.stopped = out.stopped[static_cast<size_t>(k)];
+      r.record = prompts.records[static_cast<size_t>(prompt_indices[first + static_cast<int64_t>(row) / group])];
+      r.prompt_ids = rows[row];
+      r.response_ids = out.new_ids[row];
+      r.stopped = out.stopped[row];
       std::vector<int32_t> text_ids = r.response_ids;
       if (r.stopped && !text_ids.empty()) text_ids.pop_back();
       r.response_text = tokenizer.decode(text_ids);
       if (entropies != nullptr) {
-        const auto& e = out.entropies[static_cast<size_t>(k)];
+        const auto& e = out.entropies[row];
         double sum = 0;
         for (float v : e) sum += v;
         entropies->push_back(e.empty() ? 0.0 : sum / static_cast<double>(e.size()));
@@ -48,10 +54,28 @@ std::vector<Rollout> sample_rollouts(QwenForCausalLMImpl& policy, const Tokenize
 }
 
 std::vector<Rollout> step_rollouts(const RunContext& ctx, LMTraining& t, int64_t step, int64_t group,
-                                   const GenerationOptions& sampling, std::vector<double>* entropies) {
+                                   const GenerationOptions& sampling, int64_t prompts_per_call,
+                                   std::vector<double>* entropies) {
   const auto mine = rank_share(ctx, step_batch(ctx, t.prompts.size(), step));
   return sample_rollouts(*t.model, t.tokenizer, t.prompts, mine, rank_offset(ctx), group, sampling, ctx.recipe.seed,
-                         step, entropies);
+                         step, prompts_per_call, entropies);
+}
+
+int64_t read_generation_batch(YamlSection& options, const RunContext& ctx) {
+  const int64_t per_rank = ctx.recipe.train.batch_size / ctx.world_size;  // batch_size counts prompts
+  if (options.has("generation_batch")) {
+    const int64_t value = options.get<int64_t>("generation_batch", 16);
+    if (value < 1 || per_rank % value != 0)
+      options.fail_at("generation_batch", "(" + std::to_string(value) + ") must divide each rank's " +
+                                              std::to_string(per_rank) +
+                                              " prompts (train.batch_size / world_size), so no generate call "
+                                              "straddles two ranks");
+    return value;
+  }
+  options.get<int64_t>("generation_batch", 16);  // known key
+  int64_t value = std::min<int64_t>(16, per_rank);
+  while (per_rank % value != 0) --value;
+  return value;
 }
 
 GenerationOptions read_sampling_options(YamlSection& options) {
@@ -116,8 +140,10 @@ std::vector<RolloutBatch> score_rollouts(LMTraining& t, QwenForCausalLMImpl* ref
         batch_token_logprobs(*t.model, mb.batch, t.bf16_autocast, policy_hidden ? &hidden : nullptr, temperature)
             .view({B, -1});
     if (policy_hidden != nullptr) policy_hidden->push_back(hidden);
-    if (reference != nullptr)
+    if (reference != nullptr) {
+      AdaptersDisabled as_base(*reference);
       mb.ref_logp = batch_token_logprobs(*reference, mb.batch, t.bf16_autocast, nullptr, temperature).view({B, -1});
+    }
     batches.push_back(std::move(mb));
   }
   *sequence_kl = sequence_kl_estimate(batches, rollouts.size(), "k1");

@@ -20,22 +20,31 @@
 
 namespace posttrain {
 
-// `group` sampled responses to each of `prompt_indices`. Sample k of the prompt at position p of the
-// step's global batch draws from stream p * group + k of a generator seeded by (seed, step), so the
-// rollouts do not depend on how prompts are split across ranks. `entropies` (optional) receives the
-// mean per-token entropy of each response's sampling distribution.
+// `group` sampled responses to each of `prompt_indices`, generated `prompts_per_call` prompts (x
+// group rows) per batched generate. Sample k of the prompt at position p of the step's global batch
+// draws from stream p * group + k of a generator seeded by (seed, step). A row's numbers depend on
+// the other rows of its call (padding, the matmul's shape), so the calls hold consecutive positions
+// of the global batch: the same calls, and the same rollouts, on any number of ranks whose share
+// prompts_per_call divides. `entropies` (optional) receives the mean per-token entropy of each
+// response's sampling distribution.
 std::vector<Rollout> sample_rollouts(QwenForCausalLMImpl& policy, const Tokenizer& tokenizer,
                                      const PromptDataset& prompts, const std::vector<int64_t>& prompt_indices,
                                      int64_t first_position, int64_t group, GenerationOptions options, uint64_t seed,
-                                     int64_t step, std::vector<double>* entropies = nullptr);
+                                     int64_t step, int64_t prompts_per_call, std::vector<double>* entropies = nullptr);
 
 // This rank's rollouts for `step`: every rank draws the same global batch of train.batch_size prompts
 // and samples `group` responses to each prompt of its own slice.
 std::vector<Rollout> step_rollouts(const RunContext& ctx, LMTraining& t, int64_t step, int64_t group,
-                                   const GenerationOptions& sampling, std::vector<double>* entropies);
+                                   const GenerationOptions& sampling, int64_t prompts_per_call,
+                                   std::vector<double>* entropies);
 
 // max_new_tokens, temperature, top_k, top_p of a method's options, checked.
 GenerationOptions read_sampling_options(YamlSection& options);
+
+// generation_batch of a method's options: prompts per batched generate (default 16, lowered to the
+// largest divisor of each rank's prompt count); a value given must divide that count
+// (batch_size / world_size), so that no call straddles two ranks.
+int64_t read_generation_batch(YamlSection& options, const RunContext& ctx);
 
 // The per-response metrics every RL method logs, as sums over this rank's rollouts (metric_count is
 // set to their number): kl (sum over tokens of k1), entropy, response_length, stopped_fraction, and

@@ -20,6 +20,7 @@
 #include "launch/cpu_threads.h"
 #include "models/checkpoint.h"
 #include "models/config.h"
+#include "models/lora.h"
 #include "models/tokenizer.h"
 #include "trainers/checkpointing.h"
 #include "trainers/plugin.h"
@@ -129,6 +130,13 @@ std::string model_weights_sha256(const std::string& dir) {
   std::sort(files.begin(), files.end());
   std::string combined;
   for (const auto& f : files) combined += f + " " + sha256_file((fs::path(dir) / f).string()) + "\n";
+  // An adapter is its weights on its base: two equal adapters on other bases are other models.
+  if (is_adapter_dir(dir)) {
+    const AdapterConfig adapter = read_adapter_config(dir);
+    combined += "base " + model_weights_sha256(adapter_base_dir(dir, adapter)) + "\n";
+    combined += "r " + std::to_string(adapter.lora.rank) + " alpha " + std::to_string(adapter.lora.alpha) +
+                (adapter.rslora ? " rslora" : "") + "\n";
+  }
   return sha256_hex(combined);
 }
 

@@ -274,3 +274,33 @@ TEST_CASE("a matrix folder's runs come in matrix.json's order, else sorted", "[v
                                                    {"run": "alpha/seed-2"}, {"run": "alpha/seed-10"}]})");
   CHECK(names() == std::vector<std::string>{"zeta/seed-2", "zeta/seed-10", "alpha/seed-2", "alpha/seed-10", "extra"});
 }
+
+TEST_CASE("lora in a matrix is shared setup; a variant that changes it is reported by the controls",
+          "[variants][lora]") {
+  test::TempDir tmp("matrix-lora");
+  std::string text = matrix_text(tmp / "out", "  - {name: dpo-r8, method: dpo, overrides: [lora.rank=8]}\n");
+  text.replace(text.find("evals:\n"), 7, "lora: {rank: 4, alpha: 8}\nevals:\n");
+  test::write_text(tmp / "m.yaml", text);
+  const Matrix m = parse_matrix(tmp / "m.yaml", no_plugins, kind_of);
+  REQUIRE(m.variants.size() == 3);
+  std::vector<std::string> run_dirs;
+  for (const auto& v : m.variants) {
+    test::write_text(tmp / (v.name + ".yaml"), v.recipe_yaml);
+    const Recipe r = parse_recipe(tmp / (v.name + ".yaml"), {}, 1);
+    CHECK(r.lora.rank == (v.name == "dpo-r8" ? 8 : 4));
+    CHECK(r.lora.alpha == 8);
+    // A finished run folder as far as the controls read it: its resolved recipe and manifest.
+    const std::string dir = tmp / ("runs/" + v.name);
+    fs::create_directories(dir);
+    test::write_text(dir + "/recipe.resolved.yaml", resolved_recipe_yaml(r));
+    test::write_text(dir + "/manifest.json", R"({"status": "completed"})");
+    run_dirs.push_back(dir);
+  }
+  const auto controls = check_controls(run_dirs, nullptr);
+  REQUIRE(controls["differences"].size() == 1);
+  CHECK(controls["differences"][0]["key"] == "lora.rank");
+  CHECK(controls["differences"][0]["values"]["dpo-r8"] == "8");
+  CHECK(controls["differences"][0]["values"]["sft"] == "4");
+  const auto same = check_controls({run_dirs[0], run_dirs[1]}, nullptr);
+  CHECK(same["differences"].empty());
+}

@@ -97,6 +97,76 @@ TEST_CASE("2 workers give the same losses and weights as 1 worker with the same 
   expect_same_as_reference(tmp / "two");
 }
 
+TEST_CASE("train.zero: 1 on 2 ranks: half the AdamW state each, the same weights, shards that resume and re-shard",
+          "[launch][distributed][zero]") {
+  test::TempDir tmp("launch-zero");
+  const std::string launch = env_prefix() + test::posttrain_bin() + " launch --nproc-per-node 2 --master-port ";
+  auto plain = test::run(launch + std::to_string(next_port()) + " " + recipe_args(tmp / "plain"));
+  REQUIRE(plain.exit_code == 0);
+  auto zero = test::run(launch + std::to_string(next_port()) + " " + recipe_args(tmp / "zero") + " train.zero=1");
+  INFO(zero.output);
+  REQUIRE(zero.exit_code == 0);
+  // Sharding moves only where the update is computed: the weights equal the unsharded run's.
+  auto a = posttrain::load_model(tmp / "zero/final"), b = posttrain::load_model(tmp / "plain/final");
+  auto pb = b->named_parameters();
+  double largest = 0;
+  for (const auto& item : a->named_parameters())
+    largest = std::max(largest, (item.value() - pb[item.key()]).abs().max().item<double>());
+  CHECK(largest <= 1e-5);
+  expect_same_as_reference(tmp / "zero");  // and 2 ranks == 1 rank, as without sharding
+
+  // Each rank's state is its half of all parameters' moments (the last shard may be shorter).
+  int64_t total = 0;
+  for (const auto& p : a->parameters()) total += p.numel();
+  const auto manifest = nlohmann::json::parse(test::read_text(tmp / "zero/manifest.json"));
+  CHECK(manifest["optimizer_shard"]["of"] == total);
+  CHECK(manifest["optimizer_shard"]["elements"] == (total + 1) / 2);
+  const std::string checkpoint = tmp / "zero/checkpoints/step-000004";
+  CHECK_FALSE(test::fs::exists(checkpoint + "/optimizer.safetensors"));
+  const auto index = nlohmann::json::parse(test::read_text(checkpoint + "/optimizer.index.json"));
+  REQUIRE(index["shards"].size() == 2);
+  int64_t covered = 0;
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto& shard = index["shards"][rank];
+    const auto tensors = posttrain::read_safetensors(checkpoint + "/" + shard["file"].get<std::string>());
+    CHECK(tensors.at("exp_avg").numel() == shard["length"].get<int64_t>());
+    CHECK(tensors.at("exp_avg_sq").numel() == shard["length"].get<int64_t>());
+    CHECK(shard["length"].get<int64_t>() == (rank == 0 ? (total + 1) / 2 : total - (total + 1) / 2));
+    covered += shard["length"].get<int64_t>();
+  }
+  CHECK(covered == total);
+
+  // The step-2 shards resumed by 1 rank (a world of one keeps the state whole): re-sharded on load.
+  const std::string whole = test::read_text(tmp / "zero/final/model.safetensors");
+  test::fs::copy(tmp / "zero/final", tmp / "whole", test::fs::copy_options::recursive);
+  const auto rewind = [&] {
+    test::fs::remove_all(tmp / "zero/final");
+    test::fs::remove_all(tmp / "zero/checkpoints/step-000004");
+  };
+  rewind();
+  auto one = test::run(env_prefix() + test::posttrain_bin() + " run " + recipe_args(tmp / "zero") + " train.zero=1");
+  INFO(one.output);
+  REQUIRE(one.exit_code == 0);
+  CHECK(one.output.find("resumed from") != std::string::npos);
+  CHECK(test::relative_weight_difference(tmp / "zero/final", tmp / "whole") < 1e-3);
+  CHECK(test::fs::exists(tmp / "zero/checkpoints/step-000004/optimizer.safetensors"));  // written whole
+  // Resumed from the same shards on 2 ranks: bit-identical to the uninterrupted run.
+  rewind();
+  auto resumed = test::run(launch + std::to_string(next_port()) + " " + recipe_args(tmp / "zero") + " train.zero=1");
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK(resumed.output.find("resumed from") != std::string::npos);
+  CHECK(test::read_text(tmp / "zero/final/model.safetensors") == whole);
+}
+
+TEST_CASE("zero: 2 is refused on Gloo with one line", "[launch][zero]") {
+  test::TempDir tmp("zero-2");
+  auto r = test::run(env_prefix() + test::posttrain_bin() + " run " + recipe_args(tmp / "x") + " train.zero=2");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("train.zero 2 (gradients reduce-scattered) needs a backend with reduce-scatter") !=
+        std::string::npos);
+}
+
 TEST_CASE("2 nodes x 1 process via --nnodes/--node-rank equal 1 worker", "[launch][distributed]") {
   test::TempDir tmp("launch-nodes");
   const std::string port = std::to_string(next_port());

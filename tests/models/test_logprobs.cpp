@@ -9,6 +9,7 @@
 
 #include "models/logprobs.h"
 #include "models/qwen.h"
+#include "tests/weights_util.h"
 
 TEST_CASE("chunked log-probs on a hand-worked case", "[models][logprobs]") {
   // hidden = [1, 0] and weight rows [0,0], [1,0], [0,1] give logits [0, 1, 0]:
@@ -52,14 +53,7 @@ TEST_CASE("chunked log-probs equal the unchunked reference, values and gradients
 
 namespace {
 
-// The tiny preset with a 97-token vocabulary and weights drawn from `seed`.
-posttrain::QwenForCausalLM tiny_model(uint64_t seed) {
-  posttrain::QwenConfig c = posttrain::preset_config("tiny");
-  c.vocab_size = 97;
-  posttrain::QwenForCausalLM model(c);
-  posttrain::init_weights(*model, seed);
-  return model;
-}
+using test::tiny_model;
 
 }  // namespace
 

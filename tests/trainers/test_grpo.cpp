@@ -81,7 +81,8 @@ TEST_CASE("with the KL in the reward, kl_estimator decides the penalty the rewar
 
 TEST_CASE("GRPO on 2 ranks equals 1 rank", "[trainers][grpo][distributed]") {
   test::TempDir tmp("grpo-ranks");
-  const std::string extra = "train.steps=3 checkpoint.every=0";
+  // Rollouts are generated 2 prompts per call on both (the calls then hold the same prompts).
+  const std::string extra = "train.steps=3 checkpoint.every=0 grpo.generation_batch=2";
   REQUIRE(cli(grpo_args(tmp / "one", extra)).exit_code == 0);
   const int port = 21000 + static_cast<int>(::getpid()) % 19000;
   auto two = cli("launch --nproc-per-node 2 --master-port " + std::to_string(port) + " " + test::source_dir() +
@@ -111,4 +112,11 @@ TEST_CASE("a GRPO run resumed from its step-10 checkpoint ends with the same wei
   CHECK(r.output.find("resumed from") != std::string::npos);
   CHECK(test::read_text(tmp / "resumed/final/model.safetensors") ==
         test::read_text(tmp / "full/final/model.safetensors"));
+}
+
+TEST_CASE("a generation_batch that would straddle two ranks is refused naming the key", "[trainers][grpo]") {
+  test::TempDir tmp("grpo-genbatch");
+  auto r = cli(grpo_args(tmp / "x", "grpo.generation_batch=3"));
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("grpo.generation_batch (3) must divide each rank's 4 prompts") != std::string::npos);
 }

@@ -59,8 +59,10 @@ TEST_CASE("PPO raises the bandit reward with a bounded KL, and a large KL coeffi
 
 TEST_CASE("PPO on 2 ranks equals 1 rank", "[trainers][ppo][distributed]") {
   test::TempDir tmp("ppo-ranks");
-  // 2 steps of 2 epochs x 1 minibatch: 4 updates of policy and critic on the same rollouts.
-  const std::string extra = "train.steps=2 checkpoint.every=0 ppo.minibatches=1 train.micro_batch_size=4";
+  // 2 steps of 2 epochs x 1 minibatch: 4 updates of policy and critic on the same rollouts. Rollouts
+  // are generated 4 prompts per call on both, so both generate the same calls.
+  const std::string extra =
+      "train.steps=2 checkpoint.every=0 ppo.minibatches=1 train.micro_batch_size=4 ppo.generation_batch=4";
   REQUIRE(cli("run " + recipe_args(tmp / "one", extra)).exit_code == 0);
   const int port = 21000 + static_cast<int>(::getpid()) % 19000;
   auto two =
