@@ -43,6 +43,7 @@ bench: build
 	$(BUILD_DIR)/bin/bench_tokenizer
 	$(BUILD_DIR)/bin/bench_model --preset small
 	$(BUILD_DIR)/bin/bench_model --preset qwen2.5-0.5b --batch 1 --seq 512 --new-tokens 16
+	$(BUILD_DIR)/bin/bench_decode --preset qwen2.5-0.5b
 	$(BUILD_DIR)/bin/bench_sft --preset small
 	$(BUILD_DIR)/bin/bench_sft --preset qwen2.5-0.5b --batch 4 --micro 2 --steps 4
 	$(BUILD_DIR)/bin/bench_sft --preset qwen2.5-0.5b --batch 4 --micro 2 --steps 4 --lora 16

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <limits>
 
+#include "models/matvec.h"
+
 namespace posttrain {
 
 namespace {
@@ -43,7 +45,7 @@ QwenLinearImpl::QwenLinearImpl(int64_t in, int64_t out, bool with_bias) {
 }
 
 torch::Tensor QwenLinearImpl::forward(const torch::Tensor& x) {
-  auto y = torch::linear(x, weight, bias);  // [..., out]
+  auto y = linear_rows(x, weight, bias);  // [..., out]
   if (!lora_A || !lora_enabled) return y;
   // PEFT's order: dropout on the input, down to rank with A, up with B, then scale.
   auto h = is_training() && lora_dropout > 0 ? torch::dropout(x, lora_dropout, /*train=*/true) : x;

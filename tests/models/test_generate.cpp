@@ -7,6 +7,7 @@
 
 #include "models/generate.h"
 #include "models/logprobs.h"
+#include "models/matvec.h"
 
 namespace {
 
@@ -149,4 +150,31 @@ TEST_CASE("sampling filters: top-k, top-p and temperature on a known distributio
   options.temperature = 0.5;  // p^2 renormalised: 0.25, 0.09, 0.0225, 0.0025 over 0.365
   auto sharp = histogram(options);
   CHECK(sharp[1] / 20000.0 == Approx(0.25 / 0.365).margin(0.015));
+}
+
+TEST_CASE("a single row times a weight matrix equals a float64 oracle, split over threads or not",
+          "[models][generate]") {
+  torch::manual_seed(3);
+  // in: below one SIMD width, ragged tails of 8 and 32, the 0.5B hidden size; out up to 5000 rows
+  // (several threads' share at the kernel's grain); with and without bias; [in], [1, in], [1, 1, in].
+  for (int64_t in : {5, 37, 64, 896}) {
+    for (int64_t out : {3, 130, 5000}) {
+      auto weight = torch::randn({out, in});
+      auto bias = torch::randn({out});
+      auto x = torch::randn({1, 1, in});
+      auto oracle = torch::matmul(weight.to(torch::kFloat64), x.view({in}).to(torch::kFloat64));  // [out]
+      torch::NoGradGuard no_grad;
+      auto y = posttrain::linear_rows(x, weight);
+      REQUIRE(y.sizes() == torch::IntArrayRef({1, 1, out}));
+      CHECK(torch::allclose(y.view({out}).to(torch::kFloat64), oracle, 1e-5, 1e-5));
+      auto with_bias = posttrain::linear_rows(x.view({in}), weight, bias);
+      REQUIRE(with_bias.sizes() == torch::IntArrayRef({out}));
+      CHECK(torch::allclose(with_bias.to(torch::kFloat64), oracle + bias.to(torch::kFloat64), 1e-5, 1e-5));
+    }
+  }
+  // Under autograd it must still give gradients (it falls back to torch::linear there).
+  auto weight = torch::randn({7, 9}, torch::requires_grad());
+  auto x = torch::randn({1, 9});
+  posttrain::linear_rows(x, weight).sum().backward();
+  CHECK(torch::allclose(weight.grad(), x.expand({7, 9})));
 }
