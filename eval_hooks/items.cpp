@@ -125,48 +125,98 @@ CsvTable read_csv(const std::string& path) {
   return table;
 }
 
+namespace {
+
+// A TruthfulQA targets field as (answer, label) pairs in the file's order. Two shapes exist: the
+// upstream mc_task.json maps answer -> 0/1; Hugging Face's truthful_qa "multiple_choice" rows
+// (and lm-eval's truthfulqa_mc tasks) hold {"choices": [...], "labels": [...]}.
+std::vector<std::pair<std::string, int>> truthfulqa_targets(const nlohmann::ordered_json& targets,
+                                                            const std::string& field, const std::string& where) {
+  std::vector<std::pair<std::string, int>> out;
+  if (targets.is_object() && targets.contains("choices") && targets.contains("labels")) {
+    const auto &choices = targets["choices"], &labels = targets["labels"];
+    if (!choices.is_array() || !labels.is_array() || choices.size() != labels.size())
+      fail(where, "\"" + field + "\": \"choices\" and \"labels\" must be lists of the same length");
+    for (size_t k = 0; k < choices.size(); ++k) {
+      if (!choices[k].is_string() || !labels[k].is_number_integer())
+        fail(where, "\"" + field + "\": choices must be strings and labels 0 or 1");
+      out.emplace_back(choices[k].get<std::string>(), labels[k].get<int>() != 0 ? 1 : 0);
+    }
+    return out;
+  }
+  if (!targets.is_object()) fail(where, "\"" + field + "\" must be an object");
+  for (const auto& [answer, label] : targets.items()) {
+    if (!label.is_number_integer()) fail(where, "\"" + field + "\" values must be 0 or 1");
+    out.emplace_back(answer, label.get<int>() != 0 ? 1 : 0);
+  }
+  return out;
+}
+
+McItem truthfulqa_item(const nlohmann::ordered_json& q, const std::string& where, size_t index) {
+  if (!q.is_object() || !q.contains("question") || !q["question"].is_string() || !q.contains("mc1_targets") ||
+      !q.contains("mc2_targets"))
+    fail(where, "needs \"question\" (string), \"mc1_targets\" and \"mc2_targets\"");
+  McItem item;
+  item.id = "truthfulqa-" + std::to_string(index);
+  item.question = q["question"].get<std::string>();
+  for (const auto& [answer, label] : truthfulqa_targets(q["mc2_targets"], "mc2_targets", where)) {
+    item.choices.push_back(answer);
+    item.truth.push_back(label);
+  }
+  int mc1_true = 0;
+  for (const auto& [answer, label] : truthfulqa_targets(q["mc1_targets"], "mc1_targets", where)) {
+    const auto at = std::find(item.choices.begin(), item.choices.end(), answer);
+    const int choice = static_cast<int>(at - item.choices.begin());
+    if (at == item.choices.end()) {  // not among MC2's answers: score it too
+      item.choices.push_back(answer);
+      item.truth.push_back(label);
+    }
+    item.acc_choices.push_back(choice);
+    if (label != 0) {
+      item.gold = choice;
+      ++mc1_true;
+    }
+  }
+  if (mc1_true != 1) fail(where, "mc1_targets must have exactly one true answer");
+  return item;
+}
+
+}  // namespace
+
 std::vector<McItem> load_truthfulqa(const std::string& path) {
   std::vector<McItem> items;
-  if (path.size() >= 5 && path.substr(path.size() - 5) == ".json") {
+  auto ends_with = [&](const std::string& suffix) {
+    return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  if (ends_with(".jsonl")) {  // one question a line, either targets shape
     check_file(path);
-    nlohmann::ordered_json all;  // MC1's true answer is the first key: keep the file's key order
+    std::istringstream lines(read_file(path));
+    std::string line;
+    for (size_t number = 1; std::getline(lines, line); ++number) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const std::string where = path + ":" + std::to_string(number);
+      nlohmann::ordered_json q;  // MC1's true answer is the first key: keep the file's key order
+      try {
+        q = nlohmann::ordered_json::parse(line);
+      } catch (const std::exception& e) {
+        fail(where, std::string("not valid JSON: ") + e.what());
+      }
+      items.push_back(truthfulqa_item(q, where, items.size()));
+    }
+    if (items.empty()) fail(path, "no questions");
+    return items;
+  }
+  if (ends_with(".json")) {
+    check_file(path);
+    nlohmann::ordered_json all;
     try {
       all = nlohmann::ordered_json::parse(read_file(path));
     } catch (const std::exception& e) {
       fail(path, std::string("not valid JSON: ") + e.what());
     }
     if (!all.is_array()) fail(path, "must be a JSON array of {question, mc1_targets, mc2_targets}");
-    for (size_t k = 0; k < all.size(); ++k) {
-      const auto& q = all[k];
-      const std::string where = path + ": item " + std::to_string(k);
-      if (!q.is_object() || !q.contains("question") || !q["question"].is_string() || !q.contains("mc1_targets") ||
-          !q["mc1_targets"].is_object() || !q.contains("mc2_targets") || !q["mc2_targets"].is_object())
-        fail(where, "needs \"question\" (string), \"mc1_targets\" and \"mc2_targets\" (objects answer -> 0/1)");
-      McItem item;
-      item.id = "truthfulqa-" + std::to_string(k);
-      item.question = q["question"].get<std::string>();
-      for (const auto& [answer, label] : q["mc2_targets"].items()) {
-        if (!label.is_number_integer()) fail(where, "mc2_targets values must be 0 or 1");
-        item.choices.push_back(answer);
-        item.truth.push_back(label.get<int>() != 0 ? 1 : 0);
-      }
-      int mc1_true = 0;
-      for (const auto& [answer, label] : q["mc1_targets"].items()) {
-        const auto at = std::find(item.choices.begin(), item.choices.end(), answer);
-        int index = static_cast<int>(at - item.choices.begin());
-        if (at == item.choices.end()) {  // not among MC2's answers: score it too
-          item.choices.push_back(answer);
-          item.truth.push_back(label.get<int>() != 0 ? 1 : 0);
-        }
-        item.acc_choices.push_back(index);
-        if (label.is_number_integer() && label.get<int>() != 0) {
-          item.gold = index;
-          ++mc1_true;
-        }
-      }
-      if (mc1_true != 1) fail(where, "mc1_targets must have exactly one true answer");
-      items.push_back(item);
-    }
+    for (size_t k = 0; k < all.size(); ++k)
+      items.push_back(truthfulqa_item(all[k], path + ": item " + std::to_string(k), k));
     return items;
   }
   const CsvTable table = read_csv(path);

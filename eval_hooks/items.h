@@ -59,7 +59,8 @@ CsvTable read_csv(const std::string& path);
 
 // TruthfulQA from mc_task.json (choices: mc2_targets in file order; gold: MC1's true answer; acc over
 // the MC1 set) or from TruthfulQA.csv (choices: Correct Answers then Incorrect Answers, split on
-// "; "; gold: Best Answer; acc over Best Answer + Incorrect Answers).
+// "; "; gold: Best Answer; acc over Best Answer + Incorrect Answers), or from JSONL, one question a
+// line with targets as answer -> 0/1 or as Hugging Face's {"choices": [...], "labels": [...]}.
 std::vector<McItem> load_truthfulqa(const std::string& path);
 // {"question", "choices": [...], "answer": index} (+ optional "id", "truth": [0/1 per choice]).
 std::vector<McItem> load_mc_jsonl(const std::string& path);

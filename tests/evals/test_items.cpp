@@ -80,6 +80,36 @@ TEST_CASE("TruthfulQA mc_task.json keeps the file's key order (MC1's true answer
   CHECK(contains(test::user_error_of([&] { load_truthfulqa(tmp / "two.json"); }), "exactly one true answer"));
 }
 
+TEST_CASE("TruthfulQA as Hugging Face's JSONL rows loads the same items as mc_task.json", "[evals][loaders]") {
+  test::TempDir tmp("tqa-hf");
+  test::write_text(tmp / "mc.json", R"J([{"question": "Q?", "mc1_targets": {"Zebra.": 1, "Apple.": 0},
+    "mc2_targets": {"Zebra.": 1, "Yes.": 1, "Apple.": 0}}, {"question": "R?", "mc1_targets": {"No.": 0, "Si.": 1},
+    "mc2_targets": {"Si.": 1, "No.": 0}}])J");
+  test::write_text(
+      tmp / "hf.jsonl",
+      "{\"question\": \"Q?\", \"mc1_targets\": {\"choices\": [\"Zebra.\", \"Apple.\"], \"labels\": [1, 0]}, "
+      "\"mc2_targets\": {\"choices\": [\"Zebra.\", \"Yes.\", \"Apple.\"], \"labels\": [1, 1, 0]}}\n"
+      "{\"question\": \"R?\", \"mc1_targets\": {\"choices\": [\"No.\", \"Si.\"], \"labels\": [0, 1]}, "
+      "\"mc2_targets\": {\"choices\": [\"Si.\", \"No.\"], \"labels\": [1, 0]}}\n");
+  const auto upstream = load_truthfulqa(tmp / "mc.json"), hf = load_truthfulqa(tmp / "hf.jsonl");
+  REQUIRE(hf.size() == 2);
+  for (size_t k = 0; k < 2; ++k) {
+    CHECK(hf[k].question == upstream[k].question);
+    CHECK(hf[k].choices == upstream[k].choices);
+    CHECK(hf[k].truth == upstream[k].truth);
+    CHECK(hf[k].gold == upstream[k].gold);
+    CHECK(hf[k].acc_choices == upstream[k].acc_choices);
+  }
+  // Choices follow MC2's order; MC1's true "Si." is MC2's first choice, MC1's own order is No., Si.
+  CHECK(hf[1].gold == 0);
+  CHECK(hf[1].acc_choices == std::vector<int>{1, 0});
+  test::write_text(tmp / "bad.jsonl",
+                   "{\"question\": \"Q?\", \"mc1_targets\": {\"choices\": [\"A.\"], \"labels\": [1, 0]}, "
+                   "\"mc2_targets\": {\"choices\": [\"A.\"], \"labels\": [1]}}\n");
+  CHECK(contains(test::user_error_of([&] { load_truthfulqa(tmp / "bad.jsonl"); }),
+                 "bad.jsonl:1: \"mc1_targets\": \"choices\" and \"labels\" must be lists of the same length"));
+}
+
 TEST_CASE("the real datasets load every row", "[evals][loaders][shared]") {
   const std::string shared = test::shared_dir() + "/datasets";
   if (!fs::exists(shared + "/truthfulqa/mc_task.json")) {
