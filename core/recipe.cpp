@@ -111,8 +111,9 @@ Recipe parse_recipe_checked(const std::string& path, const std::vector<std::stri
   r.data.max_length = data.get<int64_t>("max_length", r.data.max_length);
   r.data.skip_bad_records = data.get<bool>("skip_bad_records", r.data.skip_bad_records);
   r.data.pack = data.get<bool>("pack", r.data.pack);
-  if (r.data.format != "auto" && r.data.format != "messages" && r.data.format != "prompt_completion")
-    data.fail_at("format", "must be auto, messages or prompt_completion");
+  if (r.data.format != "auto" && r.data.format != "messages" && r.data.format != "prompt_completion" &&
+      r.data.format != "text")
+    data.fail_at("format", "must be auto, messages, prompt_completion or text");
   if (r.data.max_length < 2) data.fail_at("max_length", "must be at least 2");
   data.finish();
 

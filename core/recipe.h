@@ -23,7 +23,7 @@ struct BaseSpec {
 
 struct DataSpec {
   std::string train;  // JSONL file (TRL conventions)
-  std::string format = "auto";  // auto | messages | prompt_completion
+  std::string format = "auto";  // auto | messages | prompt_completion | text
   int64_t max_length = 512;  // longer examples are truncated (and counted)
   bool skip_bad_records = false;
   bool pack = false;  // SFT: pack each micro-batch's examples into rows of max_length (no cross-attention)

@@ -50,8 +50,10 @@ void tokenize_record(const json& record, const std::string& format, const Tokeni
       kind = "messages";
     else if (record.contains("prompt") && record.contains("completion"))
       kind = "prompt_completion";
+    else if (record.contains("text"))
+      kind = "text";
     else
-      fail(where, "cannot tell the format: expected \"messages\" or \"prompt\" + \"completion\"");
+      fail(where, "cannot tell the format: expected \"messages\", \"prompt\" + \"completion\" or \"text\"");
   }
   auto mark_spans = [&](const RenderedChat& chat, size_t from) {
     for (const auto& [begin, end] : chat.assistant_spans)
@@ -65,6 +67,14 @@ void tokenize_record(const json& record, const std::string& format, const Tokeni
     ids = chat.ids;
     mask.assign(ids.size(), 0);
     mark_spans(chat, 0);
+    return;
+  }
+  if (kind == "text") {  // TRL's language modelling format: every token, then EOS, as TRL appends it
+    if (!record.contains("text") || !record["text"].is_string()) fail(where, "\"text\" must be a string");
+    ids = tokenizer.encode(record["text"].get<std::string>());
+    if (ids.empty()) fail(where, "empty example");
+    ids.push_back(tokenizer.eos_id());
+    mask.assign(ids.size(), 1);
     return;
   }
   if (!record.contains("prompt")) fail(where, "missing \"prompt\"");

@@ -76,12 +76,14 @@ TEST_CASE("loss masks cover exactly the assistant turns", "[trainers][sft]") {
       R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Goodbye."}]})"
       "\n"
       R"({"prompt": "Reverse abc:", "completion": " cba"})"
+      "\n"
+      R"({"text": "Plain text to model."})"
       "\n");
   posttrain::DataSpec spec;
   spec.train = tmp / "d.jsonl";
   auto data = posttrain::tokenize_sft_jsonl(spec, tokenizer);
-  REQUIRE(data.size() == 2);
-  auto batch = posttrain::make_lm_batch(data, {0, 1}, tokenizer.pad_id());
+  REQUIRE(data.size() == 3);
+  auto batch = posttrain::make_lm_batch(data, {0, 1, 2}, tokenizer.pad_id());
   auto targets_of = [&](int64_t row) {
     std::vector<int32_t> ids;
     for (int64_t t = 0; t < batch.targets.size(1); ++t)
@@ -91,7 +93,15 @@ TEST_CASE("loss masks cover exactly the assistant turns", "[trainers][sft]") {
   };
   CHECK(targets_of(0) == "Hello.<|im_end|>Goodbye.<|im_end|>");
   CHECK(targets_of(1) == " cba<|im_end|>");
-  CHECK(batch.loss_tokens == posttrain::count_loss_tokens(data, {0, 1}));
+  CHECK(targets_of(2) == " text to model.<|im_end|>");  // language modelling: every token after the first
+  CHECK(batch.loss_tokens == posttrain::count_loss_tokens(data, {0, 1, 2}));
+  // It trains: TRL's {"text"} records through `posttrain run`.
+  const std::string recipe = write_recipe(tmp, "output_dir: " + tmp / "run" + "\n");
+  test::write_text(tmp / "lm.jsonl", "{\"text\": \"The sky is blue.\"}\n{\"text\": \"Grass is green.\"}\n");
+  auto result = run_recipe(recipe, "data.train=" + tmp / "lm.jsonl" + " data.format=text train.steps=2");
+  INFO(result.output);
+  REQUIRE(result.exit_code == 0);
+  CHECK(test::run_metrics(tmp / "run").size() == 2);
 }
 
 TEST_CASE("same recipe and seed give a bit-identical final checkpoint", "[trainers][sft]") {
