@@ -9,6 +9,7 @@ packages=(
   libyaml-cpp-dev libboost-program-options-dev libhdf5-dev nlohmann-json3-dev
   libpcre2-dev libutf8proc-dev libssl-dev catch2 libgloo-dev
   chromium-headless-shell  # the report test renders report.html and takes a screenshot
+  python3-jinja2  # the peer that core/jinja.h is tested against (tests/core/test_jinja.cpp)
   bubblewrap  # the hackathon judge runs plugin submissions in its sandbox (core/sandbox.h)
 )
 

@@ -1,0 +1,64 @@
+// A Jinja2 template engine: the subset that Hugging Face chat templates and lm-eval-harness task
+// templates use (expressions, filters, tests, if / for / set / macro, loop variables, the string
+// methods the Qwen templates call, raise_exception, HF's {% generation %} blocks).
+//
+// Why one is written here: chat templates and lm-eval prompts are Jinja, Debian packages no C++
+// Jinja engine, and posttrain must render a template exactly as Python's jinja2 does (a checkpoint
+// must see in training the bytes apply_chat_template gives it later). tests/core/test_jinja.cpp
+// compares every rendering with python3-jinja2's, byte for byte.
+//
+// Anything outside the subset (an unknown tag, filter or test, a mutating method) is an error
+// naming the template's origin and line, never literal text or a silent no-op.
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace posttrain {
+
+struct JinjaOptions {
+  bool trim_blocks = false;  // drop the first newline after a block tag or comment
+  bool lstrip_blocks = false;  // drop spaces and tabs before a block tag that starts a line
+  bool keep_trailing_newline = false;  // jinja2's default drops one newline at the template's end
+  bool strict_undefined = false;  // printing or testing an undefined value is an error
+  // tojson as transformers binds it (json.dumps, insertion order, non-ASCII kept) rather than
+  // jinja2's own (sorted keys, <>&' escaped as \u003c...).
+  bool transformers_tojson = false;
+};
+
+// The environment transformers' apply_chat_template renders with.
+JinjaOptions chat_template_options();
+// The environment lm-eval-harness renders doc_to_text / doc_to_target / doc_to_choice with.
+JinjaOptions lm_eval_options();
+
+struct JinjaRender {
+  std::string text;
+  // [begin, end) byte offsets of each {% generation %} ... {% endgeneration %} block's output.
+  std::vector<std::pair<size_t, size_t>> generation_spans;
+};
+
+class JinjaTemplate {
+ public:
+  // Parses now: syntax errors, unknown tags, filters and tests throw UserError("<origin>:<line>: ...").
+  JinjaTemplate(const std::string& source, const std::string& origin, JinjaOptions options = {});
+  ~JinjaTemplate();
+  JinjaTemplate(JinjaTemplate&&) noexcept;
+  JinjaTemplate& operator=(JinjaTemplate&&) noexcept;
+
+  // `context` is an object whose keys become the template's variables (key order is kept, as
+  // Python's dicts keep it). Runtime errors (raise_exception, a type error) throw UserError.
+  JinjaRender render(const nlohmann::ordered_json& context) const;
+
+ private:
+  struct Parsed;
+  std::unique_ptr<Parsed> parsed_;
+};
+
+// Python's repr of a float (shortest round-trip digits; 1e-05, 1e+16, 2.0), as str() and json.dumps
+// print it.
+std::string python_float_repr(double value);
+
+}  // namespace posttrain
