@@ -820,6 +820,7 @@ struct Renderer {
   std::vector<std::pair<size_t, size_t>> spans;
   std::vector<std::map<std::string, Value>> scopes;  // [0]: the context and top-level sets
   std::map<std::string, Value> globals;
+  int macro_depth = 0;
 
   Value lookup(const std::string& name) const {
     for (auto it = scopes.rbegin(); it != scopes.rend(); ++it) {
@@ -1095,6 +1096,11 @@ struct Unary : Expr {
   }
 };
 
+// Limits that keep a hostile template (it ships inside a model folder) from exhausting the stack
+// or memory: Python would raise RecursionError / MemoryError there.
+constexpr uint64_t kMaxRepeatedSize = uint64_t{1} << 26;  // items (or bytes) a `*` may build
+constexpr int kMaxDepth = 200;  // macro calls, and nesting while parsing
+
 int64_t floor_div(int64_t a, int64_t b) {
   int64_t q = a / b;
   if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
@@ -1120,6 +1126,9 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b, int line
     if ((seq->kind == Value::kString || seq->kind == Value::kList) &&
         (count->kind == Value::kInt || count->kind == Value::kBool)) {
       const int64_t n = count->kind == Value::kInt ? count->i : count->b;
+      const size_t unit = seq->kind == Value::kString ? seq->s.size() : seq->list->size();
+      if (n > 0 && unit > 0 && static_cast<uint64_t>(n) > kMaxRepeatedSize / unit)
+        throw RenderError{"a repeated sequence over " + std::to_string(kMaxRepeatedSize) + " items", line};
       if (seq->kind == Value::kString) {
         std::string text;
         for (int64_t k = 0; k < n; ++k) text += seq->s;
@@ -1134,9 +1143,27 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b, int line
   const bool ints = a.kind != Value::kFloat && b.kind != Value::kFloat;
   const int64_t x = a.kind == Value::kInt ? a.i : a.b, y = b.kind == Value::kInt ? b.i : b.b;
   const double fx = a.number(), fy = b.number();
-  if (op == "+") return ints ? Value::integer(x + y) : Value::real(fx + fy);
-  if (op == "-") return ints ? Value::integer(x - y) : Value::real(fx - fy);
-  if (op == "*") return ints ? Value::integer(x * y) : Value::real(fx * fy);
+  // Python's ints have no limit; past int64 this engine says so rather than wrap around.
+  auto checked = [&](bool overflowed, int64_t value) {
+    if (overflowed) throw RenderError{"integer overflow in " + op + " (beyond 64 bits)", line};
+    return Value::integer(value);
+  };
+  int64_t result = 0;
+  if (op == "+") {
+    if (!ints) return Value::real(fx + fy);
+    const bool overflowed = __builtin_add_overflow(x, y, &result);  // before `result` is read
+    return checked(overflowed, result);
+  }
+  if (op == "-") {
+    if (!ints) return Value::real(fx - fy);
+    const bool overflowed = __builtin_sub_overflow(x, y, &result);  // before `result` is read
+    return checked(overflowed, result);
+  }
+  if (op == "*") {
+    if (!ints) return Value::real(fx * fy);
+    const bool overflowed = __builtin_mul_overflow(x, y, &result);  // before `result` is read
+    return checked(overflowed, result);
+  }
   if (op == "/") {
     if (fy == 0) throw RenderError{"division by zero", line};
     return Value::real(fx / fy);
@@ -1148,10 +1175,13 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b, int line
     return Value::real(op == "//" ? q : fx - q * fy);
   }
   if (op == "**") {
-    if (ints && y >= 0) {
-      int64_t result = 1;
-      for (int64_t k = 0; k < y; ++k) result *= x;
-      return Value::integer(result);
+    if (ints && y >= 0) {  // by squaring: at most 63 steps before an overflow
+      int64_t power = 1, base = x;
+      for (int64_t e = y; e > 0; e >>= 1) {
+        if ((e & 1) && __builtin_mul_overflow(power, base, &power)) return checked(true, 0);
+        if (e > 1 && __builtin_mul_overflow(base, base, &base)) return checked(true, 0);
+      }
+      return Value::integer(power);
     }
     return Value::real(std::pow(fx, fy));
   }
@@ -1338,6 +1368,13 @@ struct MacroStmt : Stmt {
     Renderer* renderer = &r;
     r.scopes.back()[name] = Value::function([self, renderer](Args& args) {
       Renderer& rr = *renderer;
+      if (rr.macro_depth >= kMaxDepth)
+        throw RenderError{"macro '" + self->name + "' nested deeper than " + std::to_string(kMaxDepth), args.line};
+      struct DepthGuard {
+        int& depth;
+        explicit DepthGuard(int& d) : depth(d) { ++depth; }
+        ~DepthGuard() { --depth; }
+      } guard(rr.macro_depth);
       std::map<std::string, Value> locals;
       for (size_t k = 0; k < self->params.size(); ++k) {
         const auto& param = self->params[k];
@@ -1532,6 +1569,11 @@ class Parser {
   }
 
   StmtPtr parse_statement(const std::string& tag, int line) {
+    enter(line);
+    struct Leave {
+      int& depth;
+      ~Leave() { --depth; }
+    } leave{depth_};
     if (tag == "if") {
       auto stmt = std::make_unique<IfStmt>();
       stmt->line = line;
@@ -1750,7 +1792,17 @@ class Parser {
   ExprPtr parse_pow() { return left_assoc(&Parser::parse_filtered_unary, {"**"}, false); }  // left-assoc in jinja2
   ExprPtr parse_filtered_unary() { return parse_unary(true); }
 
+  // Every operand passes through here, and every nested statement through parse_statement.
+  void enter(int line) {
+    if (++depth_ > kMaxDepth) fail(line, "nested deeper than " + std::to_string(kMaxDepth) + " levels");
+  }
+
   ExprPtr parse_unary(bool with_filter) {
+    enter(peek().line ? peek().line : line_);
+    struct Leave {
+      int& depth;
+      ~Leave() { --depth; }
+    } leave{depth_};
     ExprPtr value;
     if (is_op("-") || is_op("+")) {
       auto u = node<Unary>();
@@ -1961,6 +2013,7 @@ class Parser {
   const std::vector<Token>* tokens_ = nullptr;
   size_t pos_ = 0;
   int line_ = 1;
+  int depth_ = 0;  // parse_unary / parse_statement frames open
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ std::vector<ordered_json> peer_render(const std::vector<PeerCase>& cases) {
   test::TempDir dir("jinja-peer");
   test::write_text(dir / "cases.json", input.dump());
   const auto result = test::run("python3 " + test::source_dir() + "/tests/core/jinja_peer.py < " +
-                                           (dir / "cases.json") + " > " + (dir / "peer.json"));
+                                (dir / "cases.json") + " > " + (dir / "peer.json"));
   INFO(result.output);
   REQUIRE(result.exit_code == 0);
   std::vector<ordered_json> out;
@@ -54,8 +54,7 @@ TEST_CASE("chat and lm-eval templates render byte for byte as python3-jinja2 ren
     WARN("skipped: python3-jinja2 is not installed (scripts/install-deps.sh installs it)");
     return;
   }
-  const auto corpus =
-      ordered_json::parse(test::read_text(test::source_dir() + "/tests/core/jinja_corpus.json"));
+  const auto corpus = ordered_json::parse(test::read_text(test::source_dir() + "/tests/core/jinja_corpus.json"));
   std::vector<std::pair<std::string, std::string>> chat_templates;
   for (auto it = corpus["chat_templates"].begin(); it != corpus["chat_templates"].end(); ++it)
     chat_templates.emplace_back(it.key(), it.value().get<std::string>());
@@ -157,6 +156,16 @@ TEST_CASE("a template outside the supported subset fails with its origin and lin
         "t.jinja: the template raised: roles must alternate");
   // The immutable sandbox: lists cannot be changed from a template.
   CHECK(user_error_of([&] { render("{% set xs = [] %}{{ xs.append(1) }}", none); }) != "");
+  // A template ships inside a model folder: it must not be able to crash or exhaust the process.
+  CHECK(user_error_of([&] { render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", none); }) ==
+        "t.jinja:1: macro 'f' nested deeper than 200");
+  CHECK(user_error_of([&] {
+          render("{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}", none);
+        }).find("nested deeper than 200 levels") != std::string::npos);
+  CHECK(user_error_of([&] { render("{{ 'ab' * 1000000000000 }}", none); }) != "");
+  CHECK(user_error_of([&] { render("{{ 2 ** 64 }}", none); }) == "t.jinja:1: integer overflow in ** (beyond 64 bits)");
+  CHECK(render("{{ 2 ** 62 }} {{ (-3) ** 3 }} {{ 9223372036854775807 - 1 }}", none) ==
+        "4611686018427387904 -27 9223372036854775806");
   // Strict undefined (lm-eval): a missing document field is an error, not an empty string.
   CHECK(user_error_of([&] { render("{{ question }}", none, posttrain::lm_eval_options()); }) ==
         "t.jinja:1: 'question' is undefined");
