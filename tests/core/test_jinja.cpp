@@ -113,6 +113,39 @@ TEST_CASE("chat and lm-eval templates render byte for byte as python3-jinja2 ren
   CHECK(rendered["chatml_generation"] == 60);  // every conversation, with its generation spans
 }
 
+TEST_CASE("Qwen3's training template renders Qwen3's text, with one generation span per assistant turn",
+          "[core][jinja][peer]") {
+  if (!have_python_jinja2()) {
+    WARN("skipped: python3-jinja2 is not installed (scripts/install-deps.sh installs it)");
+    return;
+  }
+  const auto corpus = ordered_json::parse(test::read_text(test::source_dir() + "/tests/core/jinja_corpus.json"));
+  const auto qwen3 = ordered_json::parse(test::read_text(test::tokenizer_dir() + "/tokenizer_config.json"));
+  const std::string original = qwen3["chat_template"].get<std::string>();
+  const std::string training = test::read_text(test::source_dir() + "/models/chat_templates/qwen3_training.jinja");
+  std::vector<PeerCase> cases;
+  for (const auto& conversation : corpus["conversations"]) cases.push_back({"qwen3", original, true, conversation});
+  const auto expected = peer_render(cases);  // the original template, rendered by jinja2
+  const posttrain::JinjaTemplate variant(training, "qwen3_training.jinja", posttrain::chat_template_options());
+  for (size_t k = 0; k < cases.size(); ++k) {
+    INFO("conversation " << k);
+    REQUIRE(expected[k].contains("text"));
+    const auto out = variant.render(cases[k].context);
+    CHECK(out.text == expected[k]["text"].get<std::string>());
+    // One span per assistant message: it starts right after "<|im_start|>assistant\n" and ends
+    // with that turn's "<|im_end|>".
+    size_t assistants = 0;
+    for (const auto& m : cases[k].context["messages"]) assistants += m["role"] == "assistant";
+    REQUIRE(out.generation_spans.size() == assistants);
+    for (const auto& [begin, end] : out.generation_spans) {
+      const std::string header = "<|im_start|>assistant\n";
+      REQUIRE(begin >= header.size());
+      CHECK(out.text.compare(begin - header.size(), header.size(), header) == 0);
+      CHECK(out.text.compare(end - 10, 10, "<|im_end|>") == 0);
+    }
+  }
+}
+
 TEST_CASE("jinja2's whitespace rules and generation spans, worked out by hand", "[core][jinja]") {
   const ordered_json none = ordered_json::object();
   // trim_blocks eats the newline after a block tag; lstrip_blocks the indentation before one.
