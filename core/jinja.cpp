@@ -1386,6 +1386,10 @@ struct MacroStmt : Stmt {
         throw RenderError{
             "macro '" + self->name + "' takes not more than " + std::to_string(self->params.size()) + " argument(s)",
             args.line};
+      for (const auto& keyword : args.keywords)
+        if (std::none_of(self->params.begin(), self->params.end(),
+                         [&](const auto& param) { return param.first == keyword.first; }))
+          throw RenderError{"macro '" + self->name + "' takes no keyword argument '" + keyword.first + "'", args.line};
       // A macro sees the template's top level and its own arguments, not its caller's locals.
       std::vector<std::map<std::string, Value>> saved_scopes = {rr.scopes.front(), locals};
       std::swap(saved_scopes, rr.scopes);

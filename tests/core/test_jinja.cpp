@@ -189,6 +189,8 @@ TEST_CASE("a template outside the supported subset fails with its origin and lin
         "t.jinja: the template raised: roles must alternate");
   // The immutable sandbox: lists cannot be changed from a template.
   CHECK(user_error_of([&] { render("{% set xs = [] %}{{ xs.append(1) }}", none); }) != "");
+  CHECK(user_error_of([&] { render("{% macro f(a) %}{{ a }}{% endmacro %}{{ f(a=1, b=2) }}", none); }) ==
+        "t.jinja:1: macro 'f' takes no keyword argument 'b'");
   // A template ships inside a model folder: it must not be able to crash or exhaust the process.
   CHECK(user_error_of([&] { render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", none); }) ==
         "t.jinja:1: macro 'f' nested deeper than 200");
