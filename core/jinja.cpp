@@ -1976,7 +1976,48 @@ class Parser {
     if (found == filters().end()) fail(filter->line, "no filter named '" + filter->name + "'");
     filter->fn = found->second;
     if (is_op("(")) filter->args = parse_call_args();
+    check_filter_arguments(*filter);
     return filter;
+  }
+
+  // jinja2 raises on an argument a filter does not take; a typo such as tojson(indnt=2) must not
+  // be dropped silently here either. Each filter's parameters, in positional order (parameters of
+  // jinja2's that this engine does not implement are left out, so using them is an error).
+  void check_filter_arguments(const FilterExpr& filter) const {
+    static const std::map<std::string, std::vector<std::string>> parameters = {
+        {"default", {"default_value", "boolean"}},
+        {"d", {"default_value", "boolean"}},
+        {"dictsort", {"case_sensitive", "by", "reverse"}},
+        {"float", {"default"}},
+        {"int", {"default", "base"}},
+        {"indent", {"width", "first", "blank"}},
+        {"join", {"d", "attribute"}},
+        {"max", {"case_sensitive"}},
+        {"min", {"case_sensitive"}},
+        {"replace", {"old", "new", "count"}},
+        {"round", {"precision", "method"}},
+        {"sort", {"reverse", "case_sensitive", "attribute"}},
+        {"sum", {"attribute", "start"}},
+        {"tojson", {"indent", "ensure_ascii", "separators", "sort_keys"}},
+        {"trim", {"chars"}},
+        {"unique", {"case_sensitive", "attribute"}},
+    };
+    // map, select, reject, selectattr and rejectattr pass their extra arguments on to a filter or test.
+    static const std::set<std::string> variadic = {"map", "select", "reject", "selectattr", "rejectattr"};
+    if (variadic.count(filter.name)) {
+      for (const auto& keyword : filter.args.keywords)
+        if (filter.name != "map" || (keyword.first != "attribute" && keyword.first != "default"))
+          fail(filter.line, "filter '" + filter.name + "' takes no keyword argument '" + keyword.first + "'");
+      return;
+    }
+    auto found = parameters.find(filter.name);
+    const std::vector<std::string> none;
+    const auto& names = found == parameters.end() ? none : found->second;
+    if (filter.args.positional.size() > names.size())
+      fail(filter.line, "filter '" + filter.name + "' takes at most " + std::to_string(names.size()) + " argument(s)");
+    for (const auto& keyword : filter.args.keywords)
+      if (std::find(names.begin(), names.end(), keyword.first) == names.end())
+        fail(filter.line, "filter '" + filter.name + "' takes no keyword argument '" + keyword.first + "'");
   }
 
   ExprPtr parse_filter_expr(ExprPtr value) {
@@ -2424,23 +2465,25 @@ Value python_round(double x, int64_t precision, const std::string& method, int l
 
 Value tojson_filter(Renderer& r, const Value& v, Args& a) {
   JsonStyle style;
-  const Value indent = a.get(0, "indent");
+  // transformers: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False) ->
+  // json.dumps; jinja2: tojson(x, indent=None) -> htmlsafe_json_dumps (sort_keys=True, ASCII only).
+  const bool transformers = r.options.transformers_tojson;
+  const Value indent = a.get(transformers ? 1 : 0, "indent");
   if (!indent.is_undefined() && indent.kind != Value::kNone) {
     style.indent = static_cast<int>(int_arg(indent, 0, a.line));
-    style.item_separator = ",";
+    style.item_separator = ",";  // json.dumps's default separators once indent is given
   }
-  if (r.options.transformers_tojson) {
-    // transformers: json.dumps(x, ensure_ascii=False, indent=indent, separators=separators, sort_keys=sort_keys)
-    const Value ensure_ascii = a.get(99, "ensure_ascii");
-    style.ensure_ascii = !ensure_ascii.is_undefined() && truthy(ensure_ascii);
-    const Value separators = a.get(99, "separators");
+  if (transformers) {
+    style.ensure_ascii = truthy(a.get(0, "ensure_ascii"));
+    const Value separators = a.get(2, "separators");
     if (separators.kind == Value::kList && separators.list->size() == 2) {
       style.item_separator = expect_string((*separators.list)[0], "separators", a.line);
       style.key_separator = expect_string((*separators.list)[1], "separators", a.line);
     }
-    style.sort_keys = truthy(a.get(99, "sort_keys"));
+    style.sort_keys = truthy(a.get(3, "sort_keys"));
   } else {
-    // jinja2: htmlsafe_json_dumps with its default policy (sort_keys=True), ASCII only.
+    if (a.positional.size() > 1 || a.keywords.size() > (a.get(99, "indent").is_undefined() ? 0u : 1u))
+      throw RenderError{"jinja2's tojson takes only indent", a.line};
     style.ensure_ascii = true;
     style.sort_keys = true;
     style.html_safe = true;

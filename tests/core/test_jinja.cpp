@@ -191,6 +191,10 @@ TEST_CASE("a template outside the supported subset fails with its origin and lin
   CHECK(user_error_of([&] { render("{% set xs = [] %}{{ xs.append(1) }}", none); }) != "");
   CHECK(user_error_of([&] { render("{% macro f(a) %}{{ a }}{% endmacro %}{{ f(a=1, b=2) }}", none); }) ==
         "t.jinja:1: macro 'f' takes no keyword argument 'b'");
+  CHECK(user_error_of([&] { render("{{ x | tojson(indnt=2) }}", none); }) ==
+        "t.jinja:1: filter 'tojson' takes no keyword argument 'indnt'");
+  CHECK(user_error_of([&] { render("{{ x | trim('a', 'b') }}", none); }) ==
+        "t.jinja:1: filter 'trim' takes at most 1 argument(s)");
   // A template ships inside a model folder: it must not be able to crash or exhaust the process.
   CHECK(user_error_of([&] { render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", none); }) ==
         "t.jinja:1: macro 'f' nested deeper than 200");
