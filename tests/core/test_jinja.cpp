@@ -28,6 +28,14 @@ struct PeerCase {
   ordered_json context;
 };
 
+// The interpreter that has jinja2: Debian's first (install-deps puts python3-jinja2 there; a
+// python3 earlier on PATH, such as a pyenv one, may lack it), then PATH's. "" when neither has it.
+std::string python_with_jinja2() {
+  for (const std::string python : {"/usr/bin/python3", "python3"})
+    if (test::run(python + " -c 'import jinja2'").exit_code == 0) return python;
+  return "";
+}
+
 // Renders every case with python3-jinja2; empty when the peer is not installed.
 std::vector<ordered_json> peer_render(const std::vector<PeerCase>& cases) {
   ordered_json input = {{"cases", ordered_json::array()}};
@@ -36,7 +44,7 @@ std::vector<ordered_json> peer_render(const std::vector<PeerCase>& cases) {
         {{"template", c.template_source}, {"env", c.chat ? "chat" : "lm_eval"}, {"context", c.context}});
   test::TempDir dir("jinja-peer");
   test::write_text(dir / "cases.json", input.dump());
-  const auto result = test::run("python3 " + test::source_dir() + "/tests/core/jinja_peer.py < " +
+  const auto result = test::run(python_with_jinja2() + " " + test::source_dir() + "/tests/core/jinja_peer.py < " +
                                 (dir / "cases.json") + " > " + (dir / "peer.json"));
   INFO(result.output);
   REQUIRE(result.exit_code == 0);
@@ -45,12 +53,10 @@ std::vector<ordered_json> peer_render(const std::vector<PeerCase>& cases) {
   return out;
 }
 
-bool have_python_jinja2() { return test::run("python3 -c 'import jinja2'").exit_code == 0; }
-
 }  // namespace
 
 TEST_CASE("chat and lm-eval templates render byte for byte as python3-jinja2 renders them", "[core][jinja][peer]") {
-  if (!have_python_jinja2()) {
+  if (python_with_jinja2().empty()) {
     WARN("skipped: python3-jinja2 is not installed (scripts/install-deps.sh installs it)");
     return;
   }
@@ -115,7 +121,7 @@ TEST_CASE("chat and lm-eval templates render byte for byte as python3-jinja2 ren
 
 TEST_CASE("Qwen3's training template renders Qwen3's text, with one generation span per assistant turn",
           "[core][jinja][peer]") {
-  if (!have_python_jinja2()) {
+  if (python_with_jinja2().empty()) {
     WARN("skipped: python3-jinja2 is not installed (scripts/install-deps.sh installs it)");
     return;
   }
