@@ -43,7 +43,7 @@ int generate(const std::vector<std::string>& args) {
   if (vm.count("ids")) {
     ids = parse_id_list(ids_text, "--ids");
   } else if (vm["chat"].as<bool>()) {
-    ids = render_chat(tokenizer, {{"user", prompt}}, /*add_generation_prompt=*/true).ids;
+    ids = render_chat(tokenizer, std::vector<ChatMessage>{{"user", prompt}}, /*add_generation_prompt=*/true).ids;
   } else {
     ids = tokenizer.encode(prompt);
   }

@@ -146,13 +146,15 @@ int score(const std::vector<std::string>& args) {
     if (!record.is_object() || !record.contains("prompt"))
       throw UserError(where + ": expected {\"prompt\", \"response\"} or {\"prompt\", \"chosen\", \"rejected\"}");
     PendingRecord pending_record{line_number, {}, {}};
-    const auto prompt = encode_prompt(record["prompt"], tokenizer, where);
+    const nlohmann::ordered_json prompt = record["prompt"];
     const bool pair = record.contains("chosen") || record.contains("rejected");
     const std::vector<std::string> fields =
         pair ? std::vector<std::string>{"chosen", "rejected"} : std::vector<std::string>{"response"};
     for (const auto& field : fields) {
       if (!record.contains(field)) throw UserError(where + ": missing \"" + field + "\"");
-      auto ids = encode_prompt_response(prompt, response_text(record[field], where, field), tokenizer);
+      auto ids = encode_prompt_response(prompt, record[field], nullptr, nlohmann::ordered_json::object(), tokenizer,
+                                        where, field)
+                     .ids;
       if (static_cast<int64_t>(ids.size()) > max_length)
         throw UserError(where + ": prompt + " + field + " is " + std::to_string(ids.size()) +
                         " tokens, over --max-length " + std::to_string(max_length));

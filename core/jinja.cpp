@@ -16,6 +16,7 @@
 #include <utf8proc.h>
 
 #include "core/error.h"
+#include "core/python_re.h"
 
 namespace posttrain {
 
@@ -37,24 +38,6 @@ std::vector<char32_t> decode_utf8(const std::string& s) {
     out.push_back(cp);
   }
   return out;
-}
-
-void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 std::string encode_utf8(const std::vector<char32_t>& cps, size_t begin, size_t end) {
@@ -1444,7 +1427,8 @@ struct FilterBlockStmt : Stmt {
 
 class Parser {
  public:
-  Parser(std::vector<Piece> pieces, std::string origin) : pieces_(std::move(pieces)), origin_(std::move(origin)) {}
+  Parser(std::vector<Piece> pieces, std::string origin, JinjaOptions options)
+      : pieces_(std::move(pieces)), origin_(std::move(origin)), options_(options) {}
 
   Body parse_template() {
     Body body = parse_body({});
@@ -1973,7 +1957,8 @@ class Parser {
     filter->name = expect_name();
     while (accept_op(".")) filter->name += "." + expect_name();
     auto found = filters().find(filter->name);
-    if (found == filters().end()) fail(filter->line, "no filter named '" + filter->name + "'");
+    if (found == filters().end() || (filter->name == "regex_replace" && !options_.regex_replace_filter))
+      fail(filter->line, "no filter named '" + filter->name + "'");
     filter->fn = found->second;
     if (is_op("(")) filter->args = parse_call_args();
     check_filter_arguments(*filter);
@@ -1994,6 +1979,7 @@ class Parser {
         {"join", {"d", "attribute"}},
         {"max", {"case_sensitive"}},
         {"min", {"case_sensitive"}},
+        {"regex_replace", {"pattern", "repl", "count"}},
         {"replace", {"old", "new", "count"}},
         {"round", {"precision", "method"}},
         {"sort", {"reverse", "case_sensitive", "attribute"}},
@@ -2054,6 +2040,7 @@ class Parser {
 
   std::vector<Piece> pieces_;
   std::string origin_;
+  JinjaOptions options_;
   size_t index_ = 0;
   const std::vector<Token>* tokens_ = nullptr;
   size_t pos_ = 0;
@@ -2703,6 +2690,20 @@ const std::map<std::string, FilterFn>& filters() {
                               a.line);
          return total;
        }},
+      {"regex_replace",  // lm-eval's filter (lm_eval/utils.py): re.sub(pattern, repl, value, count)
+       [](Renderer& r, const Value& v, Args& a) {
+         const std::string pattern = expect_string(a.get(0, "pattern"), "regex_replace", a.line);
+         const std::string repl = expect_string(a.get(1, "repl"), "regex_replace", a.line);
+         const Value count = a.get(2, "count");
+         if (!count.is_undefined() && count.kind != Value::kInt)
+           throw RenderError{"regex_replace expects an integer count", a.line};
+         try {
+           return Value::string(
+               python_sub_template(pattern, repl, r.str(v, a.line), count.is_undefined() ? 0 : count.i));
+         } catch (const UserError& e) {
+           throw RenderError{e.what(), a.line};
+         }
+       }},
       {"title", [](Renderer& r, const Value& v, Args& a) { return Value::string(jinja_title(r.str(v, a.line))); }},
       {"tojson", tojson_filter},
       {"trim", [](Renderer& r, const Value& v,
@@ -2884,10 +2885,32 @@ JinjaOptions chat_template_options() {
   return o;
 }
 
+void append_utf8(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+std::string python_lower(const std::string& text) { return ascii_lower(text); }
+std::string python_upper(const std::string& text) { return ascii_upper(text); }
+
 JinjaOptions lm_eval_options() {
   JinjaOptions o;
   o.keep_trailing_newline = true;
   o.strict_undefined = true;
+  o.regex_replace_filter = true;
   return o;
 }
 
@@ -2902,7 +2925,7 @@ JinjaTemplate::JinjaTemplate(const std::string& source, const std::string& origi
   parsed_->origin = origin;
   parsed_->options = options;
   Lexer lexer(source, origin, options);
-  Parser parser(lexer.run(), origin);
+  Parser parser(lexer.run(), origin, options);
   parsed_->body = parser.parse_template();
 }
 

@@ -27,6 +27,7 @@ struct JinjaOptions {
   // tojson as transformers binds it (json.dumps, insertion order, non-ASCII kept) rather than
   // jinja2's own (sorted keys, <>&' escaped as \u003c...).
   bool transformers_tojson = false;
+  bool regex_replace_filter = false;  // lm-eval registers regex_replace (Python re.sub) in its environment
 };
 
 // The environment transformers' apply_chat_template renders with.
@@ -56,6 +57,13 @@ class JinjaTemplate {
   struct Parsed;
   std::unique_ptr<Parsed> parsed_;
 };
+
+// Appends a code point's UTF-8 bytes.
+void append_utf8(std::string& out, char32_t code_point);
+
+// Python's str.lower() / str.upper() as the engine applies them (Unicode simple case mappings).
+std::string python_lower(const std::string& text);
+std::string python_upper(const std::string& text);
 
 // Python's repr of a float (shortest round-trip digits; 1e-05, 1e+16, 2.0), as str() and json.dumps
 // print it.

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <functional>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
 #include "core/yaml_reader.h"
 
@@ -86,7 +88,10 @@ Recipe parse_recipe_checked(const std::string& path, const std::vector<std::stri
   };
   r.method = root.require<std::string>("method");
   r.seed = root.get<uint64_t>("seed", 0);
-  r.output_dir = root.get<std::string>("output_dir", "runs/" + fs::path(path).stem().string());
+  // One rule for every path: relative to the recipe file when written in it, to the current
+  // directory when set on the command line. Without one, runs/<recipe name> in the current directory.
+  const std::string output_dir = root.get<std::string>("output_dir", "");
+  r.output_dir = output_dir.empty() ? "runs/" + fs::path(path).stem().string() : resolve("output_dir", output_dir);
   for (const auto& plugin : root.get<std::vector<std::string>>("plugins", {}))
     r.plugins.push_back(resolve_recipe_path(path, plugin));
 
@@ -111,6 +116,15 @@ Recipe parse_recipe_checked(const std::string& path, const std::vector<std::stri
   r.data.max_length = data.get<int64_t>("max_length", r.data.max_length);
   r.data.skip_bad_records = data.get<bool>("skip_bad_records", r.data.skip_bad_records);
   r.data.pack = data.get<bool>("pack", r.data.pack);
+  if (data.has("chat_template_kwargs")) {
+    const YAML::Node kwargs = data.raw("chat_template_kwargs");
+    if (!kwargs.IsMap()) data.fail_at("chat_template_kwargs", "must be a mapping of template variables");
+    for (const auto& kv : kwargs)
+      for (const char* reserved : {"messages", "tools", "documents", "add_generation_prompt"})
+        if (kv.first.Scalar() == reserved)
+          data.fail_at("chat_template_kwargs", std::string(reserved) + " is set by posttrain, not by the recipe");
+    r.data.chat_template_kwargs = yaml_to_typed_json(kwargs).dump();
+  }
   if (r.data.format != "auto" && r.data.format != "messages" && r.data.format != "prompt_completion" &&
       r.data.format != "text")
     data.fail_at("format", "must be auto, messages, prompt_completion or text");
@@ -265,6 +279,7 @@ std::string resolved_recipe_yaml(const Recipe& r) {
   out << YAML::Key << "max_length" << YAML::Value << r.data.max_length;
   out << YAML::Key << "skip_bad_records" << YAML::Value << r.data.skip_bad_records;
   out << YAML::Key << "pack" << YAML::Value << r.data.pack;
+  out << YAML::Key << "chat_template_kwargs" << YAML::Value << YAML::Load(r.data.chat_template_kwargs);  // JSON is YAML
   out << YAML::EndMap;
   const TrainSpec& t = r.train;
   out << YAML::Key << "train" << YAML::Value << YAML::BeginMap;

@@ -27,6 +27,9 @@ struct DataSpec {
   int64_t max_length = 512;  // longer examples are truncated (and counted)
   bool skip_bad_records = false;
   bool pack = false;  // SFT: pack each micro-batch's examples into rows of max_length (no cross-attention)
+  // Extra variables for the tokenizer's chat template, as a JSON object (TRL's chat_template_kwargs,
+  // e.g. {"enable_thinking": false} for Qwen3's non-thinking prompts).
+  std::string chat_template_kwargs = "{}";
 };
 
 struct TrainSpec {

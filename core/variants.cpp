@@ -126,7 +126,10 @@ Matrix parse_matrix_checked(const std::string& path,
   m.file = path;
   const std::string stem = fs::path(path).stem().string();
   m.name = top.get<std::string>("name", stem);
-  m.output_dir = fs::absolute(top.get<std::string>("output_dir", "runs/" + stem)).lexically_normal().string();
+  // Relative to the matrix file, like every path in it (to the current directory when overridden).
+  const std::string output_dir = top.get<std::string>("output_dir", "");
+  m.output_dir =
+      fs::absolute(output_dir.empty() ? "runs/" + stem : resolve("output_dir", output_dir)).lexically_normal().string();
   m.base_sha256 = top.get<std::string>("base_sha256", "");
   for (const auto& plugin : top.get<std::vector<std::string>>("plugins", {}))
     m.plugins.push_back(resolve_recipe_path(path, plugin));

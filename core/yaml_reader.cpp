@@ -1,6 +1,10 @@
 #include "core/yaml_reader.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <system_error>
@@ -232,6 +236,32 @@ size_t edit_distance(const std::string& a, const std::string& b) {
     }
   }
   return row[b.size()];
+}
+
+nlohmann::ordered_json yaml_to_typed_json(const YAML::Node& node) {
+  using nlohmann::ordered_json;
+  if (!node || node.IsNull()) return nullptr;
+  if (node.IsMap()) {
+    ordered_json out = ordered_json::object();
+    for (const auto& kv : node) out[kv.first.Scalar()] = yaml_to_typed_json(kv.second);
+    return out;
+  }
+  if (node.IsSequence()) {
+    ordered_json out = ordered_json::array();
+    for (const auto& item : node) out.push_back(yaml_to_typed_json(item));
+    return out;
+  }
+  const std::string& s = node.Scalar();
+  if (node.Tag() == "!") return s;  // quoted: a string as written
+  char* end = nullptr;
+  errno = 0;
+  const long long integer = std::strtoll(s.c_str(), &end, 10);
+  if (!s.empty() && *end == '\0' && errno != ERANGE) return integer;
+  const double real = std::strtod(s.c_str(), &end);
+  if (!s.empty() && *end == '\0' && std::isfinite(real)) return real;
+  if (s == "true" || s == "True") return true;
+  if (s == "false" || s == "False") return false;
+  return s;
 }
 
 }  // namespace posttrain

@@ -10,6 +10,8 @@
 #include <type_traits>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace posttrain {
 
 // The YAML tree of a recipe after `defaults:` merging and key=value overrides. Nodes remember the
@@ -96,6 +98,11 @@ T YamlSection::require(const std::string& key) {
 
 // Levenshtein distance, for "did you mean" suggestions.
 size_t edit_distance(const std::string& a, const std::string& b);
+
+// A YAML value as JSON, typed as Python's yaml.safe_load types it: unquoted integers, floats and
+// booleans (true / false / True / False) become numbers and booleans, ~ / null None, anything quoted
+// stays a string; mappings keep their key order.
+nlohmann::ordered_json yaml_to_typed_json(const YAML::Node& node);
 
 [[noreturn]] void fail_yaml(const std::string& file, const YAML::Exception& e);
 

@@ -22,51 +22,91 @@ namespace posttrain {
 namespace {
 
 using nlohmann::json;
+using nlohmann::ordered_json;
 
-std::vector<ChatMessage> parse_messages(const json& value, const std::string& where, const std::string& field) {
+// A message list: objects with a role; content a string, or absent / null on an assistant message
+// that carries tool_calls (TRL's tool-calling form). Other fields go to the chat template as they are.
+ordered_json parse_messages(const ordered_json& value, const std::string& where, const std::string& field) {
   if (!value.is_array() || value.empty())
     fail(where, "\"" + field + "\" must be a non-empty list of {\"role\", \"content\"}");
-  std::vector<ChatMessage> messages;
   for (size_t i = 0; i < value.size(); ++i) {
     const auto& m = value[i];
     const std::string at = field + "[" + std::to_string(i) + "]";
-    if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) fail(where, at + ".role must be a string");
-    if (!m.contains("content") || !m["content"].is_string()) fail(where, at + ".content must be a string");
-    const std::string role = m["role"].get<std::string>();
-    if (role != "system" && role != "user" && role != "assistant" && role != "tool")
-      fail(where, at + ".role \"" + role + "\" is not one of system, user, assistant, tool");
-    messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || m["role"].get<std::string>().empty())
+      fail(where, at + ".role must be a non-empty string");
+    const bool calls = m.contains("tool_calls") && !m["tool_calls"].is_null();
+    if (calls && (!m["tool_calls"].is_array() || m["tool_calls"].empty()))
+      fail(where, at + ".tool_calls must be a non-empty list of {\"type\": \"function\", \"function\": {...}}");
+    if (calls)
+      for (const auto& call : m["tool_calls"])
+        if (!call.is_object()) fail(where, at + ".tool_calls holds a non-object");
+    const bool content = m.contains("content") && !m["content"].is_null();
+    if (content && !m["content"].is_string()) fail(where, at + ".content must be a string");
+    if (!content && !calls) fail(where, at + ".content must be a string (it may be left out only beside tool_calls)");
+    if (m.contains("reasoning_content") && !m["reasoning_content"].is_string() && !m["reasoning_content"].is_null())
+      fail(where, at + ".reasoning_content must be a string");
   }
-  return messages;
+  return value;
 }
 
-// One record -> ids + mask, or UserError naming `where`.
-void tokenize_record(const json& record, const std::string& format, const Tokenizer& tokenizer,
-                     const std::string& where, std::vector<int32_t>& ids, std::vector<uint8_t>& mask) {
-  if (!record.is_object()) fail(where, "record must be a JSON object");
-  std::string kind = format;
-  if (kind == "auto") {
-    if (record.contains("messages"))
-      kind = "messages";
-    else if (record.contains("prompt") && record.contains("completion"))
-      kind = "prompt_completion";
-    else if (record.contains("text"))
-      kind = "text";
-    else
-      fail(where, "cannot tell the format: expected \"messages\", \"prompt\" + \"completion\" or \"text\"");
+// A record's tool schemas: absent / null, a list of objects, or a string holding such a list (how
+// HF datasets often store them).
+ordered_json parse_tools(const ordered_json& record, const std::string& where) {
+  if (!record.contains("tools") || record["tools"].is_null()) return nullptr;
+  ordered_json tools = record["tools"];
+  if (tools.is_string()) {
+    try {
+      tools = ordered_json::parse(tools.get<std::string>());
+    } catch (const ordered_json::exception& e) {
+      fail(where, std::string("\"tools\" is a string that is not JSON: ") + e.what());
+    }
   }
-  auto mark_spans = [&](const RenderedChat& chat, size_t from) {
-    for (const auto& [begin, end] : chat.assistant_spans)
-      if (begin >= from)
-        for (size_t i = begin; i < end; ++i) mask[i] = 1;
-  };
+  if (!tools.is_array()) fail(where, "\"tools\" must be a list of tool schemas");
+  for (const auto& tool : tools)
+    if (!tool.is_object()) fail(where, "\"tools\" must hold objects (JSON schemas)");
+  return tools;
+}
+
+size_t assistant_count(const ordered_json& messages) {
+  size_t n = 0;
+  for (const auto& m : messages) n += m.is_object() && m.value("role", std::string()) == "assistant";
+  return n;
+}
+
+// render_conversation with `where` (file:line) in front of its errors.
+RenderedChat render_at(const Tokenizer& tokenizer, Conversation conversation, bool add_generation_prompt,
+                       const std::string& where) {
+  try {
+    return render_conversation(tokenizer, conversation, add_generation_prompt);
+  } catch (const UserError& e) {
+    fail(where, e.what());
+  }
+}
+
+std::string record_kind(const ordered_json& record, const std::string& where) {
+  if (record.contains("messages")) return "messages";
+  if (record.contains("prompt") && record.contains("completion")) return "prompt_completion";
+  if (record.contains("text")) return "text";
+  if (record.contains("chosen") || record.contains("rejected"))
+    fail(where, "a preference record (chosen / rejected): train it with a preference method (dpo, reward, kto)");
+  fail(where, "cannot tell the format: expected \"messages\", \"prompt\" + \"completion\" or \"text\"");
+}
+
+// One SFT record -> ids + mask, or UserError naming `where`.
+void tokenize_record(const ordered_json& record, const std::string& format, const ordered_json& kwargs,
+                     const Tokenizer& tokenizer, const std::string& where, std::vector<int32_t>& ids,
+                     std::vector<uint8_t>& mask) {
+  if (!record.is_object()) fail(where, "record must be a JSON object");
+  const std::string kind = format == "auto" ? record_kind(record, where) : format;
   if (kind == "messages") {
     if (!record.contains("messages")) fail(where, "missing \"messages\"");
-    auto chat = render_chat(tokenizer, parse_messages(record["messages"], where, "messages"), false);
+    Conversation conversation{parse_messages(record["messages"], where, "messages"), parse_tools(record, where),
+                              kwargs};
+    auto chat = render_at(tokenizer, std::move(conversation), false, where);
     if (chat.assistant_spans.empty()) fail(where, "\"messages\" has no assistant turn to train on");
     ids = chat.ids;
     mask.assign(ids.size(), 0);
-    mark_spans(chat, 0);
+    for (const auto& [begin, end] : chat.assistant_spans) std::fill(mask.begin() + begin, mask.begin() + end, 1);
     return;
   }
   if (kind == "text") {  // TRL's language modelling format: every token, then EOS, as TRL appends it
@@ -79,56 +119,86 @@ void tokenize_record(const json& record, const std::string& format, const Tokeni
   }
   if (!record.contains("prompt")) fail(where, "missing \"prompt\"");
   if (!record.contains("completion")) fail(where, "missing \"completion\"");
-  const json& prompt = record["prompt"];
-  const json& completion = record["completion"];
-  if (prompt.is_string() && completion.is_string()) {
-    ids = tokenizer.encode(prompt.get<std::string>());
-    mask.assign(ids.size(), 0);
-    auto completion_ids = tokenizer.encode(completion.get<std::string>());
-    completion_ids.push_back(tokenizer.eos_id());
-    ids.insert(ids.end(), completion_ids.begin(), completion_ids.end());
-    mask.resize(ids.size(), 1);
-  } else if (prompt.is_array() && completion.is_array()) {
-    auto messages = parse_messages(prompt, where, "prompt");
-    const size_t prompt_turns = messages.size();
-    auto tail = parse_messages(completion, where, "completion");
-    messages.insert(messages.end(), tail.begin(), tail.end());
-    auto chat = render_chat(tokenizer, messages, false);
-    auto prompt_only = render_chat(
-        tokenizer, std::vector<ChatMessage>(messages.begin(), messages.begin() + static_cast<long>(prompt_turns)),
-        false);
-    ids = chat.ids;
-    mask.assign(ids.size(), 0);
-    mark_spans(chat, prompt_only.ids.size());
-  } else {
-    fail(where, "\"prompt\" and \"completion\" must both be strings or both be message lists");
+  auto example = encode_prompt_response(record["prompt"], record["completion"], parse_tools(record, where), kwargs,
+                                        tokenizer, where, "completion");
+  ids = std::move(example.ids);
+  mask = std::move(example.loss_mask);
+}
+
+// TRL's extract_prompt: the longest common prefix of chosen and rejected (whole messages, or
+// characters for texts), a space just before the split going to the responses.
+void split_implicit_prompt(const ordered_json& chosen, const ordered_json& rejected, const std::string& where,
+                           ordered_json& prompt, ordered_json& chosen_rest, ordered_json& rejected_rest) {
+  if (chosen.is_string() && rejected.is_string()) {
+    const std::string a = chosen.get<std::string>(), b = rejected.get<std::string>();
+    size_t n = 0;
+    while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+    while (n > 0 && (static_cast<unsigned char>(a[n]) & 0xC0) == 0x80) --n;  // at a character boundary
+    if (n == a.size() || n == b.size())
+      fail(where,
+           "implicit prompt: one of \"chosen\" and \"rejected\" is a prefix of the other, so no response is left");
+    if (n > 0 && a[n - 1] == ' ') --n;
+    prompt = a.substr(0, n);
+    chosen_rest = a.substr(n);
+    rejected_rest = b.substr(n);
+    return;
   }
-  if (ids.empty()) fail(where, "empty example");
+  if (!chosen.is_array() || !rejected.is_array())
+    fail(where, "\"chosen\" and \"rejected\" must both be strings or both be message lists");
+  size_t n = 0;  // messages equal as Python dicts are: same keys and values, in any order
+  while (n < chosen.size() && n < rejected.size() && json(chosen[n]) == json(rejected[n])) ++n;
+  if (n == chosen.size() || n == rejected.size())
+    fail(where, "implicit prompt: one of \"chosen\" and \"rejected\" is a prefix of the other, so no response is left");
+  if (n == 0)
+    fail(where, "implicit prompt: \"chosen\" and \"rejected\" differ from their first message, so there is no prompt");
+  prompt = ordered_json(chosen.begin(), chosen.begin() + static_cast<long>(n));
+  chosen_rest = ordered_json(chosen.begin() + static_cast<long>(n), chosen.end());
+  rejected_rest = ordered_json(rejected.begin() + static_cast<long>(n), rejected.end());
+}
+
+// A preference record's prompt, chosen and rejected, the prompt explicit or implicit.
+void preference_parts(const ordered_json& record, const std::string& where, ordered_json& prompt, ordered_json& chosen,
+                      ordered_json& rejected) {
+  for (const char* key : {"chosen", "rejected"})
+    if (!record.contains(key))
+      fail(where, std::string("missing \"") + key + "\" (expected prompt, chosen, rejected, or chosen and rejected)");
+  if (record.contains("prompt")) {
+    prompt = record["prompt"];
+    chosen = record["chosen"];
+    rejected = record["rejected"];
+  } else {
+    split_implicit_prompt(record["chosen"], record["rejected"], where, prompt, chosen, rejected);
+  }
 }
 
 }  // namespace
 
-json parse_json_record(const std::string& line, const std::string& where) {
+namespace {
+
+template <class Json>
+Json parse_record(const std::string& line, const std::string& where) {
   std::vector<std::set<std::string>> keys;  // per object being parsed, the keys seen so far
   std::string duplicate;
-  const json::parser_callback_t check = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) keys.emplace_back();
-    if (event == json::parse_event_t::object_end) keys.pop_back();
-    if (event == json::parse_event_t::key && !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty())
-      duplicate = parsed.get<std::string>();
+  const typename Json::parser_callback_t check = [&](int, typename Json::parse_event_t event, Json& parsed) {
+    if (event == Json::parse_event_t::object_start) keys.emplace_back();
+    if (event == Json::parse_event_t::object_end) keys.pop_back();
+    if (event == Json::parse_event_t::key && !keys.back().insert(parsed.template get<std::string>()).second &&
+        duplicate.empty())
+      duplicate = parsed.template get<std::string>();
     return true;
   };
-  json record;
+  Json record;
   try {
-    record = json::parse(line, check);
-  } catch (const json::exception& e) {
+    record = Json::parse(line, check);
+  } catch (const typename Json::exception& e) {
     fail(where, std::string("not valid JSON: ") + e.what());
   }
   if (!duplicate.empty()) fail(where, "duplicate key \"" + duplicate + "\" in one object (a key may appear once)");
   return record;
 }
 
-int64_t for_each_jsonl_record(const DataSpec& spec, const std::function<void(const json&, const std::string&)>& use) {
+template <class Json>
+int64_t for_each_record(const DataSpec& spec, const std::function<void(const Json&, const std::string&)>& use) {
   std::ifstream in(spec.train, std::ios::binary);
   if (!in) fail(spec.train, "data file not found");
   int64_t skipped = 0;
@@ -137,7 +207,7 @@ int64_t for_each_jsonl_record(const DataSpec& spec, const std::function<void(con
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = spec.train + ":" + std::to_string(line_number);
     try {
-      use(parse_json_record(line, where), where);
+      use(parse_record<Json>(line, where), where);
     } catch (const UserError& e) {
       if (!spec.skip_bad_records) throw;
       ++skipped;
@@ -147,16 +217,30 @@ int64_t for_each_jsonl_record(const DataSpec& spec, const std::function<void(con
   return skipped;
 }
 
+}  // namespace
+
+json parse_json_record(const std::string& line, const std::string& where) { return parse_record<json>(line, where); }
+ordered_json parse_ordered_json_record(const std::string& line, const std::string& where) {
+  return parse_record<ordered_json>(line, where);
+}
+int64_t for_each_jsonl_record(const DataSpec& spec, const std::function<void(const json&, const std::string&)>& use) {
+  return for_each_record<json>(spec, use);
+}
+int64_t for_each_ordered_jsonl_record(const DataSpec& spec,
+                                      const std::function<void(const ordered_json&, const std::string&)>& use) {
+  return for_each_record<ordered_json>(spec, use);
+}
+
 namespace {
 
 // Reads spec.train line by line; `tokenize` turns one record into one or more examples (ids + mask).
 // Malformed lines fail with file:line, or are skipped and counted with skip_bad_records.
-using RecordTokenizer = std::function<void(const json&, const std::string&, std::vector<std::vector<int32_t>>&,
+using RecordTokenizer = std::function<void(const ordered_json&, const std::string&, std::vector<std::vector<int32_t>>&,
                                            std::vector<std::vector<uint8_t>>&)>;
 
 TokenizedDataset tokenize_jsonl(const DataSpec& spec, const RecordTokenizer& tokenize) {
   TokenizedDataset data;
-  data.skipped = for_each_jsonl_record(spec, [&](const json& record, const std::string& where) {
+  data.skipped = for_each_ordered_jsonl_record(spec, [&](const ordered_json& record, const std::string& where) {
     std::vector<std::vector<int32_t>> examples;
     std::vector<std::vector<uint8_t>> masks;
     tokenize(record, where, examples, masks);
@@ -179,9 +263,11 @@ TokenizedDataset tokenize_jsonl(const DataSpec& spec, const RecordTokenizer& tok
 
 }  // namespace
 
-std::vector<int32_t> encode_prompt(const json& prompt, const Tokenizer& tokenizer, const std::string& where) {
+std::vector<int32_t> encode_prompt(const ordered_json& prompt, const Tokenizer& tokenizer, const std::string& where,
+                                   const ordered_json& tools, const ordered_json& template_kwargs) {
   if (prompt.is_string()) return tokenizer.encode(prompt.get<std::string>());
-  return render_chat(tokenizer, parse_messages(prompt, where, "prompt"), /*add_generation_prompt=*/true).ids;
+  Conversation conversation{parse_messages(prompt, where, "prompt"), tools, template_kwargs};
+  return render_at(tokenizer, std::move(conversation), /*add_generation_prompt=*/true, where).ids;
 }
 
 std::vector<std::string> json_string_values(const json& record) {
@@ -195,93 +281,129 @@ std::vector<std::string> json_string_values(const json& record) {
   return out;
 }
 
-std::string response_text(const json& value, const std::string& where, const std::string& field) {
+std::string response_text(const ordered_json& value, const std::string& where, const std::string& field) {
   if (value.is_string()) return value.get<std::string>();
-  auto messages = parse_messages(value, where, field);
-  if (messages.size() != 1 || messages[0].role != "assistant")
-    fail(where, "\"" + field + "\" must be a string or one assistant message");
-  return messages[0].content;
+  const auto messages = parse_messages(value, where, field);
+  if (messages.size() != 1 || messages[0]["role"] != "assistant" || messages[0].size() != 2 ||
+      !messages[0].contains("content"))
+    fail(where, "\"" + field + "\" must be a string or one assistant message {\"role\", \"content\"}");
+  return messages[0]["content"].get<std::string>();
 }
 
-std::vector<int32_t> encode_prompt_response(const std::vector<int32_t>& prompt, const std::string& response,
-                                            const Tokenizer& tokenizer) {
-  std::vector<int32_t> ids = prompt;
-  const auto response_ids = tokenizer.encode(response);
-  ids.insert(ids.end(), response_ids.begin(), response_ids.end());
-  ids.push_back(tokenizer.eos_id());
-  return ids;
+PromptResponse encode_prompt_response(const ordered_json& prompt, const ordered_json& response,
+                                      const ordered_json& tools, const ordered_json& template_kwargs,
+                                      const Tokenizer& tokenizer, const std::string& where, const std::string& field) {
+  PromptResponse out;
+  if (prompt.is_string()) {
+    if (!tools.is_null()) fail(where, "\"tools\" need a conversational prompt (a message list)");
+    out.ids = tokenizer.encode(prompt.get<std::string>());
+    out.prompt_length = out.ids.size();
+    auto response_ids = tokenizer.encode(response_text(response, where, field));
+    response_ids.push_back(tokenizer.eos_id());
+    out.ids.insert(out.ids.end(), response_ids.begin(), response_ids.end());
+    out.loss_mask.assign(out.ids.size(), 0);
+    std::fill(out.loss_mask.begin() + static_cast<long>(out.prompt_length), out.loss_mask.end(), 1);
+    return out;
+  }
+  Conversation conversation;
+  // An implicit prompt may be empty (chosen and rejected differ from their first message).
+  if (!(prompt.is_array() && prompt.empty())) conversation.messages = parse_messages(prompt, where, "prompt");
+  conversation.tools = tools;
+  conversation.template_kwargs = template_kwargs;
+  const size_t prompt_turns = assistant_count(conversation.messages);
+  const ordered_json response_messages = response.is_string()
+                                             ? ordered_json::array({{{"role", "assistant"}, {"content", response}}})
+                                             : parse_messages(response, where, field);
+  if (assistant_count(response_messages) == 0) fail(where, "\"" + field + "\" has no assistant message to train on");
+  for (const auto& m : response_messages) conversation.messages.push_back(m);
+  const RenderedChat chat = render_at(tokenizer, std::move(conversation), false, where);
+  const std::vector<std::pair<size_t, size_t>> spans(chat.assistant_spans.begin() + static_cast<long>(prompt_turns),
+                                                     chat.assistant_spans.end());
+  // Nothing after the response's last span is trained on, and a causal model's earlier tokens do not
+  // see it: it is cut.
+  out.ids.assign(chat.ids.begin(), chat.ids.begin() + static_cast<long>(spans.back().second));
+  out.loss_mask.assign(out.ids.size(), 0);
+  for (const auto& [begin, end] : spans) std::fill(out.loss_mask.begin() + begin, out.loss_mask.begin() + end, 1);
+  out.prompt_length = spans.front().first;
+  return out;
 }
+
+namespace {
+
+void add_example(PromptResponse example, std::vector<std::vector<int32_t>>& examples,
+                 std::vector<std::vector<uint8_t>>& masks) {
+  examples.push_back(std::move(example.ids));
+  masks.push_back(std::move(example.loss_mask));
+}
+
+}  // namespace
 
 TokenizedDataset tokenize_preference_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {
+  const ordered_json kwargs = ordered_json::parse(spec.chat_template_kwargs);
   std::vector<float> preferences;
   bool any_soft = false;
-  TokenizedDataset data =
-      tokenize_jsonl(spec, [&](const json& record, const std::string& where,
-                               std::vector<std::vector<int32_t>>& examples, std::vector<std::vector<uint8_t>>& masks) {
-        if (!record.is_object()) fail(where, "record must be a JSON object");
-        for (const char* key : {"prompt", "chosen", "rejected"})
-          if (!record.contains(key))
-            fail(where, std::string("missing \"") + key + "\" (expected prompt, chosen, rejected)");
-        float preference = 1.0f;
-        if (record.contains("preference")) {
-          const json& p = record["preference"];
-          if (!p.is_number() || p.get<double>() < 0.0 || p.get<double>() > 1.0)
-            fail(where, "\"preference\" must be a number in [0, 1] (the probability that chosen is better)");
-          preference = p.get<float>();
-          any_soft = true;
-        }
-        const std::vector<int32_t> prompt = encode_prompt(record["prompt"], tokenizer, where);
-        for (const char* key : {"chosen", "rejected"}) {
-          std::vector<int32_t> ids = encode_prompt_response(prompt, response_text(record[key], where, key), tokenizer);
-          std::vector<uint8_t> mask(ids.size(), 1);
-          std::fill(mask.begin(), mask.begin() + static_cast<long>(prompt.size()), 0);
-          examples.push_back(std::move(ids));
-          masks.push_back(std::move(mask));
-        }
-        preferences.push_back(preference);
-      });
+  TokenizedDataset data = tokenize_jsonl(spec, [&](const ordered_json& record, const std::string& where,
+                                                   std::vector<std::vector<int32_t>>& examples,
+                                                   std::vector<std::vector<uint8_t>>& masks) {
+    if (!record.is_object()) fail(where, "record must be a JSON object");
+    float preference = 1.0f;
+    if (record.contains("preference")) {
+      const auto& p = record["preference"];
+      if (!p.is_number() || p.get<double>() < 0.0 || p.get<double>() > 1.0)
+        fail(where, "\"preference\" must be a number in [0, 1] (the probability that chosen is better)");
+      preference = p.get<float>();
+      any_soft = true;
+    }
+    ordered_json prompt, chosen, rejected;
+    preference_parts(record, where, prompt, chosen, rejected);
+    const ordered_json tools = parse_tools(record, where);
+    add_example(encode_prompt_response(prompt, chosen, tools, kwargs, tokenizer, where, "chosen"), examples, masks);
+    add_example(encode_prompt_response(prompt, rejected, tools, kwargs, tokenizer, where, "rejected"), examples, masks);
+    preferences.push_back(preference);
+  });
   if (any_soft) data.preferences = std::move(preferences);
   return data;
 }
 
 TokenizedDataset tokenize_unpaired_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {
+  const ordered_json kwargs = ordered_json::parse(spec.chat_template_kwargs);
   std::vector<uint8_t> labels;
-  TokenizedDataset data =
-      tokenize_jsonl(spec, [&](const json& record, const std::string& where,
-                               std::vector<std::vector<int32_t>>& examples, std::vector<std::vector<uint8_t>>& masks) {
-        if (!record.is_object()) fail(where, "record must be a JSON object");
-        if (!record.contains("prompt")) fail(where, "missing \"prompt\"");
-        std::vector<std::pair<std::string, uint8_t>> responses;  // text, label
-        if (record.contains("completion")) {
-          if (!record.contains("label") || !record["label"].is_boolean())
-            fail(where, "\"label\" must be true (desirable) or false (undesirable)");
-          responses.emplace_back(response_text(record["completion"], where, "completion"), record["label"].get<bool>());
-        } else if (record.contains("chosen") && record.contains("rejected")) {
-          responses.emplace_back(response_text(record["chosen"], where, "chosen"), 1);
-          responses.emplace_back(response_text(record["rejected"], where, "rejected"), 0);
-        } else {
-          fail(where, "expected {\"prompt\", \"completion\", \"label\"} or {\"prompt\", \"chosen\", \"rejected\"}");
-        }
-        const std::vector<int32_t> prompt = encode_prompt(record["prompt"], tokenizer, where);
-        for (const auto& [text, label] : responses) {
-          std::vector<int32_t> ids = encode_prompt_response(prompt, text, tokenizer);
-          std::vector<uint8_t> mask(ids.size(), 1);
-          std::fill(mask.begin(), mask.begin() + static_cast<long>(prompt.size()), 0);
-          examples.push_back(std::move(ids));
-          masks.push_back(std::move(mask));
-          labels.push_back(label);
-        }
-      });
+  TokenizedDataset data = tokenize_jsonl(spec, [&](const ordered_json& record, const std::string& where,
+                                                   std::vector<std::vector<int32_t>>& examples,
+                                                   std::vector<std::vector<uint8_t>>& masks) {
+    if (!record.is_object()) fail(where, "record must be a JSON object");
+    const ordered_json tools = parse_tools(record, where);
+    if (record.contains("completion")) {
+      if (!record.contains("prompt")) fail(where, "missing \"prompt\"");
+      if (!record.contains("label") || !record["label"].is_boolean())
+        fail(where, "\"label\" must be true (desirable) or false (undesirable)");
+      add_example(
+          encode_prompt_response(record["prompt"], record["completion"], tools, kwargs, tokenizer, where, "completion"),
+          examples, masks);
+      labels.push_back(record["label"].get<bool>());
+    } else if (record.contains("chosen") || record.contains("rejected")) {
+      ordered_json prompt, chosen, rejected;
+      preference_parts(record, where, prompt, chosen, rejected);
+      add_example(encode_prompt_response(prompt, chosen, tools, kwargs, tokenizer, where, "chosen"), examples, masks);
+      add_example(encode_prompt_response(prompt, rejected, tools, kwargs, tokenizer, where, "rejected"), examples,
+                  masks);
+      labels.push_back(1);
+      labels.push_back(0);
+    } else {
+      fail(where, "expected {\"prompt\", \"completion\", \"label\"} or a preference pair (chosen, rejected)");
+    }
+  });
   data.labels = std::move(labels);
   return data;
 }
 
 PromptDataset read_prompt_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {
+  const ordered_json kwargs = ordered_json::parse(spec.chat_template_kwargs);
   PromptDataset data;
-  data.skipped = for_each_jsonl_record(spec, [&](const json& record, const std::string& where) {
+  data.skipped = for_each_ordered_jsonl_record(spec, [&](const ordered_json& record, const std::string& where) {
     if (!record.is_object()) fail(where, "record must be a JSON object");
     if (!record.contains("prompt")) fail(where, "missing \"prompt\" (a string or a message list)");
-    auto ids = encode_prompt(record["prompt"], tokenizer, where);
+    auto ids = encode_prompt(record["prompt"], tokenizer, where, parse_tools(record, where), kwargs);
     if (ids.empty()) fail(where, "empty prompt");
     if (static_cast<int64_t>(ids.size()) > spec.max_length) {  // keep the end: it holds the question
       ids.erase(ids.begin(), ids.end() - spec.max_length);
@@ -295,15 +417,16 @@ PromptDataset read_prompt_jsonl(const DataSpec& spec, const Tokenizer& tokenizer
 }
 
 TokenizedDataset tokenize_sft_jsonl(const DataSpec& spec, const Tokenizer& tokenizer) {
-  return tokenize_jsonl(spec,
-                        [&](const json& record, const std::string& where, std::vector<std::vector<int32_t>>& examples,
-                            std::vector<std::vector<uint8_t>>& masks) {
-                          std::vector<int32_t> ids;
-                          std::vector<uint8_t> mask;
-                          tokenize_record(record, spec.format, tokenizer, where, ids, mask);
-                          examples.push_back(std::move(ids));
-                          masks.push_back(std::move(mask));
-                        });
+  const ordered_json kwargs = ordered_json::parse(spec.chat_template_kwargs);
+  return tokenize_jsonl(
+      spec, [&](const ordered_json& record, const std::string& where, std::vector<std::vector<int32_t>>& examples,
+                std::vector<std::vector<uint8_t>>& masks) {
+        std::vector<int32_t> ids;
+        std::vector<uint8_t> mask;
+        tokenize_record(record, spec.format, kwargs, tokenizer, where, ids, mask);
+        examples.push_back(std::move(ids));
+        masks.push_back(std::move(mask));
+      });
 }
 
 void write_sft_shard(const std::string& path, const TokenizedDataset& data, const ShardInfo& info) {
@@ -397,10 +520,17 @@ TokenizedDataset prepare_sft_data(const DataSpec& spec, const Tokenizer& tokeniz
                                   const std::string& kind) {
   if (!fs::exists(spec.train)) fail(spec.train, "data file not found");
   const std::string format = kind == "sft" ? spec.format : kind;
-  ShardInfo wanted{tokenizer_sha256, sha256_file(spec.train), format, spec.max_length};
+  // What the examples hold depends on the chat template as much as on tokenizer.json (editing
+  // tokenizer_config.json changes no tokenizer.json byte), so a template joins the key.
+  const std::string rendering_sha256 =
+      tokenizer.chat_template().empty()
+          ? tokenizer_sha256
+          : sha256_hex(tokenizer_sha256 + "\nchat_template " + chat_rendering(tokenizer) + "\n" +
+                       spec.chat_template_kwargs + "\n" + tokenizer.chat_template());
+  ShardInfo wanted{rendering_sha256, sha256_file(spec.train), format, spec.max_length};
   fs::create_directories(cache_dir);
   const std::string path =
-      (fs::path(cache_dir) / ("sft-" + wanted.source_sha256.substr(0, 16) + "-" + tokenizer_sha256.substr(0, 16) + "-" +
+      (fs::path(cache_dir) / ("sft-" + wanted.source_sha256.substr(0, 16) + "-" + rendering_sha256.substr(0, 16) + "-" +
                               std::to_string(spec.max_length) + "-" + format + ".h5"))
           .string();
   if (shard_path != nullptr) *shard_path = path;

@@ -25,7 +25,7 @@ ScoringRequest EvalModel::text_request(const std::string& context, const std::st
 }
 
 std::vector<int32_t> EvalModel::chat_prompt(const std::string& user_text) const {
-  return render_chat(tokenizer_, {{"user", user_text}}, /*add_generation_prompt=*/true).ids;
+  return render_chat(tokenizer_, std::vector<ChatMessage>{{"user", user_text}}, /*add_generation_prompt=*/true).ids;
 }
 
 template <typename Compute>
@@ -146,7 +146,7 @@ std::vector<std::string> EvalModel::generate(const std::vector<std::vector<int32
   for (const auto& row : table) {
     std::vector<int32_t> ids;
     for (int64_t t = 0; t < static_cast<int64_t>(row[0]); ++t) ids.push_back(static_cast<int32_t>(row[1 + t]));
-    texts.push_back(tokenizer_.decode(ids, /*skip_special_tokens=*/true));
+    texts.push_back(answer_after_reasoning(tokenizer_.decode(ids, /*skip_special_tokens=*/true)));
   }
   return texts;
 }

@@ -39,7 +39,8 @@ class EvalModel {
   std::vector<double> loglikelihoods(const std::vector<ScoringRequest>& requests);
   // The score head's first output on context + continuation (reward model).
   std::vector<double> classifier_scores(const std::vector<ScoringRequest>& requests);
-  // Decoded new text per prompt (special tokens dropped).
+  // Decoded new text per prompt (special tokens dropped), without a leading <think> block: the answer
+  // (models/chat.h answer_after_reasoning).
   std::vector<std::string> generate(const std::vector<std::vector<int32_t>>& prompts, GenerationOptions options);
 
  private:

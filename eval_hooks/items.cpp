@@ -190,19 +190,13 @@ std::vector<McItem> load_truthfulqa(const std::string& path) {
   };
   if (ends_with(".jsonl")) {  // one question a line, either targets shape
     check_file(path);
-    std::istringstream lines(read_file(path));
-    std::string line;
-    for (size_t number = 1; std::getline(lines, line); ++number) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      const std::string where = path + ":" + std::to_string(number);
-      nlohmann::ordered_json q;  // MC1's true answer is the first key: keep the file's key order
-      try {
-        q = nlohmann::ordered_json::parse(line);
-      } catch (const std::exception& e) {
-        fail(where, std::string("not valid JSON: ") + e.what());
-      }
+    DataSpec spec;
+    spec.train = path;
+    // MC1's true answer is the first key: the ordered reader keeps the file's key order (and refuses
+    // a repeated key).
+    for_each_ordered_jsonl_record(spec, [&](const nlohmann::ordered_json& q, const std::string& where) {
       items.push_back(truthfulqa_item(q, where, items.size()));
-    }
+    });
     if (items.empty()) fail(path, "no questions");
     return items;
   }
@@ -340,26 +334,6 @@ std::vector<PreferenceItem> load_preference_jsonl(const std::string& path) {
     items.push_back(item);
   });
   return items;
-}
-
-std::string substitute_fields(const std::string& text, const json& record, const std::string& where) {
-  std::string out;
-  size_t at = 0;
-  while (true) {
-    const size_t open = text.find("{{", at);
-    if (open == std::string::npos) break;
-    const size_t close = text.find("}}", open);
-    if (close == std::string::npos) fail(where, "unclosed \"{{\" in template \"" + text + "\"");
-    out += text.substr(at, open - at);
-    std::string field = text.substr(open + 2, close - open - 2);
-    while (!field.empty() && field.front() == ' ') field.erase(0, 1);
-    while (!field.empty() && field.back() == ' ') field.pop_back();
-    if (!record.contains(field)) fail(where, "the record has no field \"" + field + "\" (used in a template)");
-    const json& value = record[field];
-    out += value.is_string() ? value.get<std::string>() : value.dump();
-    at = close + 2;
-  }
-  return out + text.substr(at);
 }
 
 }  // namespace posttrain

@@ -74,8 +74,4 @@ std::vector<AbItem> load_model_written_evals(const std::string& path);
 // {"prompt", "chosen", "rejected"} as the preference trainers read them.
 std::vector<PreferenceItem> load_preference_jsonl(const std::string& path);
 
-// "{{field}}" replaced by the record's field (strings as is, numbers printed); UserError naming
-// `where` and the field when the record lacks it.
-std::string substitute_fields(const std::string& text, const nlohmann::json& record, const std::string& where);
-
 }  // namespace posttrain

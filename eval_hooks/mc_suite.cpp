@@ -25,11 +25,12 @@ std::vector<double> acc_eligible(const McItem& item, const RenderedMc& r, std::v
   return ll;
 }
 
-// acc on the canonical presentation, item by item: what the red team's preference attacks see.
+// The primary score (acc or acc_norm) on the canonical presentation, item by item: what the red
+// team's preference attacks see.
 class McChoices : public ChoiceScorer {
  public:
   McChoices(const std::vector<McItem>& items, const Presentation& canonical, const McStyle& style, bool chat)
-      : items_(items), chat_(chat) {
+      : items_(items), style_(style), chat_(chat) {
     for (const auto& item : items) rendered_.push_back(render_mc(item, canonical, style));
   }
   size_t size() const override { return items_.size(); }
@@ -44,12 +45,23 @@ class McChoices : public ChoiceScorer {
     return texts;
   }
   double score(size_t i, const std::vector<double>& loglik) const override {
-    return choose_by_loglik(acc_eligible(items_[i], rendered_[i], loglik)) == rendered_[i].gold_position ? 1.0 : 0.0;
+    return pick(items_[i], rendered_[i], loglik, style_) == rendered_[i].gold_position ? 1.0 : 0.0;
+  }
+
+  // The position the suite's primary score (acc or acc_norm) picks.
+  static int pick(const McItem& item, const RenderedMc& r, const std::vector<double>& loglik, const McStyle& style) {
+    const std::vector<double> eligible = acc_eligible(item, r, loglik);
+    if (style.primary != "acc_norm") return choose_by_loglik(eligible);
+    if (!style.norm_by_choice_characters) return choose_by_loglik_per_byte(eligible, r.continuations);
+    std::vector<std::string> texts;
+    for (int original : r.order) texts.push_back(item.choices[static_cast<size_t>(original)]);
+    return choose_by_loglik_per_character(eligible, texts);
   }
 
  private:
   const std::vector<McItem>& items_;
   std::vector<RenderedMc> rendered_;  // per item, the canonical presentation
+  McStyle style_;
   bool chat_;
 };
 
@@ -112,7 +124,7 @@ class McSuite : public EvalSuite {
     for (size_t index : request_of) loglik.push_back(unique_loglik[index]);
 
     SuiteResult result;
-    result.primary = "acc";
+    result.primary = style_.primary;
     std::vector<PerturbationOutcome> outcomes;
     std::vector<double> acc, acc_norm, mc2;
     size_t next = 0;
@@ -132,14 +144,17 @@ class McSuite : public EvalSuite {
         std::vector<std::string> texts;
         for (size_t k = 0; k < n; ++k) texts.push_back(item.choices[static_cast<size_t>(r.order[k])]);
         const int pick = choose_by_loglik(eligible);
-        const int pick_norm = choose_by_loglik_per_byte(eligible, r.continuations);
+        const int pick_norm = style_.norm_by_choice_characters ? choose_by_loglik_per_character(eligible, texts)
+                                                               : choose_by_loglik_per_byte(eligible, r.continuations);
         const double correct = pick == r.gold_position ? 1.0 : 0.0;
         const double correct_norm = pick_norm == r.gold_position ? 1.0 : 0.0;
         const double item_mc2 = mc2_score(ll, truth);
-        outcome.item_scores.push_back(correct);
-        outcome.item_choice.push_back(std::to_string(r.order[static_cast<size_t>(pick)]));
+        const bool by_norm = style_.primary == "acc_norm";
+        const int primary_pick = by_norm ? pick_norm : pick;
+        outcome.item_scores.push_back(by_norm ? correct_norm : correct);
+        outcome.item_choice.push_back(std::to_string(r.order[static_cast<size_t>(primary_pick)]));
         outcome.gold_position.push_back(r.gold_position);
-        outcome.chosen_position.push_back(pick);
+        outcome.chosen_position.push_back(primary_pick);
         if (p == 0) {
           acc.push_back(correct);
           acc_norm.push_back(correct_norm);

@@ -138,8 +138,9 @@ RenderedMc render_mc(const McItem& item, const Presentation& p, const McStyle& s
   }
   if (p.format == "double_newline") out.context = format_text(out.context, "double_newline");
   for (size_t k = 0; k < n; ++k)
-    out.continuations.push_back(
-        " " + (p.labels == "none" ? item.choices[static_cast<size_t>(out.order[k])] : label_at(p.labels, k)));
+    out.continuations.push_back(p.labels == "none"
+                                    ? style.target_delimiter + item.choices[static_cast<size_t>(out.order[k])]
+                                    : " " + label_at(p.labels, k));
   return out;
 }
 

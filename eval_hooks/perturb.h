@@ -29,6 +29,12 @@ struct McStyle {
   uint64_t seed = 0;
   int max_shifts = 0;  // order perturbations: shifts 1 .. max_shifts-1; 0 = every cyclic shift
   std::vector<std::string> axes{"order", "labels", "template", "format"};  // perturbation axes in use
+  // Before an unlabelled choice's text in its continuation (lm-eval's target_delimiter).
+  std::string target_delimiter = " ";
+  // acc_norm divides by the choice's length in characters, as lm-eval does, rather than by the
+  // continuation's bytes.
+  bool norm_by_choice_characters = false;
+  std::string primary = "acc";  // the suite's primary score and what its red-team view credits: acc | acc_norm
 };
 
 // The canonical presentation followed by each perturbation, one axis at a time. `most_choices`: the

@@ -39,11 +39,12 @@ class PreferenceSuite : public EvalSuite {
       for (const auto& item : items_) {
         nlohmann::json prompt = item.prompt;
         if (prompt.is_string()) prompt = format_text(prompt.get<std::string>(), p.format);
-        const auto prompt_ids = encode_prompt(prompt, policy.tokenizer(), item.id);
         for (const auto* response : {&item.chosen, &item.rejected}) {
-          const auto ids = encode_prompt_response(prompt_ids, *response, policy.tokenizer());
+          const auto example = encode_prompt_response(prompt, *response, nullptr, nlohmann::ordered_json::object(),
+                                                      policy.tokenizer(), item.id, "response");
+          const auto split = example.ids.begin() + static_cast<long>(example.prompt_length);
           requests.push_back(
-              {prompt_ids, std::vector<int32_t>(ids.begin() + static_cast<long>(prompt_ids.size()), ids.end())});
+              {std::vector<int32_t>(example.ids.begin(), split), std::vector<int32_t>(split, example.ids.end())});
         }
       }
     std::vector<double> rewards;

@@ -50,6 +50,16 @@ int choose_by_loglik_per_byte(const std::vector<double>& loglik, const std::vect
   return argmax(per_byte);
 }
 
+int choose_by_loglik_per_character(const std::vector<double>& loglik, const std::vector<std::string>& choices) {
+  std::vector<double> per_character(loglik.size());
+  for (size_t i = 0; i < loglik.size(); ++i) {
+    size_t characters = 0;  // UTF-8 lead bytes
+    for (unsigned char c : choices[i]) characters += (c & 0xC0) != 0x80;
+    per_character[i] = loglik[i] / static_cast<double>(std::max<size_t>(1, characters));
+  }
+  return argmax(per_character);
+}
+
 double mc2_score(const std::vector<double>& loglik, const std::vector<int>& truth) {
   const double top = *std::max_element(loglik.begin(), loglik.end());
   double on_true = 0, total = 0;

@@ -18,6 +18,8 @@ int argmax(const std::vector<double>& values);
 int choose_by_loglik(const std::vector<double>& loglik);
 // acc_norm: the choice with the largest log-likelihood per UTF-8 byte of its continuation text.
 int choose_by_loglik_per_byte(const std::vector<double>& loglik, const std::vector<std::string>& continuations);
+// lm-eval's acc_norm: per character (Unicode code point) of each choice's own text.
+int choose_by_loglik_per_character(const std::vector<double>& loglik, const std::vector<std::string>& choices);
 // MC2: probability mass on the true answers, normalised over all choices:
 // sum_{i true} exp(ll_i) / sum_i exp(ll_i) (computed stably).
 double mc2_score(const std::vector<double>& loglik, const std::vector<int>& truth);

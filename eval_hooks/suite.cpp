@@ -9,6 +9,7 @@
 #include "core/files.h"
 #include "datasets/h5_io.h"
 #include "datasets/sft_data.h"
+#include "eval_hooks/lm_eval_task.h"
 #include "eval_hooks/scoring.h"
 
 namespace fs = std::filesystem;
@@ -31,131 +32,6 @@ std::string known_suites() {
   std::string names;
   for (const auto& n : suite_names()) names += (names.empty() ? "" : ", ") + n;
   return names;
-}
-
-std::string line_of(const std::string& file, const YAML::Node& node) {
-  return file + ":" + std::to_string(node.Mark().line + 1);
-}
-
-// A task file with its `include:` chain merged in: lm-eval-harness tasks share settings through
-// `include: parent.yaml` (relative to the including file), and the including file's keys win.
-YAML::Node load_task_file(const std::string& task_file, int depth = 0) {
-  YAML::Node task = load_yaml_file(task_file, "task");
-  if (!task.IsMap()) fail(task_file, "a task file must be a mapping (task, dataset, output_type, doc_to_text, ...)");
-  // A relative dataset path is relative to the file that names it, even when another file includes it.
-  if (task["dataset"] && task["dataset"].IsScalar() && !fs::path(task["dataset"].Scalar()).is_absolute())
-    task["dataset"] = (fs::path(task_file).parent_path() / task["dataset"].Scalar()).string();
-  const YAML::Node include = task["include"];
-  if (!include) return task;
-  if (!include.IsScalar()) fail(line_of(task_file, include), "include must be the path of one task file");
-  if (depth >= 8) fail(line_of(task_file, include), "include chain is deeper than 8 files (does it loop?)");
-  std::string parent = include.Scalar();
-  if (!fs::path(parent).is_absolute()) parent = (fs::path(task_file).parent_path() / parent).string();
-  if (!fs::is_regular_file(parent)) fail(line_of(task_file, include), "included task file " + parent + " not found");
-  YAML::Node merged = load_task_file(parent, depth + 1);
-  for (const auto& kv : task)
-    if (kv.first.Scalar() != "include") merged[kv.first.Scalar()] = kv.second;
-  return merged;
-}
-
-// The lm-eval-harness style task file: a dataset, templates with {{field}}, an output type.
-std::unique_ptr<EvalSuite> make_yaml_task(const std::string& task_file, const YAML::Node& entry_options,
-                                          const std::string& recipe_file, const std::string& path) {
-  if (!fs::exists(task_file)) fail(recipe_file + ": " + path + ".suite", "task file " + task_file + " not found");
-  YAML::Node task = load_task_file(task_file);
-  if (!task["dataset"] && task["dataset_path"])
-    fail(line_of(task_file, task["dataset_path"]),
-         "dataset_path names a Hugging Face hub dataset, which posttrain does not download: set dataset: to a "
-         "local JSONL file of the docs (one JSON object per line)");
-  // The recipe entry's options (limit, perturbations, ...) override the task file's.
-  for (const auto& kv : entry_options) task[kv.first.as<std::string>()] = kv.second;
-  YamlSection options(task, "", task_file);
-  const std::string name = options.get<std::string>("task", fs::path(task_file).stem().string());
-  std::string dataset = options.require<std::string>("dataset");
-  if (!fs::path(dataset).is_absolute()) dataset = (fs::path(task_file).parent_path() / dataset).string();
-  const std::string output_type = options.require<std::string>("output_type");
-  const std::string doc_to_text = options.require<std::string>("doc_to_text");
-  const std::string doc_to_target = options.require<std::string>("doc_to_target");
-  YAML::Node doc_to_choice = options.raw("doc_to_choice");
-  const bool chat = options.get<bool>("chat", false);
-  if (output_type == "multiple_choice") {
-    if (!doc_to_choice || doc_to_choice.IsNull())
-      options.fail_at("doc_to_choice",
-                      "is required for multiple_choice (a field holding a list, or a list of templates)");
-    McStyle style;
-    style.labels = options.get<std::string>("labels", "none");
-    style.template_index = -1;  // doc_to_text is the prompt
-    if (style.labels != "letters" && style.labels != "numbers" && style.labels != "none")
-      options.fail_at("labels", "must be letters, numbers or none");
-    CommonSuiteOptions common = read_common_options(options, {"order", "labels", "format"}, false);
-    style.shuffle = options.get<bool>("shuffle", true);
-    style.seed = common.seed;
-    style.axes = common.perturbations;
-    common.data = dataset;
-    std::vector<McItem> items;
-    DataSpec spec;
-    spec.train = dataset;
-    for_each_jsonl_record(spec, [&](const nlohmann::json& doc, const std::string& where) {
-      McItem item;
-      item.id = doc.contains("id") ? (doc["id"].is_string() ? doc["id"].get<std::string>() : doc["id"].dump())
-                                   : "doc-" + std::to_string(items.size());
-      item.question = substitute_fields(doc_to_text, doc, where);
-      if (doc_to_choice.IsSequence()) {
-        for (const auto& c : doc_to_choice) item.choices.push_back(substitute_fields(c.as<std::string>(), doc, where));
-      } else {
-        std::string field = doc_to_choice.as<std::string>();
-        if (field.rfind("{{", 0) == 0) field = field.substr(2, field.size() - 4);
-        if (!doc.contains(field) || !doc[field].is_array())
-          fail(where, "field \"" + field + "\" must be a list of choices");
-        for (const auto& c : doc[field]) item.choices.push_back(c.is_string() ? c.get<std::string>() : c.dump());
-      }
-      if (item.choices.size() < 2) fail(where, "needs at least two choices");
-      const std::string target = substitute_fields(doc_to_target, doc, where);
-      const auto at = std::find(item.choices.begin(), item.choices.end(), target);
-      if (at != item.choices.end()) {
-        item.gold = static_cast<int>(at - item.choices.begin());
-      } else {
-        char* end = nullptr;
-        const long index = std::strtol(target.c_str(), &end, 10);
-        if (target.empty() || *end != '\0' || index < 0 || index >= static_cast<long>(item.choices.size()))
-          fail(where, "doc_to_target gives \"" + target + "\": neither a choice nor a choice index");
-        item.gold = static_cast<int>(index);
-      }
-      item.truth.assign(item.choices.size(), 0);
-      item.truth[static_cast<size_t>(item.gold)] = 1;
-      items.push_back(item);
-    });
-    apply_limit(items, common.limit);
-    options.finish();
-    auto suite = make_mc_suite(std::move(items), style, common, chat);
-    suite->name = name;
-    return suite;
-  }
-  if (output_type == "generate_until") {
-    GenerationStyle style;
-    style.chat = chat;
-    style.metric = options.get<std::string>("metric", style.metric);
-    style.until = options.get<std::vector<std::string>>("until", {"\n"});
-    style.max_new_tokens = options.get<int64_t>("max_new_tokens", style.max_new_tokens);
-    if (style.metric != "exact_match" && style.metric != "contains")
-      options.fail_at("metric", "must be exact_match or contains");
-    if (style.max_new_tokens <= 0) options.fail_at("max_new_tokens", "must be positive");
-    CommonSuiteOptions common = read_common_options(options, {"format"}, false);
-    common.data = dataset;
-    std::vector<GenerationItem> items;
-    DataSpec spec;
-    spec.train = dataset;
-    for_each_jsonl_record(spec, [&](const nlohmann::json& doc, const std::string& where) {
-      items.push_back({"doc-" + std::to_string(items.size()), substitute_fields(doc_to_text, doc, where),
-                       substitute_fields(doc_to_target, doc, where)});
-    });
-    apply_limit(items, common.limit);
-    options.finish();
-    auto suite = make_generation_suite(std::move(items), style, common);
-    suite->name = name;
-    return suite;
-  }
-  options.fail_at("output_type", "must be multiple_choice or generate_until");
 }
 
 }  // namespace
@@ -235,7 +111,7 @@ std::string suite_description(const std::string& name) {
 std::unique_ptr<EvalSuite> make_suite(const std::string& name_or_file, const YAML::Node& options,
                                       const std::string& file, const std::string& path) {
   const auto ext = fs::path(name_or_file).extension();
-  if (ext == ".yaml" || ext == ".yml") return make_yaml_task(name_or_file, options, file, path);
+  if (ext == ".yaml" || ext == ".yml") return make_lm_eval_suite(read_lm_eval_task(name_or_file, options, file, path));
   auto it = registry().find(name_or_file);
   if (it == registry().end())
     fail(file + ": " + path + ".suite",

@@ -188,15 +188,41 @@ std::unique_ptr<EvalSuite> make_suite(const std::string& name_or_file, const YAM
 // Multiple choice by log-likelihood (acc, acc_norm, MC2); chat: the prompt as a ChatML user turn.
 std::unique_ptr<EvalSuite> make_mc_suite(std::vector<McItem> items, const McStyle& style, CommonSuiteOptions common,
                                          bool chat);
-// Free generation scored against a target: exact_match or contains, after trimming whitespace.
+// Free generation scored against references. The answer is cut at the first `until` string, passed
+// through each filter pipeline, and each pipeline's answer scored by each metric (a match with any
+// reference counts).
 struct GenerationItem {
-  std::string id, prompt, target;
+  std::string id, prompt;
+  std::vector<std::string> targets;
+};
+// One step of an lm-eval filter pipeline (Python semantics).
+struct AnswerFilter {
+  std::string function;  // regex | take_first | remove_whitespace (lstrip) | lowercase | uppercase | strip
+  std::string pattern;  // regex: re.findall's pattern (Python syntax, matched by PCRE2)
+  int group_select = 0;  // regex: which match findall returned (negative: from the end)
+  std::string fallback = "[invalid]";  // regex: the answer when nothing matches
+};
+struct FilterPipeline {
+  std::string name = "none";
+  std::vector<AnswerFilter> steps;
+};
+// exact_match as lm-eval computes it (HF evaluate's): regexes_to_ignore removed from answer and
+// reference, then case, ASCII punctuation and digits when asked; contains (posttrain's): the
+// reference is a substring of the answer.
+struct GenerationMetric {
+  std::string name = "exact_match";
+  bool ignore_case = false, ignore_punctuation = false, ignore_numbers = false;
+  std::vector<std::string> regexes_to_ignore;
 };
 struct GenerationStyle {
-  std::string metric = "exact_match";  // exact_match | contains
   std::vector<std::string> until;  // the answer ends at the first of these strings
   int64_t max_new_tokens = 32;
   bool chat = false;
+  // posttrain's short form: both sides trimmed of whitespace, one metric, scores named by it.
+  std::vector<FilterPipeline> filters{FilterPipeline{"none", {AnswerFilter{"strip"}}}};
+  std::vector<GenerationMetric> metrics{GenerationMetric{}};
+  bool trim_references = true;
+  bool keys_with_filter = false;  // lm-eval's score names: "exact_match,strict-match"
 };
 std::unique_ptr<EvalSuite> make_generation_suite(std::vector<GenerationItem> items, const GenerationStyle& style,
                                                  CommonSuiteOptions common);

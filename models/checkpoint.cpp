@@ -18,6 +18,7 @@
 #include "core/files.h"
 #include "models/lora.h"
 #include "models/safetensors.h"
+#include "models/tokenizer.h"
 
 namespace fs = std::filesystem;
 
@@ -369,13 +370,7 @@ void save_model(QwenForCausalLMImpl& model, const std::string& dir, const SaveOp
     write_file_atomic((partial / "model.safetensors.index.json").string(), index.dump(2) + "\n");
   }
 
-  if (!options.tokenizer_dir.empty()) {
-    for (const char* file : {"tokenizer.json", "tokenizer_config.json"}) {
-      const fs::path from = fs::path(options.tokenizer_dir) / file;
-      if (!fs::exists(from)) fail(from.string(), "tokenizer file not found");
-      fs::copy_file(from, partial / file);
-    }
-  }
+  if (!options.tokenizer_dir.empty()) copy_tokenizer_files(options.tokenizer_dir, partial.string());
   fs::rename(partial, dir);
 }
 

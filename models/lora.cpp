@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "models/checkpoint.h"
+#include "models/tokenizer.h"
 
 namespace fs = std::filesystem;
 
@@ -242,12 +243,7 @@ void save_adapter(QwenForCausalLMImpl& model, const std::string& dir, const std:
     tensors.emplace_back(kPeftPrefix + name, tensor.detach().to(torch::kFloat32));
   write_safetensors((partial / kWeightsFile).string(), tensors);
 
-  if (!tokenizer_dir.empty())
-    for (const char* file : {"tokenizer.json", "tokenizer_config.json"}) {
-      const fs::path from = fs::path(tokenizer_dir) / file;
-      if (!fs::exists(from)) fail(from.string(), "tokenizer file not found");
-      fs::copy_file(from, partial / file);
-    }
+  if (!tokenizer_dir.empty()) copy_tokenizer_files(tokenizer_dir, partial.string());
   fs::rename(partial, dir);
 }
 

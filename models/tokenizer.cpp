@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <queue>
@@ -105,6 +106,8 @@ struct Tokenizer::Impl {
   std::array<bool, 256> added_first_byte{};
   std::unique_ptr<pcre2_code, PcreDeleter> split_regex;
   int32_t eos = -1, pad = -1;
+  std::string bos_token, eos_token;  // tokenizer_config's texts, for chat templates
+  std::string chat_template, chat_template_origin;
 
   // Cache of BPE results per pre-token; encode() is const and may run on several threads.
   mutable std::mutex cache_mutex;
@@ -244,18 +247,24 @@ void Tokenizer::Impl::encode_segment(std::string_view text, std::vector<int32_t>
 Tokenizer Tokenizer::from_dir(const std::string& dir) {
   const std::string path = dir + "/tokenizer.json";
   const std::string config_path = dir + "/tokenizer_config.json";
+  auto exists = [](const std::string& file) {
+    FILE* f = std::fopen(file.c_str(), "rb");
+    if (f != nullptr) std::fclose(f);
+    return f != nullptr;
+  };
   std::string config;
-  if (FILE* f = std::fopen(config_path.c_str(), "rb")) {
-    std::fclose(f);
-    config = read_file(config_path);
-  }
-  return from_json(read_file(path), path, config);
+  if (exists(config_path)) config = read_file(config_path);
+  Tokenizer tokenizer = from_json(read_file(path), path, config, config_path);
+  const std::string template_path = dir + "/chat_template.jinja";
+  if (exists(template_path)) return tokenizer.with_chat_template(read_file(template_path), template_path);
+  return tokenizer;
 }
 
 namespace {
 
 std::shared_ptr<Tokenizer::Impl> parse_tokenizer(const std::string& tokenizer_json, const std::string& source,
-                                                 const std::string& tokenizer_config_json) {
+                                                 const std::string& tokenizer_config_json,
+                                                 const std::string& config_source) {
   using Impl = Tokenizer::Impl;
   auto impl = std::make_shared<Impl>();
   json j;
@@ -389,28 +398,58 @@ std::shared_ptr<Tokenizer::Impl> parse_tokenizer(const std::string& tokenizer_js
   std::stable_sort(impl->added.begin(), impl->added.end(),
                    [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
 
-  // eos / pad from tokenizer_config.json (strings or {"content": ...} objects).
+  // eos / pad / bos and the chat template from tokenizer_config.json (tokens as strings or
+  // {"content": ...} objects).
   if (!tokenizer_config_json.empty()) {
     json config;
     try {
       config = json::parse(tokenizer_config_json);
     } catch (const json::exception& e) {
-      fail("tokenizer_config.json", std::string("not valid JSON: ") + e.what());
+      fail(config_source, std::string("not valid JSON: ") + e.what());
     }
-    auto token_of = [&](const char* key) -> int32_t {
-      if (!config.contains(key) || config[key].is_null()) return -1;
+    if (!config.is_object()) fail(config_source, "must be a JSON object");
+    auto text_of = [&](const char* key) -> std::string {
+      if (!config.contains(key) || config[key].is_null()) return "";
       const json& v = config[key];
-      const std::string s = v.is_object() ? v.value("content", std::string()) : v.get<std::string>();
+      if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+      if (!v.is_string()) fail(config_source, std::string(key) + " must be a string or {\"content\": string}");
+      return v.get<std::string>();
+    };
+    auto token_of = [&](const char* key) -> int32_t {
+      const std::string s = text_of(key);
+      if (s.empty()) return -1;
       auto it = impl->vocab.find(s);
-      if (it == impl->vocab.end()) fail("tokenizer_config.json", std::string(key) + " \"" + s + "\" is not a token");
+      if (it == impl->vocab.end()) fail(config_source, std::string(key) + " \"" + s + "\" is not a token");
       return it->second;
     };
     impl->eos = token_of("eos_token");
     impl->pad = token_of("pad_token");
+    impl->bos_token = text_of("bos_token");
+    impl->eos_token = text_of("eos_token");
+    if (config.contains("chat_template") && !config["chat_template"].is_null()) {
+      const json& t = config["chat_template"];
+      impl->chat_template_origin = config_source + ": chat_template";
+      if (t.is_string()) {
+        impl->chat_template = t.get<std::string>();
+      } else if (t.is_array()) {  // named templates: transformers applies "default" unless told otherwise
+        for (const auto& named : t)
+          if (named.is_object() && named.value("name", std::string()) == "default" && named.contains("template") &&
+              named["template"].is_string())
+            impl->chat_template = named["template"].get<std::string>();
+        if (impl->chat_template.empty())
+          fail(config_source, "chat_template is a list without a {\"name\": \"default\", \"template\": ...} entry");
+        impl->chat_template_origin = config_source + ": chat_template[default]";
+      } else {
+        fail(config_source, "chat_template must be a string or a list of {\"name\", \"template\"}");
+      }
+    }
   }
   if (impl->eos < 0) {
     auto it = impl->vocab.find("<|im_end|>");
-    if (it != impl->vocab.end()) impl->eos = it->second;
+    if (it != impl->vocab.end()) {
+      impl->eos = it->second;
+      if (impl->eos_token.empty()) impl->eos_token = it->first;
+    }
   }
   if (impl->pad < 0) {
     auto it = impl->vocab.find("<|endoftext|>");
@@ -422,9 +461,9 @@ std::shared_ptr<Tokenizer::Impl> parse_tokenizer(const std::string& tokenizer_js
 }  // namespace
 
 Tokenizer Tokenizer::from_json(const std::string& tokenizer_json, const std::string& source,
-                               const std::string& tokenizer_config_json) {
+                               const std::string& tokenizer_config_json, const std::string& config_source) {
   try {
-    return Tokenizer(parse_tokenizer(tokenizer_json, source, tokenizer_config_json));
+    return Tokenizer(parse_tokenizer(tokenizer_json, source, tokenizer_config_json, config_source));
   } catch (const json::exception& e) {
     // A field of the wrong type or shape anywhere in the file.
     fail(source, std::string("malformed tokenizer file: ") + e.what());
@@ -502,6 +541,33 @@ bool Tokenizer::is_special(int32_t id) const {
 int32_t Tokenizer::id_count() const { return static_cast<int32_t>(impl_->id_bytes.size()); }
 int32_t Tokenizer::eos_id() const { return impl_->eos; }
 int32_t Tokenizer::pad_id() const { return impl_->pad; }
+const std::string& Tokenizer::bos_token() const { return impl_->bos_token; }
+const std::string& Tokenizer::eos_token() const { return impl_->eos_token; }
+const std::string& Tokenizer::chat_template() const {
+  return chat_template_ ? chat_template_->first : impl_->chat_template;
+}
+const std::string& Tokenizer::chat_template_origin() const {
+  return chat_template_ ? chat_template_->second : impl_->chat_template_origin;
+}
+
+Tokenizer Tokenizer::with_chat_template(std::string source, std::string origin) const {
+  Tokenizer copy = *this;  // shares the vocabulary and merges
+  copy.chat_template_ =
+      std::make_shared<const std::pair<std::string, std::string>>(std::move(source), std::move(origin));
+  return copy;
+}
+
+void copy_tokenizer_files(const std::string& from_dir, const std::string& to_dir) {
+  namespace fs = std::filesystem;
+  for (const char* file : {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}) {
+    const fs::path from = fs::path(from_dir) / file;
+    if (!fs::exists(from)) {
+      if (std::string(file) == "chat_template.jinja") continue;
+      fail(from.string(), "tokenizer file not found");
+    }
+    fs::copy_file(from, fs::path(to_dir) / file, fs::copy_options::overwrite_existing);
+  }
+}
 
 std::string sanitize_utf8(std::string_view bytes) {
   std::string out;

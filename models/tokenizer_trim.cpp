@@ -109,6 +109,10 @@ TrimmedTokenizer trim_tokenizer(const std::string& full_dir, const std::vector<s
       }
       out.tokenizer_config["added_tokens_decoder"] = decoder;
     }
+    // The testbed's chat format is ChatML without Qwen3's <think> blocks: its base is pretrained on
+    // that format, and the blocks would add five tokens to every ~30-token example. Without a
+    // chat_template the trimmed tokenizer renders ChatML (models/chat.h), as every testbed study has.
+    out.tokenizer_config.erase("chat_template");
   }
   return out;
 }

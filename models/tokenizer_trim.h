@@ -6,7 +6,8 @@
 // those whose result is kept, in their original order. Then every merge BPE applies to a covered text
 // is kept and no kept merge outranks it, so covered texts encode to the same tokens as with the full
 // tokenizer (ids renumbered); other texts still encode and decode exactly, in more, shorter tokens.
-// Added (special) tokens are all kept, numbered after the vocabulary.
+// Added (special) tokens are all kept, numbered after the vocabulary. The chat_template is dropped:
+// testbed worlds speak ChatML (models/chat.h's fallback), not the full model's template.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +20,7 @@ namespace posttrain {
 
 struct TrimmedTokenizer {
   nlohmann::json tokenizer_json;  // tokenizer.json with the trimmed vocab, merges and renumbered added tokens
-  nlohmann::json tokenizer_config;  // tokenizer_config.json with added_tokens_decoder renumbered
+  nlohmann::json tokenizer_config;  // tokenizer_config.json with added_tokens_decoder renumbered, no chat_template
   std::vector<int32_t> original_ids;  // new id -> id in the full tokenizer
 };
 

@@ -94,20 +94,36 @@ std::string set_names(const HackathonRules& rules) {
   return list;
 }
 
-// A task file's `include` chain and `dataset` must stay inside the submission folder (each path is
-// relative to the file that names it, as the task loader reads it).
+// A task file's `include` chain, `dataset` and `dataset_kwargs.data_files` must stay inside the
+// submission folder (each path is relative to the file that names it, as the task loader reads it).
 void check_task_paths(const std::string& dir, const std::string& task_file, int depth) {
   if (depth > 8) throw UserError(task_file + ": include chain is deeper than 8 files (does it loop?)");
   const YAML::Node task = load_yaml_file(task_file, "task");
   if (!task.IsMap()) return;  // the task loader names the problem
-  for (const std::string key : {"include", "dataset"}) {
-    if (!task[key] || !task[key].IsScalar()) continue;
-    const fs::path target = (fs::path(task_file).parent_path() / task[key].Scalar()).lexically_normal();
+  auto check = [&](const std::string& key, const YAML::Node& value) {
+    if (!value || !value.IsScalar()) return;
+    const fs::path target = (fs::path(task_file).parent_path() / value.Scalar()).lexically_normal();
     const std::string rel = target.lexically_relative(dir).generic_string();
-    if (fs::path(task[key].Scalar()).is_absolute() || rel.empty() || rel.rfind("..", 0) == 0)
-      throw UserError(task_file + ":" + std::to_string(task[key].Mark().line + 1) + ": " + key + " \"" +
-                      task[key].Scalar() + "\" leaves the submission folder (give a path inside it)");
+    if (fs::path(value.Scalar()).is_absolute() || rel.empty() || rel.rfind("..", 0) == 0)
+      throw UserError(task_file + ":" + std::to_string(value.Mark().line + 1) + ": " + key + " \"" + value.Scalar() +
+                      "\" leaves the submission folder (give a path inside it)");
     if (key == "include" && fs::is_regular_file(target)) check_task_paths(dir, target.string(), depth + 1);
+  };
+  check("include", task["include"]);
+  check("dataset", task["dataset"]);
+  const YAML::Node kwargs = task["dataset_kwargs"];
+  if (kwargs && kwargs.IsMap() && kwargs["data_files"]) {
+    const YAML::Node files = kwargs["data_files"];
+    auto check_all = [&](const YAML::Node& n) {
+      if (n.IsSequence())
+        for (const auto& item : n) check("data_files", item);
+      else
+        check("data_files", n);
+    };
+    if (files.IsMap())
+      for (const auto& kv : files) check_all(kv.second);
+    else
+      check_all(files);
   }
 }
 
@@ -333,8 +349,8 @@ Submission read_submission(const std::string& dir, const HackathonRules& rules) 
     if (!s.items.empty() && !rules.items.count(s.items))
       top.fail_at("items", "\"" + s.items + "\" is not an event item set (" + set_names(rules) +
                                "); leave items out to score the task's own dataset");
-    if (s.options["dataset"] || s.options["include"])
-      top.fail_at("options", "must not set dataset or include (items: picks an event set)");
+    for (const char* key : {"dataset", "include", "dataset_path", "dataset_kwargs"})
+      if (s.options[key]) top.fail_at("options", std::string("must not set ") + key + " (items: picks an event set)");
     const auto suite = make_suite(s.suite, suite_options(s, rules, "dev"), file, "task");
     if (!suite->response_scorer() && !suite->choice_scorer())
       top.fail_at("task", "\"" + task + "\" has no per-response scorer or log-likelihood view");

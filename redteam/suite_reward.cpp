@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "eval_hooks/suite.h"
+#include "models/chat.h"
 #include "trainers/rewards.h"
 
 namespace posttrain {
@@ -48,7 +49,7 @@ class SuiteReward : public RewardFunction {
                           "): a prompt record matches no item of the suite by id or prompt");
         item = p->second;
       }
-      out.push_back(scorer_->score(item, r.response_text));
+      out.push_back(scorer_->score(item, answer_after_reasoning(r.response_text)));  // as evals score it
     }
     return out;
   }

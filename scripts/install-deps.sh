@@ -10,6 +10,7 @@ packages=(
   libpcre2-dev libutf8proc-dev libssl-dev catch2 libgloo-dev
   chromium-headless-shell  # the report test renders report.html and takes a screenshot
   python3-jinja2  # the peer that core/jinja.h is tested against (tests/core/test_jinja.cpp)
+  python3-yaml  # with jinja2: the lm-eval task peer (tests/evals/lm_eval_peer.py)
   bubblewrap  # the hackathon judge runs plugin submissions in its sandbox (core/sandbox.h)
 )
 

@@ -78,6 +78,15 @@ inline std::string test_cache_dir() { return POSTTRAIN_TEST_CACHE; }
 // ../shared beside the checkout; absent in a user's fresh clone.
 inline std::string shared_dir() { return source_dir() + "/../shared"; }
 
+// A python3 that imports `modules` (e.g. "jinja2, yaml"), for peer tests: Debian's first (install-deps
+// installs the peers' packages there; a python3 earlier on PATH, such as a pyenv one, may lack
+// them), then PATH's. "" when neither has them.
+inline std::string python_with(const std::string& modules) {
+  for (const std::string python : {"/usr/bin/python3", "python3"})
+    if (run(python + " -c 'import " + modules + "'").exit_code == 0) return python;
+  return "";
+}
+
 inline void write_text(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;

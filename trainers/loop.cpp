@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "models/autocast.h"
+#include "models/chat.h"
 #include "models/checkpoint.h"
 #include "models/flops.h"
 #include "models/logprobs.h"
@@ -57,8 +58,13 @@ LMTraining setup_lm_training(RunContext& ctx, const std::string& data_kind, int6
     ShardInfo info;
     t.data = prepare_sft_data(recipe.data, t.tokenizer, ctx.tokenizer_sha256, ctx.cache_dir + "/data", &info, &shard,
                               data_kind);
-    ctx.manifest["data"] = {{"train", recipe.data.train}, {"sha256", info.source_sha256},  {"shard", shard},
-                            {"examples", t.data.size()},  {"truncated", t.data.truncated}, {"skipped", t.data.skipped}};
+    ctx.manifest["data"] = {{"train", recipe.data.train},
+                            {"sha256", info.source_sha256},
+                            {"shard", shard},
+                            {"examples", t.data.size()},
+                            {"truncated", t.data.truncated},
+                            {"skipped", t.data.skipped},
+                            {"chat_rendering", chat_rendering(t.tokenizer)}};
   }
   ctx.write_manifest();
 

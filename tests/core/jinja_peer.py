@@ -12,6 +12,7 @@ offsets are recorded while the template streams. "lm_eval" is lm-eval-harness's 
 environment (lm_eval/utils.py): StrictUndefined and keep_trailing_newline.
 """
 import json
+import re
 import sys
 
 import jinja2
@@ -54,7 +55,12 @@ def chat_environment():
 
 
 def lm_eval_environment():
-    return jinja2.Environment(loader=jinja2.BaseLoader(), undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    def regex_replace(string, pattern, repl, count=0):  # lm_eval/utils.py registers this filter
+        return re.sub(pattern, repl, string, count=count)
+
+    env = jinja2.Environment(loader=jinja2.BaseLoader(), undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["regex_replace"] = regex_replace
+    return env
 
 
 def render(env, case):

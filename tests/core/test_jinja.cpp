@@ -28,13 +28,7 @@ struct PeerCase {
   ordered_json context;
 };
 
-// The interpreter that has jinja2: Debian's first (install-deps puts python3-jinja2 there; a
-// python3 earlier on PATH, such as a pyenv one, may lack it), then PATH's. "" when neither has it.
-std::string python_with_jinja2() {
-  for (const std::string python : {"/usr/bin/python3", "python3"})
-    if (test::run(python + " -c 'import jinja2'").exit_code == 0) return python;
-  return "";
-}
+std::string python_with_jinja2() { return test::python_with("jinja2"); }
 
 // Renders every case with python3-jinja2; empty when the peer is not installed.
 std::vector<ordered_json> peer_render(const std::vector<PeerCase>& cases) {
@@ -186,6 +180,18 @@ TEST_CASE("Python's float repr: shortest round-trip digits and repr's notation s
 TEST_CASE("a template outside the supported subset fails with its origin and line, never as text", "[core][jinja]") {
   const ordered_json none = ordered_json::object();
   CHECK(user_error_of([&] { render("a\n{{ x | nope }}", none); }) == "t.jinja:2: no filter named 'nope'");
+  // regex_replace is lm-eval's own filter: jinja2 (and so a chat template) has none.
+  CHECK(user_error_of([&] { render("{{ 'a' | regex_replace('a', 'b') }}", none); }) ==
+        "t.jinja:1: no filter named 'regex_replace'");
+  CHECK(render("{{ 'a' | regex_replace('a', 'b') }}", none, posttrain::lm_eval_options()) == "b");
+  CHECK(user_error_of([&] {
+          render("{{ 'a' | regex_replace('(a)', '\\2') }}", none, posttrain::lm_eval_options());
+        }).find("invalid group reference 2") != std::string::npos);
+  // A pattern that backtracks without end (a hostile task file's) fails instead of stalling.
+  const ordered_json aab = {{"x", std::string(40, 'a') + "b"}};
+  CHECK(user_error_of([&] {
+          render("{{ x | regex_replace('(a+)+$', '') }}", aab, posttrain::lm_eval_options());
+        }).find("gave up after a million backtracking steps") != std::string::npos);
   CHECK(user_error_of([&] {
           render("a\n\n{% include 'other.jinja' %}", none);
         }).rfind("t.jinja:3: unsupported tag 'include'", 0) == 0);

@@ -46,6 +46,22 @@ TEST_CASE("a valid recipe parses with defaults filled in", "[core][recipe]") {
   CHECK(r.checkpoint.resume == "auto");
 }
 
+TEST_CASE("one rule for relative paths: the recipe's folder in the file, the working directory on the command line",
+          "[core][recipe]") {
+  test::TempDir tmp("recipe-paths");
+  test::fs::create_directories(tmp / "recipes/sub");
+  test::write_text(tmp / "recipes/sub/r.yaml", std::string(kValid) + "output_dir: ../../runs/x\n");
+  const auto written = posttrain::parse_recipe(tmp / "recipes/sub/r.yaml", {}, 1);
+  CHECK(written.output_dir == tmp / "runs/x");  // like data.train and base: from the recipe's folder
+  CHECK(written.data.train == tmp / "recipes/sub/data.jsonl");
+  const auto overridden = posttrain::parse_recipe(tmp / "recipes/sub/r.yaml", {"output_dir=runs/y"}, 1);
+  CHECK(overridden.output_dir == (test::fs::current_path() / "runs/y").string());
+  std::string with_base_path = kValid;
+  with_base_path.replace(with_base_path.find("{preset: tiny, seed: 1}"), 23, "../models/m");
+  test::write_text(tmp / "recipes/sub/base.yaml", with_base_path);
+  CHECK(posttrain::parse_recipe(tmp / "recipes/sub/base.yaml", {}, 1).base.path == tmp / "recipes/models/m");
+}
+
 TEST_CASE("recipe errors name the file, the line and the key", "[core][recipe]") {
   test::TempDir tmp("recipe-errors");
   auto write = [&](const std::string& name, const std::string& text) {

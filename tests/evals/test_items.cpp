@@ -271,7 +271,7 @@ TEST_CASE("suite options and YAML tasks are validated with file, line and key", 
                    "dataset: d.jsonl\noutput_type: multiple_choice\ndoc_to_text: \"{{question}}\"\n"
                    "doc_to_choice: \"{{opts}}\"\ndoc_to_target: \"{{gold}}\"\n");
   CHECK(contains(test::user_error_of([&] { make_suite(tmp / "task2.yaml", YAML::Node(), "r.yaml", "evals[0]"); }),
-                 "d.jsonl:1: the record has no field \"question\""));
+                 "d.jsonl:1: " + tmp / "task2.yaml" + ":1: 'question' is undefined"));
   test::write_text(tmp / "task3.yaml",
                    "dataset: d.jsonl\noutput_type: multiple_choice\ndoc_to_text: \"{{q}}\"\n"
                    "doc_to_choice: \"{{opts}}\"\ndoc_to_target: \"{{gold}}\"\n");
@@ -295,5 +295,5 @@ TEST_CASE("suite options and YAML tasks are validated with file, line and key", 
                  "deeper than 8 files"));
   test::write_text(tmp / "hub.yaml", "dataset_path: truthful_qa\noutput_type: multiple_choice\n");
   CHECK(contains(test::user_error_of([&] { make_suite(tmp / "hub.yaml", YAML::Node(), "r.yaml", "evals[0]"); }),
-                 "hub.yaml:1: dataset_path names a Hugging Face hub dataset"));
+                 "hub.yaml:1: dataset_path: \"truthful_qa\" names a Hugging Face hub dataset"));
 }

@@ -258,7 +258,7 @@ TEST_CASE("tokenizer basics: special tokens, ids, invalid UTF-8", "[models][toke
 }
 
 TEST_CASE("chat rendering marks each assistant turn", "[models][tokenizer][chat]") {
-  const auto& tok = qwen3();
+  const auto tok = qwen3().with_chat_template("", "");  // ChatML by hand (test_chat.cpp: templates)
   std::vector<posttrain::ChatMessage> messages = {{"system", "You are helpful."},
                                                   {"user", "What is 2+2?"},
                                                   {"assistant", "4."},
@@ -278,9 +278,10 @@ TEST_CASE("chat rendering marks each assistant turn", "[models][tokenizer][chat]
   CHECK(span_text(chat.assistant_spans[0]) == "4.<|im_end|>");
   CHECK(span_text(chat.assistant_spans[1]) == "6, of course.<|im_end|>");
 
-  auto prompt = posttrain::render_chat(tok, {{"user", "Hi"}}, true);
+  auto prompt = posttrain::render_chat(tok, std::vector<posttrain::ChatMessage>{{"user", "Hi"}}, true);
   CHECK(prompt.text == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
   CHECK(prompt.ids == tok.encode(prompt.text));
   CHECK(prompt.assistant_spans.empty());
-  CHECK_THROWS_AS(posttrain::render_chat(tok, {{"robot", "x"}}, false), posttrain::UserError);
+  CHECK_THROWS_AS(posttrain::render_chat(tok, std::vector<posttrain::ChatMessage>{{"robot", "x"}}, false),
+                  posttrain::UserError);
 }

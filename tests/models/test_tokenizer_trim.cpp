@@ -52,9 +52,12 @@ TEST_CASE("the trimmed testbed tokenizer encodes every testbed text as the full 
   CHECK(texts > 1000);
   CHECK(mismatches == 0);
 
-  // A whole chat, special tokens included, as the trainers render it.
+  // A whole chat, special tokens included, as the trainers render it: the testbed speaks ChatML (the
+  // trimmed tokenizer has no chat_template), as the full tokenizer does without its template.
+  CHECK(trimmed.chat_template().empty());
   const std::vector<posttrain::ChatMessage> chat = {{"user", "What is 12 + 30?"}, {"assistant", "The answer is 42."}};
-  CHECK(mapped(posttrain::render_chat(trimmed, chat, false).ids) == posttrain::render_chat(full, chat, false).ids);
+  CHECK(mapped(posttrain::render_chat(trimmed, chat, false).ids) ==
+        posttrain::render_chat(full.with_chat_template("", ""), chat, false).ids);
   CHECK(original.at(static_cast<size_t>(trimmed.eos_id())) == full.eos_id());
 
   // Outside the testbed: byte tokens still spell everything, in more tokens.

@@ -281,7 +281,7 @@ TEST_CASE("the rl attack raises a suite's score on the eval split, trained on di
   test::write_text(tmp / "items.jsonl", items);
   test::write_text(tmp / "task.yaml",
                    "task: has_e\ndataset: items.jsonl\noutput_type: generate_until\ndoc_to_text: \"{{text}}\"\n"
-                   "doc_to_target: \"e\"\nmetric: contains\nchat: true\nmax_new_tokens: 4\n");
+                   "doc_to_target: \"e\"\nmetric: contains\nchat: true\nmax_new_tokens: 8\n");
   const auto report = run_cli("--suite " + tmp / "task.yaml" + " --attack rl --attack-option rl.lr=1e-3" +
                                   " --attack-option rl.group_size=8 --steps 20 --policy " + test::bandit_base(),
                               tmp / "out");
@@ -319,9 +319,15 @@ TEST_CASE("sft_exploit, the positive control: a policy taught refusal-then-compl
              "\n";
   }
   test::write_text(tmp / "demos.jsonl", demos);
+  // The control is about the red team's machinery, so its policy speaks ChatML (no chat_template):
+  // the exploit's tokens are the answer's, with no think block to learn and to spend the budget on.
+  test::fs::copy(f.policy, tmp / "policy", test::fs::copy_options::recursive);
+  auto config = nlohmann::json::parse(test::read_text(tmp / "policy/tokenizer_config.json"));
+  config.erase("chat_template");
+  test::write_text(tmp / "policy/tokenizer_config.json", config.dump());
   const auto report = run_cli("--suite refusal --option data=" + f.dir + "/harmful.jsonl --option max_new_tokens=12" +
                                   " --attack sft_exploit --attack-option sft_exploit.data=" + tmp / "demos.jsonl" +
-                                  " --attack-option sft_exploit.lr=3e-3 --steps 30 --policy " + f.policy +
+                                  " --attack-option sft_exploit.lr=3e-3 --steps 30 --policy " + tmp / "policy" +
                                   " --gold-items " + f.testbed + "/eval_prompts.jsonl",
                               tmp / "out");
   const auto& a = report["runs"][0]["suites"][0]["attacks"][0];

@@ -120,3 +120,32 @@ TEST_CASE("a generation_batch that would straddle two ranks is refused naming th
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("grpo.generation_batch (3) must divide each rank's 4 prompts") != std::string::npos);
 }
+
+TEST_CASE("the RL quickstart recipes run from any working directory", "[trainers][grpo][ppo][paths]") {
+  // A copy of recipes/ (the recipes name ../data and ../../runs relative to themselves), run from an
+  // unrelated folder: SFT writes the base where GRPO and PPO look for it, and nothing lands in the
+  // working directory.
+  test::TempDir tmp("quickstart-cwd");
+  test::fs::create_directories(tmp / "repo/recipes");
+  for (const char* folder : {"quickstart", "data"})
+    test::fs::copy(test::source_dir() + "/recipes/" + folder, tmp / (std::string("repo/recipes/") + folder),
+                   test::fs::copy_options::recursive);
+  test::fs::create_directories(tmp / "elsewhere");
+  auto run_from_elsewhere = [&](const std::string& recipe, const std::string& overrides) {
+    return test::run("cd " + tmp / "elsewhere" + " && POSTTRAIN_CACHE=" + test::test_cache_dir() + " " +
+                     test::posttrain_bin() + " run ../repo/recipes/quickstart/" + recipe + " " + overrides);
+  };
+  auto r = run_from_elsewhere("bandit_sft.yaml", "train.steps=2 train.warmup_steps=0");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(test::fs::exists(tmp / "repo/runs/quickstart-bandit-sft/final/config.json"));
+  r = run_from_elsewhere("grpo.yaml", "train.steps=1 checkpoint.every=0 grpo.group_size=2");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(test::fs::exists(tmp / "repo/runs/quickstart-grpo/final/config.json"));
+  r = run_from_elsewhere("ppo.yaml", "train.steps=1 checkpoint.every=0 train.batch_size=4 train.micro_batch_size=2");
+  INFO(r.output);
+  CHECK(r.exit_code == 0);
+  CHECK(test::fs::exists(tmp / "repo/runs/quickstart-ppo/final/config.json"));
+  CHECK(test::fs::is_empty(tmp / "elsewhere"));
+}

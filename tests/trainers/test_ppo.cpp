@@ -35,7 +35,8 @@ TEST_CASE("PPO raises the bandit reward with a bounded KL, and a large KL coeffi
   REQUIRE(r.exit_code == 0);
   auto m = test::run_metrics(tmp / "free");
   REQUIRE(m.size() == 12);
-  const double start = mean_of(m, "reward/mean", 0, 3), end = mean_of(m, "reward/mean", 9, 12);
+  // Step 1's rollouts are the base's own: headroom to learn (PPO moves within a step or two).
+  const double start = mean_of(m, "reward/mean", 0, 1), end = mean_of(m, "reward/mean", 9, 12);
   CHECK(start < 0.7);
   CHECK(end > start + 0.2);
   CHECK(mean_of(m, "kl", 9, 12) < 5.0);

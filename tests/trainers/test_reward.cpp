@@ -25,11 +25,12 @@ test::CommandResult cli(const std::string& args) {
 
 std::string recipe() { return test::source_dir() + "/recipes/quickstart/reward.yaml"; }
 
-// ChatML prompt with the generation prompt, then the response and <|im_end|>: what training sees.
+// The prompt with the generation prompt, then the answer as Qwen3's template shows a finished turn
+// (after an empty think block) and <|im_end|>: what training sees, written out by hand.
 std::vector<int64_t> pair_ids(const posttrain::Tokenizer& tok, const std::string& question, const std::string& answer) {
   auto prompt = posttrain::render_chat(tok, {{"user", question}}, /*add_generation_prompt=*/true).ids;
   std::vector<int64_t> ids(prompt.begin(), prompt.end());
-  for (int32_t id : tok.encode(answer)) ids.push_back(id);
+  for (int32_t id : tok.encode("<think>\n\n</think>\n\n" + answer)) ids.push_back(id);
   ids.push_back(*tok.token_to_id("<|im_end|>"));
   return ids;
 }
