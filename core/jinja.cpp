@@ -684,77 +684,14 @@ class Lexer {
 
   // A quoted literal with Python's escapes (jinja2 decodes string literals as unicode-escape).
   size_t read_string(size_t pos, int& line, std::string& out) {
-    const char quote = src_[pos++];
-    while (true) {
-      if (pos >= src_.size()) fail(line, "unterminated string");
-      const char c = src_[pos];
-      if (c == quote) return pos + 1;
-      if (c == '\n') ++line;
-      if (c != '\\') {
-        out += c;
-        ++pos;
-        continue;
-      }
-      if (pos + 1 >= src_.size()) fail(line, "unterminated string");
-      const char e = src_[pos + 1];
-      pos += 2;
-      auto hex = [&](int digits) {
-        if (pos + digits > src_.size()) fail(line, "truncated \\x / \\u escape");
-        const char32_t cp = static_cast<char32_t>(std::strtoul(src_.substr(pos, digits).c_str(), nullptr, 16));
-        pos += digits;
-        append_utf8(out, cp);
-      };
-      switch (e) {
-        case 'n':
-          out += '\n';
-          break;
-        case 't':
-          out += '\t';
-          break;
-        case 'r':
-          out += '\r';
-          break;
-        case '\\':
-          out += '\\';
-          break;
-        case '\'':
-          out += '\'';
-          break;
-        case '"':
-          out += '"';
-          break;
-        case 'a':
-          out += '\a';
-          break;
-        case 'b':
-          out += '\b';
-          break;
-        case 'f':
-          out += '\f';
-          break;
-        case 'v':
-          out += '\v';
-          break;
-        case '0':
-          out += '\0';
-          break;
-        case '\n':
-          ++line;
-          break;  // line continuation
-        case 'x':
-          hex(2);
-          break;
-        case 'u':
-          hex(4);
-          break;
-        case 'U':
-          hex(8);
-          break;
-        default:
-          out += '\\';
-          out += e;
-      }
+    int newlines = 0;
+    try {
+      pos = read_python_string(src_, pos, out, &newlines);
+    } catch (const UserError& e) {
+      fail(line + newlines, e.what());
     }
+    line += newlines;
+    return pos;
   }
 
   std::string src_, origin_;
@@ -2900,6 +2837,83 @@ void append_utf8(std::string& out, char32_t cp) {
     out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
     out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
     out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+size_t read_python_string(const std::string& text, size_t pos, std::string& out, int* newlines) {
+  const char quote = text[pos++];
+  while (true) {
+    if (pos >= text.size()) throw UserError("unterminated string");
+    const char c = text[pos];
+    if (c == quote) return pos + 1;
+    if (c == '\n') ++*newlines;
+    if (c != '\\') {
+      out += c;
+      ++pos;
+      continue;
+    }
+    if (pos + 1 >= text.size()) throw UserError("unterminated string");
+    const char e = text[pos + 1];
+    pos += 2;
+    auto hex = [&](size_t digits) {
+      if (pos + digits > text.size()) throw UserError("truncated \\x / \\u escape");
+      for (size_t d = 0; d < digits; ++d)
+        if (!std::isxdigit(static_cast<unsigned char>(text[pos + d]))) throw UserError("truncated \\x / \\u escape");
+      const auto cp = static_cast<char32_t>(std::strtoul(text.substr(pos, digits).c_str(), nullptr, 16));
+      if (cp > 0x10FFFF) throw UserError("illegal Unicode character in an escape");
+      pos += digits;
+      append_utf8(out, cp);
+    };
+    switch (e) {
+      case 'n':
+        out += '\n';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      case '\\':
+        out += '\\';
+        break;
+      case '\'':
+        out += '\'';
+        break;
+      case '"':
+        out += '"';
+        break;
+      case 'a':
+        out += '\a';
+        break;
+      case 'b':
+        out += '\b';
+        break;
+      case 'f':
+        out += '\f';
+        break;
+      case 'v':
+        out += '\v';
+        break;
+      case '0':
+        out += '\0';
+        break;
+      case '\n':
+        ++*newlines;
+        break;  // line continuation
+      case 'x':
+        hex(2);
+        break;
+      case 'u':
+        hex(4);
+        break;
+      case 'U':
+        hex(8);
+        break;
+      default:
+        out += '\\';
+        out += e;
+    }
   }
 }
 

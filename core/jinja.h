@@ -61,6 +61,14 @@ class JinjaTemplate {
 // Appends a code point's UTF-8 bytes.
 void append_utf8(std::string& out, char32_t code_point);
 
+// A Python string literal whose opening quote is text[pos]: its body appended to `out` with the
+// escapes decoded as Python decodes them (\n \t \r \\ \' \" \a \b \f \v \0, \xNN, \uNNNN,
+// \UNNNNNNNN; backslash-newline continues the line; other escapes kept as written). Returns the index
+// after the closing quote and adds the newlines read to *newlines. UserError (without a location:
+// callers add theirs) when it is unterminated or an escape is malformed. Jinja's string literals
+// and the Python lists lm-eval templates print (ast.literal_eval) are both read with it.
+size_t read_python_string(const std::string& text, size_t pos, std::string& out, int* newlines);
+
 // Python's str.lower() / str.upper() as the engine applies them (Unicode simple case mappings).
 std::string python_lower(const std::string& text);
 std::string python_upper(const std::string& text);

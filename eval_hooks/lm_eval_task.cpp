@@ -356,62 +356,14 @@ class PythonLiteral {
     }
   }
   ordered_json parse_string() {
-    const char quote = s_[at_++];
     std::string out;
-    while (true) {
-      if (at_ >= s_.size()) error("unclosed string");
-      const char c = s_[at_++];
-      if (c == quote) return out;
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (at_ >= s_.size()) error("unclosed string");
-      const char e = s_[at_++];
-      auto hex = [&](int digits) {
-        if (at_ + static_cast<size_t>(digits) > s_.size()) error("short escape");
-        for (int d = 0; d < digits; ++d)
-          if (!std::isxdigit(static_cast<unsigned char>(s_[at_ + static_cast<size_t>(d)]))) error("bad escape");
-        const uint32_t cp = static_cast<uint32_t>(std::stoul(s_.substr(at_, static_cast<size_t>(digits)), nullptr, 16));
-        at_ += static_cast<size_t>(digits);
-        append_utf8(out, cp);
-      };
-      switch (e) {
-        case 'n':
-          out += '\n';
-          break;
-        case 't':
-          out += '\t';
-          break;
-        case 'r':
-          out += '\r';
-          break;
-        case '0':
-          out += '\0';
-          break;
-        case '\\':
-          out += '\\';
-          break;
-        case '\'':
-          out += '\'';
-          break;
-        case '"':
-          out += '"';
-          break;
-        case 'x':
-          hex(2);
-          break;
-        case 'u':
-          hex(4);
-          break;
-        case 'U':
-          hex(8);
-          break;
-        default:
-          out += '\\';
-          out += e;  // Python keeps an unknown escape as written
-      }
+    int newlines = 0;
+    try {
+      at_ = read_python_string(s_, at_, out, &newlines);
+    } catch (const UserError& e) {
+      error(e.what());
     }
+    return out;
   }
 
   const std::string& s_;

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets in tests/fuzz with clang + AddressSanitizer + UBSan and runs each for
 # N seconds (default 60): the parsers of safetensors, the tokenizer, config.json, recipes (with
-# their validation), variant matrices and JSONL data of every kind. Crashes are written to
+# their validation), variant matrices, JSONL data of every kind (rendered with the tokenizer's chat
+# template) and Jinja templates. Crashes are written to
 # fuzz-corpus/<target>/crash-*; add each as a regression test. Usage: fuzz.sh [SECONDS] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
-targets=${*:-safetensors tokenizer config recipe matrix jsonl}
+targets=${*:-safetensors tokenizer config recipe matrix jsonl jinja}
 out=build-fuzz
 mkdir -p "$out"
 flags="-std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I."
@@ -20,6 +21,17 @@ build() {  # target, sources and libraries
   shift
   echo "fuzz: building fuzz_$name"
   clang++ $flags "tests/fuzz/fuzz_$name.cpp" "$@" -o "$out/fuzz_$name"
+}
+
+# The chat templates CMake compiles in (models/chat_templates.cpp.in), generated the same way here.
+chat_templates() {
+  {
+    printf '#include "models/chat_templates.h"\nnamespace posttrain {\nconst char* qwen3_training_chat_template() {\n'
+    printf '  return R"posttrain_jinja('
+    cat models/chat_templates/qwen3_training.jinja
+    printf ')posttrain_jinja";\n}\n}  // namespace posttrain\n'
+  } > "$out/chat_templates.cpp"
+  echo "$out/chat_templates.cpp"
 }
 
 seed() {  # target, then files copied into its corpus
@@ -58,13 +70,18 @@ for target in $targets; do
       seed matrix recipes/matrices/*.yaml
       ;;
     jsonl)
-      build jsonl datasets/sft_data.cpp models/chat.cpp models/tokenizer.cpp core/error.cpp core/files.cpp \
+      build jsonl datasets/sft_data.cpp models/chat.cpp "$(chat_templates)" models/tokenizer.cpp core/jinja.cpp \
+        core/python_re.cpp core/error.cpp core/files.cpp \
         $(pkg-config --cflags --libs hdf5-serial 2>/dev/null || echo -I/usr/include/hdf5/serial -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5) \
         -lhdf5_cpp $text_libs
       seed jsonl recipes/data/*.jsonl
       ;;
+    jinja)
+      build jinja core/jinja.cpp core/python_re.cpp core/error.cpp $text_libs
+      seed jinja models/chat_templates/qwen3_training.jinja
+      ;;
     *)
-      echo "fuzz: unknown target $target (known: safetensors tokenizer config recipe matrix jsonl)" >&2
+      echo "fuzz: unknown target $target (known: safetensors tokenizer config recipe matrix jsonl jinja)" >&2
       exit 2
       ;;
   esac

@@ -180,6 +180,9 @@ TEST_CASE("Python's float repr: shortest round-trip digits and repr's notation s
 TEST_CASE("a template outside the supported subset fails with its origin and line, never as text", "[core][jinja]") {
   const ordered_json none = ordered_json::object();
   CHECK(user_error_of([&] { render("a\n{{ x | nope }}", none); }) == "t.jinja:2: no filter named 'nope'");
+  // A malformed escape in a string literal is an error, as jinja2's unicode-escape decoding raises.
+  CHECK(user_error_of([&] { render("a\n{{ '\\xZZ' }}", none); }) == "t.jinja:2: truncated \\x / \\u escape");
+  CHECK(render("{{ '\\x41\\u00e9\\U0001F642\\q' }}", none) == "A\u00e9\U0001F642\\q");
   // regex_replace is lm-eval's own filter: jinja2 (and so a chat template) has none.
   CHECK(user_error_of([&] { render("{{ 'a' | regex_replace('a', 'b') }}", none); }) ==
         "t.jinja:1: no filter named 'regex_replace'");
