@@ -16,12 +16,6 @@ namespace posttrain {
 
 namespace {
 
-std::string trim(const std::string& text) {
-  const size_t first = text.find_first_not_of(" \t\r\n");
-  if (first == std::string::npos) return "";
-  return text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
-}
-
 // Python's str.strip() / lstrip() with no argument: Unicode whitespace; ASCII's is what answers hold.
 std::string python_strip(const std::string& text, bool right) {
   const char* space = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f";
@@ -131,7 +125,8 @@ class GenerationSuite : public EvalSuite, public ResponseScorer {
     const std::string filtered = apply_filters(pipeline, answer);
     double best = 0;
     for (const auto& target : item.targets)
-      best = std::max(best, metric_score(metric, filtered, style_.trim_references ? trim(target) : target));
+      best =
+          std::max(best, metric_score(metric, filtered, style_.trim_references ? python_strip(target, true) : target));
     return best;
   }
 

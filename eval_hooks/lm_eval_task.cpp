@@ -12,6 +12,7 @@
 #include "core/files.h"
 #include "core/jinja.h"
 #include "core/python_re.h"
+#include "core/recipe.h"
 #include "datasets/sft_data.h"
 
 namespace fs = std::filesystem;
@@ -64,21 +65,18 @@ void refuse_python_hooks(const YAML::Node& node, const std::string& file) {
     for (const auto& item : node) refuse_python_hooks(item, file);
 }
 
-std::string relative_to(const std::string& file, const std::string& path) {
-  return fs::path(path).is_absolute() ? path : (fs::path(file).parent_path() / path).lexically_normal().string();
-}
-
 // Paths are relative to the file that names them, even when another file includes it.
 void resolve_data_paths(YAML::Node& task, const std::string& file) {
-  if (task["dataset"] && task["dataset"].IsScalar()) task["dataset"] = relative_to(file, task["dataset"].Scalar());
+  if (task["dataset"] && task["dataset"].IsScalar())
+    task["dataset"] = resolve_recipe_path(file, task["dataset"].Scalar());
   YAML::Node kwargs = task["dataset_kwargs"];
   if (!kwargs || !kwargs.IsMap() || !kwargs["data_files"]) return;
   YAML::Node files = kwargs["data_files"];
   auto resolve = [&](YAML::Node n) {
-    if (n.IsScalar()) n = relative_to(file, n.Scalar());
+    if (n.IsScalar()) n = resolve_recipe_path(file, n.Scalar());
     if (n.IsSequence())
       for (size_t i = 0; i < n.size(); ++i)
-        if (n[i].IsScalar()) n[i] = relative_to(file, n[i].Scalar());
+        if (n[i].IsScalar()) n[i] = resolve_recipe_path(file, n[i].Scalar());
   };
   if (files.IsMap())
     for (auto kv : files) resolve(kv.second);
@@ -97,7 +95,7 @@ void load_task_file(const std::string& task_file, TaskKeys& keys, int depth) {
     const std::string at = task_file + ":" + std::to_string(include.Mark().line + 1);
     if (!include.IsScalar()) fail(at, "include must be the path of one task file");
     if (depth >= 8) fail(at, "include chain is deeper than 8 files (does it loop?)");
-    const std::string parent = relative_to(task_file, include.Scalar());
+    const std::string parent = resolve_recipe_path(task_file, include.Scalar());
     if (!fs::is_regular_file(parent)) fail(at, "included task file " + parent + " not found");
     load_task_file(parent, keys, depth + 1);
   }
